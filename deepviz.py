@@ -1,0 +1,950 @@
+#!/usr/bin/env python3
+"""deepviz: show what a convolutional network sees in a photo.
+
+Loads InceptionV3 (ImageNet weights by default), runs the photo through it once,
+prints the top ImageNet predictions and writes a figure: the photo titled with
+them, then a grid of feature maps for each chosen layer.
+
+The pipeline, in the order it runs:
+    load_image -> preprocess -> build_feature_model -> run_forward_pass
+    -> summarize_layer (statistics, channel ranking) -> draw_figure -> save_figure
+`main(argv)` is a thin command line on top; every step is importable.
+
+TensorFlow, Keras and Matplotlib are imported only when a step needs them, so
+`--help`, `--version` and argument errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import difflib
+import functools
+import itertools
+import json
+import logging
+import math
+import os
+import re
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__version__ = "0.1.0"
+
+# --- Settings ----------------------------------------------------------------
+MODEL_NAME = "InceptionV3"
+INPUT_SIZE = (299, 299)  # (height, width) InceptionV3 takes
+DEFAULT_LAYERS = ("conv2d_1", "mixed0", "mixed3", "mixed7", "mixed10")
+BLOCK_OUTPUTS = tuple(f"mixed{i}" for i in range(11))
+DEFAULT_MAX_MAPS = 64
+DEFAULT_TOP = 3
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_DPI = 100
+DEFAULT_CMAP = "viridis"
+DEFAULT_OUT_DIR = Path("result")
+FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+WEIGHTS_SUFFIXES = (".weights.h5", ".h5")
+NUM_CLASSES = 1000
+DOWNLOAD_TIMEOUT_SECONDS = 30  # per socket operation, so a dead network fails fast
+
+HERE = Path(__file__).resolve().parent
+CLASS_INDEX_PATH = HERE / "deepviz_data" / "imagenet_class_index.json"
+SAMPLE_IMAGE_NAME = "grace_hopper.jpg"
+SAMPLE_IMAGE_DIRS = (HERE / "images", HERE / "deepviz_data" / "images")  # checkout, installed
+
+FIGURE_WIDTH_INCHES = 12.0
+COLORBAR_WIDTH_RATIO = 0.02
+MOSAIC_ASPECT = 4.0  # a layer's grid of tiles aims to be this many times wider than tall
+TILE_GAP = 1  # pixels of background between tiles
+PHOTO_MAX_HEIGHT_INCHES = 5.0
+PHOTO_DISPLAY_MAX_PIXELS = 1600  # longest side of the photo as drawn in the figure
+
+
+class DeepvizError(Exception):
+    """A failure to report as one message on stderr; `exit_status` 1 means runtime."""
+
+    exit_status = 1
+
+
+class UsageError(DeepvizError):
+    """The command line asked for something impossible (exit status 2)."""
+
+    exit_status = 2
+
+
+# --- Load image ---------------------------------------------------------------
+def load_image(path: Path) -> Image.Image:
+    """Read any image Pillow can, apply its EXIF orientation and return it as RGB.
+
+    Animated and multi-page files give their first frame. Pillow's pixel limit
+    (Image.MAX_IMAGE_PIXELS) is enforced before decoding, so a decompression bomb
+    is refused without using its memory.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image = ImageOps.exif_transpose(image)  # also loads the first frame
+                return to_rgb(image)
+    except FileNotFoundError:
+        raise DeepvizError(f"{path}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise DeepvizError(f"{path}: is a directory, expected an image file") from None
+    except PermissionError:
+        raise DeepvizError(f"{path}: permission denied; make the file readable (chmod +r)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise DeepvizError(
+            f"{path}: refused before decoding: {error} "
+            f"Shrink the image below {Image.MAX_IMAGE_PIXELS:,} pixels first."
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+        raise DeepvizError(f"{path}: not a readable image ({error})") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is laid over white."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        grey = np.asarray(image, dtype=np.float64)  # 16/32-bit or float grey
+        top = 255.0 if grey.max(initial=0) <= 255 else 65535.0 if grey.max() <= 65535 else grey.max()
+        grey8 = np.clip(grey * (255.0 / top), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey8, mode="L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def preprocess(photo: Image.Image) -> np.ndarray:
+    """Squash the whole photo to the network's input size and scale pixels to [-1, 1].
+
+    No cropping: a non-square photo is resized to 299x299 without keeping its
+    aspect ratio, as keras.utils.load_img(target_size=...) does.
+    """
+    keras = import_keras()
+    height, width = INPUT_SIZE
+    resized = photo.resize((width, height), Image.Resampling.BILINEAR)
+    pixels = np.asarray(resized, dtype=np.float32).copy()  # (299, 299, 3), a fresh copy
+    return keras.applications.inception_v3.preprocess_input(pixels)
+
+
+# --- Build the network --------------------------------------------------------
+def import_keras():
+    """Import Keras, with TensorFlow's C++ start-up logging kept off the terminal."""
+    if "keras" not in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        with file_descriptor_silenced(2):  # absl logs before TF_CPP_MIN_LOG_LEVEL applies
+            import keras  # noqa: F401
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)  # no retracing warnings
+    import keras
+
+    return keras
+
+
+@contextlib.contextmanager
+def file_descriptor_silenced(descriptor: int):
+    """Send what C code writes to `descriptor` to /dev/null for the duration."""
+    sys.stderr.flush()
+    saved = os.dup(descriptor)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, descriptor)
+        yield
+    finally:
+        os.dup2(saved, descriptor)
+        os.close(saved)
+        os.close(devnull)
+
+
+@dataclasses.dataclass
+class Network:
+    """InceptionV3 with a description of its weights."""
+
+    model: object  # keras.Model
+    weights_label: str  # e.g. "imagenet", "untrained", "backbone.weights.h5"
+    has_classifier: bool  # False for weights saved with include_top=False
+    trained: bool
+
+
+def build_network(weights: str = "imagenet") -> Network:
+    """InceptionV3 with `weights`: "imagenet", "none" or a weights file path.
+
+    Built once per process for each choice (a weights file is reloaded if it changed).
+    """
+    path = Path(weights)
+    stamp = path.stat().st_mtime_ns if weights not in ("imagenet", "none") and path.is_file() else None
+    return build_network_once(weights, stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def build_network_once(weights: str, stamp: int | None) -> Network:
+    """Keras 3 numbers layer names per process, so each build clears the session first:
+    layer names are those of a first build (conv2d, conv2d_1, ...), whatever came before.
+    """
+    if weights == "imagenet":
+        return Network(build_imagenet_model(), "imagenet", has_classifier=True, trained=True)
+    if weights == "none":
+        return Network(build_model(include_top=True), "untrained", has_classifier=True, trained=False)
+    return build_model_from_file(Path(weights))
+
+
+def build_model(include_top: bool, weights=None):
+    keras = import_keras()
+    keras.backend.clear_session()
+    height, width = INPUT_SIZE
+    return keras.applications.InceptionV3(
+        weights=weights, include_top=include_top, input_shape=(height, width, 3)
+    )
+
+
+def build_imagenet_model():
+    """Keras's own download and cache of the ImageNet weights; a clear error offline."""
+    import socket
+
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # Keras prints download progress
+            return build_model(include_top=True, weights="imagenet")
+    except Exception as error:  # Keras raises a bare Exception for a failed fetch
+        if "URL fetch failure" not in str(error) and not isinstance(error, OSError):
+            raise
+        raise DeepvizError(download_failure_message(error)) from None
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
+
+
+def download_failure_message(error: Exception) -> str:
+    found = re.search(r"https?://\S+?(?=:?\s|$)", str(error))
+    url = found.group(0).rstrip(":") if found else "the InceptionV3 ImageNet weights"
+    reason = str(error.__context__ or error).strip()
+    cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+    return (
+        f"could not download the ImageNet weights from {url} ({reason}).\n"
+        f"Keras caches them in {cache} once fetched. Connect to the internet and retry, "
+        f"or pass a local weights file: --weights PATH (.h5 or .weights.h5)."
+    )
+
+
+def build_model_from_file(path: Path) -> Network:
+    """Load a Keras weights file, with the ImageNet classifier head or without it."""
+    check_weights_file(path)
+    errors = []
+    for include_top in (True, False):
+        model = build_model(include_top=include_top)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Keras warns about each skipped sub-container
+                model.load_weights(str(path))
+        except (ValueError, KeyError, TypeError, OSError) as error:
+            errors.append(str(error).strip().splitlines()[0])
+            continue
+        return Network(model, path.name, has_classifier=include_top, trained=True)
+    raise DeepvizError(
+        f"{path}: not {MODEL_NAME} weights; Keras could not load it with the classifier head "
+        f"({errors[0]}) nor without it ({errors[1]}). Pass weights saved from "
+        f"keras.applications.InceptionV3, or --weights imagenet."
+    )
+
+
+def check_weights_file(path: Path) -> None:
+    import h5py
+
+    if not path.name.endswith(WEIGHTS_SUFFIXES):
+        raise UsageError(
+            f"--weights {path}: expected 'imagenet', 'none' or a Keras weights file "
+            f"ending in {' or '.join(WEIGHTS_SUFFIXES)}"
+        )
+    if not path.is_file():
+        reason = "is a directory" if path.is_dir() else "no such file"
+        raise DeepvizError(f"--weights {path}: {reason}; check the path")
+    if not os.access(path, os.R_OK):
+        raise DeepvizError(f"--weights {path}: permission denied; make the file readable")
+    if not h5py.is_hdf5(path):
+        raise DeepvizError(
+            f"--weights {path}: not an HDF5 file, so not Keras weights; "
+            f"pass a .h5 or .weights.h5 file saved by Keras"
+        )
+
+
+# --- Choose layers --------------------------------------------------------------
+def check_layer_names(model, names: Sequence[str]) -> list[str]:
+    """Return `names` without repeats, or raise UsageError for the first unknown one."""
+    known = [layer.name for layer in model.layers]
+    for name in names:
+        if name not in known:
+            raise UsageError(unknown_layer_message(name, known))
+    return list(dict.fromkeys(names))
+
+
+def unknown_layer_message(name: str, known: Sequence[str]) -> str:
+    by_case = [layer for layer in known if layer.lower() == name.lower()]
+    close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
+    suggestions = list(dict.fromkeys(by_case + close))
+    message = f"{MODEL_NAME} has no layer {name!r}"
+    if suggestions:
+        message += "; did you mean " + " or ".join(repr(s) for s in suggestions) + "?"
+    if Path(name).exists():
+        message += f" ({name!r} is a file: put images before --layers, or end the layer list with --)"
+    return message + f" Run `deepviz --list-layers` to see all {len(known)} layers."
+
+
+def describe_layers(model) -> list[str]:
+    """One line per layer: index, name, type, output shape; block outputs marked."""
+    lines = []
+    for index, layer in enumerate(model.layers):
+        shape = tuple(layer.output.shape[1:])
+        mark = "  <- block output" if layer.name in BLOCK_OUTPUTS else ""
+        lines.append(f"{index:4d}  {layer.name:<26} {type(layer).__name__:<24} {shape}{mark}")
+    return lines
+
+
+# --- One forward pass -----------------------------------------------------------
+def build_feature_model(network: Network, layer_names: Sequence[str]):
+    """One Keras model whose outputs are {layer name: maps} plus "predictions"."""
+    keras = import_keras()
+    model = network.model
+    outputs = {name: model.get_layer(name).output for name in layer_names}
+    if network.has_classifier:
+        outputs["predictions"] = model.output  # (batch, 1000) softmax
+    return keras.Model(model.input, outputs)
+
+
+def run_forward_pass(feature_model, batch: np.ndarray) -> dict[str, np.ndarray]:
+    """Maps of every chosen layer (and predictions) for a batch, as NumPy arrays."""
+    return feature_model.predict_on_batch(batch)
+
+
+# --- Predictions ----------------------------------------------------------------
+def load_class_names(path: Path = CLASS_INDEX_PATH) -> list[str]:
+    """ImageNet class names by index, from the class index shipped with deepviz."""
+    index = json.loads(path.read_text(encoding="utf-8"))
+    return [index[str(i)][1] for i in range(len(index))]
+
+
+def top_predictions(probabilities: np.ndarray, class_names: Sequence[str], k: int):
+    """[(class name, probability)] for the k most probable classes, most probable first."""
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return [(class_names[i], float(probabilities[i])) for i in order]
+
+
+def format_predictions(predictions) -> list[str]:
+    width = max(len(name) for name, _ in predictions)
+    return [
+        f"{rank}. {name:<{width}}  {probability * 100:.2f}%"
+        for rank, (name, probability) in enumerate(predictions, start=1)
+    ]
+
+
+# --- Rank channels and summarise a layer ----------------------------------------
+def rank_by_mean(maps: np.ndarray) -> np.ndarray:
+    return np.argsort(-maps.mean(axis=(0, 1)), kind="stable")
+
+
+def rank_by_max(maps: np.ndarray) -> np.ndarray:
+    return np.argsort(-maps.max(axis=(0, 1)), kind="stable")
+
+
+def rank_by_index(maps: np.ndarray) -> np.ndarray:
+    return np.arange(maps.shape[-1])
+
+
+RANKINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "mean": rank_by_mean,
+    "max": rank_by_max,
+    "index": rank_by_index,
+}
+RANKING_PHRASES = {"mean": "ranked by mean activation", "max": "ranked by max activation", "index": "in index order"}
+
+
+@dataclasses.dataclass
+class LayerSummary:
+    """What is printed and drawn for one layer of one image."""
+
+    name: str
+    shape: tuple  # per image, e.g. (17, 17, 768) or (2048,)
+    minimum: float
+    mean: float
+    maximum: float
+    zeros: float  # fraction of exactly-zero activations
+    dead: int  # channels constant over the whole map (spatial layers only)
+    channels: np.ndarray  # indices drawn, in drawing order
+    maps: np.ndarray  # (H, W, len(channels)) maps drawn, or (C,) values of a vector layer
+    ranking: str
+
+    @property
+    def is_spatial(self) -> bool:
+        return len(self.shape) == 3
+
+
+def summarize_layer(name: str, maps: np.ndarray, max_maps: int | None, ranking: str) -> LayerSummary:
+    """Statistics of one image's layer output and the channels to draw, in rank order.
+
+    `maps` is (H, W, C) for a convolutional layer or (C,) for a vector layer.
+    Only the drawn channels are kept, so memory does not grow with the layer size.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    spatial = maps.ndim == 3
+    if spatial:
+        flat = maps.reshape(-1, maps.shape[-1])
+        dead = int(np.count_nonzero(flat.max(axis=0) == flat.min(axis=0)))
+        order = RANKINGS[ranking](maps)
+        channels = order if max_maps is None else order[:max_maps]
+        kept = maps[:, :, channels]  # (H, W, n)
+    else:
+        dead = 0
+        channels = np.arange(maps.shape[-1])
+        kept = maps
+    return LayerSummary(
+        name=name,
+        shape=tuple(maps.shape),
+        minimum=float(maps.min()),
+        mean=float(maps.mean(dtype=np.float64)),
+        maximum=float(maps.max()),
+        zeros=float(np.count_nonzero(maps == 0) / maps.size),
+        dead=dead,
+        channels=np.asarray(channels),
+        maps=kept,
+        ranking=ranking,
+    )
+
+
+def format_layer_line(summary: LayerSummary) -> str:
+    line = (
+        f"{summary.name} {summary.shape}: min {summary.minimum:.4g} mean {summary.mean:.4g} "
+        f"max {summary.maximum:.4g} zeros {summary.zeros * 100:.1f}%"
+    )
+    return line + (f" dead {summary.dead}" if summary.is_spatial else "")
+
+
+def channel_phrase(summary: LayerSummary) -> str:
+    total = summary.shape[-1]
+    drawn = len(summary.channels)
+    if drawn == total and summary.ranking == "index":
+        return f"all {total} channels"
+    if drawn == total:
+        return f"all {total} channels, {RANKING_PHRASES[summary.ranking]}"
+    return f"{drawn} of {total} channels, {RANKING_PHRASES[summary.ranking]}"
+
+
+# --- Scale tiles ----------------------------------------------------------------
+@dataclasses.dataclass
+class ScaledTiles:
+    tiles: np.ndarray  # (H, W, n), ready for imshow with vmin/vmax below
+    vmin: float
+    vmax: float
+    colorbar_label: str
+    colorbar_ticks: dict  # {value: label}; empty for a plain numeric colour bar
+
+
+def scale_each_channel(maps: np.ndarray, layer: LayerSummary) -> ScaledTiles:
+    """Each tile from its own minimum (0) to its own maximum (1); a constant tile is 0."""
+    low = maps.min(axis=(0, 1), keepdims=True)
+    span = maps.max(axis=(0, 1), keepdims=True) - low
+    tiles = (maps - low) / np.where(span > 0, span, 1.0)
+    return ScaledTiles(tiles, 0.0, 1.0, "each tile: its own min to max", {0.0: "tile min", 1.0: "tile max"})
+
+
+def scale_whole_layer(maps: np.ndarray, layer: LayerSummary) -> ScaledTiles:
+    """All tiles on one scale: the layer's minimum to maximum activation."""
+    vmax = layer.maximum if layer.maximum > layer.minimum else layer.minimum + 1.0
+    return ScaledTiles(maps, layer.minimum, vmax, "activation (one scale for the layer)", {})
+
+
+NORMALISATIONS: dict[str, Callable[[np.ndarray, LayerSummary], ScaledTiles]] = {
+    "channel": scale_each_channel,
+    "layer": scale_whole_layer,
+}
+NORMALISATION_PHRASES = {"channel": "each tile scaled to its own range", "layer": "one scale for the layer"}
+
+
+def compose_mosaic(tiles: np.ndarray, columns: int) -> np.ma.MaskedArray:
+    """Lay (H, W, n) tiles out row by row in one 2-D array; gaps and empty slots masked."""
+    height, width, count = tiles.shape
+    rows = math.ceil(count / columns)
+    slots = np.zeros((rows * columns, height + TILE_GAP, width + TILE_GAP), dtype=np.float32)
+    empty = np.ones_like(slots, dtype=bool)
+    slots[:count, :height, :width] = np.moveaxis(tiles, -1, 0)
+    empty[:count, :height, :width] = False
+    # (rows, columns, H+gap, W+gap) -> (rows, H+gap, columns, W+gap) -> one image
+    shape = (rows * (height + TILE_GAP), columns * (width + TILE_GAP))
+    mosaic = slots.reshape(rows, columns, height + TILE_GAP, width + TILE_GAP).transpose(0, 2, 1, 3)
+    mask = empty.reshape(rows, columns, height + TILE_GAP, width + TILE_GAP).transpose(0, 2, 1, 3)
+    cropped = (slice(0, shape[0] - TILE_GAP), slice(0, shape[1] - TILE_GAP))
+    return np.ma.MaskedArray(mosaic.reshape(shape)[cropped], mask=mask.reshape(shape)[cropped])
+
+
+def mosaic_columns(count: int, height: int, width: int) -> int:
+    """Columns that make the grid about MOSAIC_ASPECT times wider than tall."""
+    columns = max(1, math.ceil(math.sqrt(count * MOSAIC_ASPECT * height / width)))
+    columns = min(columns, count)
+    rows = math.ceil(count / columns)
+    return math.ceil(count / rows)
+
+
+# --- Draw -------------------------------------------------------------------------
+@dataclasses.dataclass
+class FigureText:
+    """Words on the figure that depend on the run, not on a layer."""
+
+    photo_title: str
+    norm: str
+    cmap: str
+
+
+def photo_title(image_name: str, photo: Image.Image, network: Network, predictions) -> str:
+    size = f"{image_name} ({photo.width}×{photo.height})"
+    if not network.has_classifier:
+        return f"{size}\npredictions unavailable: weights {network.weights_label} have no classifier head"
+    ranked = "   ".join(f"{rank}. {name} {p * 100:.1f}%" for rank, (name, p) in enumerate(predictions, 1))
+    if not network.trained:
+        return f"{size}\nuntrained network (random weights): {ranked}"
+    return f"{size}\n{ranked}"
+
+
+def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], text: FigureText):
+    """A Matplotlib Figure: the photo on top, then one panel per layer."""
+    from matplotlib.figure import Figure
+
+    display = photo.copy()
+    display.thumbnail((PHOTO_DISPLAY_MAX_PIXELS, PHOTO_DISPLAY_MAX_PIXELS))
+    panel_width = FIGURE_WIDTH_INCHES * (1 - COLORBAR_WIDTH_RATIO) - 1.0
+    photo_height = min(PHOTO_MAX_HEIGHT_INCHES, panel_width * display.height / display.width)
+    mosaics = [layer_mosaic(layer, text.norm) for layer in layers]
+    heights = [max(photo_height, 0.3) + 0.8] + [panel_height(m, panel_width) for m in mosaics]
+
+    figure = Figure(figsize=(FIGURE_WIDTH_INCHES, sum(heights)), layout="constrained")
+    grid = figure.add_gridspec(
+        len(heights), 2, height_ratios=heights, width_ratios=[1 - COLORBAR_WIDTH_RATIO, COLORBAR_WIDTH_RATIO]
+    )
+    photo_axes = figure.add_subplot(grid[0, :])
+    photo_axes.imshow(np.asarray(display), aspect="equal", interpolation="antialiased")
+    photo_axes.set_title(text.photo_title, fontsize=11)
+    photo_axes.set_axis_off()
+    for row, (layer, mosaic) in enumerate(zip(layers, mosaics), start=1):
+        axes, colorbar_axes = figure.add_subplot(grid[row, 0]), figure.add_subplot(grid[row, 1])
+        if layer.is_spatial:
+            draw_tiles(figure, axes, colorbar_axes, layer, mosaic, text)
+        else:
+            draw_vector(axes, colorbar_axes, layer)
+    return figure
+
+
+def layer_mosaic(layer: LayerSummary, norm: str):
+    """(mosaic, scaled tiles, columns) for a spatial layer; None for a vector layer."""
+    if not layer.is_spatial:
+        return None
+    scaled = NORMALISATIONS[norm](layer.maps, layer)
+    height, width, count = scaled.tiles.shape
+    columns = mosaic_columns(count, height, width)
+    return compose_mosaic(scaled.tiles, columns), scaled, columns
+
+
+def panel_height(mosaic, panel_width: float) -> float:
+    title_space = 0.75
+    if mosaic is None:
+        return 2.2 + title_space
+    image = mosaic[0]
+    return panel_width * image.shape[0] / image.shape[1] + title_space
+
+
+def draw_tiles(figure, axes, colorbar_axes, layer: LayerSummary, mosaic, text: FigureText) -> None:
+    """The layer's tiles as one image, each tile labelled with its channel index."""
+    import matplotlib
+
+    image, scaled, columns = mosaic
+    colormap = matplotlib.colormaps[text.cmap].with_extremes(bad="white")
+    artist = axes.imshow(
+        image, cmap=colormap, vmin=scaled.vmin, vmax=scaled.vmax, aspect="equal", interpolation="nearest"
+    )
+    axes.set_axis_off()
+    axes.set_title(
+        f"{layer.name} {layer.shape}: {channel_phrase(layer)}; "
+        f"{NORMALISATION_PHRASES[text.norm]}; {layer.dead} dead (constant) channels",
+        fontsize=10,
+    )
+    label_tiles(axes, layer.channels, columns, scaled.tiles.shape[:2])
+    colorbar = figure.colorbar(artist, cax=colorbar_axes)
+    colorbar.set_label(scaled.colorbar_label, fontsize=8)
+    if scaled.colorbar_ticks:
+        colorbar.set_ticks(list(scaled.colorbar_ticks), labels=list(scaled.colorbar_ticks.values()))
+    colorbar.ax.tick_params(labelsize=7)
+
+
+def label_tiles(axes, channels: np.ndarray, columns: int, tile_shape: tuple) -> None:
+    height, width = tile_shape
+    rows = math.ceil(len(channels) / columns)
+    axes_width_points = axes.get_position().width * axes.figure.get_figwidth() * 72
+    tile_points = axes_width_points / columns if rows else axes_width_points
+    fontsize = float(np.clip(tile_points * 0.28, 2.5, 8))
+    for slot, channel in enumerate(channels):
+        row, column = divmod(slot, columns)
+        axes.text(
+            column * (width + TILE_GAP) - 0.5,
+            row * (height + TILE_GAP) - 0.5,
+            str(channel),
+            fontsize=fontsize,
+            color="white",
+            va="top",
+            ha="left",
+            bbox={"boxstyle": "square,pad=0.1", "facecolor": "black", "alpha": 0.55, "linewidth": 0},
+        )
+
+
+def draw_vector(axes, colorbar_axes, layer: LayerSummary) -> None:
+    """A layer without spatial maps, shape (C,): one bar per channel value."""
+    values = layer.maps
+    axes.vlines(np.arange(len(values)), 0, values, linewidth=max(0.2, min(1.5, 300 / len(values))))
+    axes.axhline(0, color="grey", linewidth=0.5)
+    axes.set_xlim(-0.5, len(values) - 0.5)
+    axes.set_xlabel("channel", fontsize=8)
+    axes.set_ylabel("activation", fontsize=8)
+    axes.tick_params(labelsize=7)
+    axes.set_title(f"{layer.name} {layer.shape}: all {len(values)} values (no spatial maps)", fontsize=10)
+    colorbar_axes.set_axis_off()
+
+
+# --- Save -------------------------------------------------------------------------
+def save_figure(figure, path: Path, dpi: int) -> None:
+    """Write atomically: a temporary file beside `path`, then a rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    file_format = path.suffix.lower().lstrip(".")
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            figure.savefig(stream, format=file_format, dpi=dpi)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o666 & ~current_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# --- Inputs and outputs -----------------------------------------------------------
+def expand_inputs(inputs: Sequence[str], recursive: bool) -> list[Path]:
+    """Image paths from files and directories (a directory gives its images, sorted)."""
+    paths = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DeepvizError(f"{path}: directory holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            paths.extend(found)
+        else:
+            paths.append(path)
+    return paths
+
+
+def sample_image() -> Path:
+    for folder in SAMPLE_IMAGE_DIRS:
+        if (folder / SAMPLE_IMAGE_NAME).is_file():
+            return folder / SAMPLE_IMAGE_NAME
+    raise UsageError(f"no IMAGE given and the sample photo {SAMPLE_IMAGE_NAME} is missing; pass an image path")
+
+
+def figure_paths(images: Sequence[Path], out: str | None) -> list[Path]:
+    """Where each image's figure goes; two images with one stem get distinct names."""
+    if out is not None and not is_directory_target(out):
+        if len(images) > 1:
+            raise UsageError(f"--out {out} names one file but {len(images)} images were given; pass a directory")
+        return [Path(out)]
+    folder = Path(out) if out is not None else DEFAULT_OUT_DIR
+    paths, taken = [], set()
+    for image in images:
+        name, number = f"{image.stem}.png", 2
+        while name in taken:
+            name, number = f"{image.stem}-{number}.png", number + 1
+        taken.add(name)
+        paths.append(folder / name)
+    return paths
+
+
+def is_directory_target(out: str) -> bool:
+    return Path(out).is_dir() or out.endswith(("/", os.sep)) or not Path(out).suffix
+
+
+def check_out_path(out: str | None) -> None:
+    if out is None or is_directory_target(out):
+        return
+    suffix = Path(out).suffix.lower().lstrip(".")
+    if suffix not in FIGURE_FORMATS:
+        raise UsageError(
+            f"--out {out}: unsupported figure format '.{suffix}'; use one of "
+            + ", ".join(f".{f}" for f in FIGURE_FORMATS)
+        )
+
+
+# --- Command line -----------------------------------------------------------------
+def positive_int(low: int, high: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+def max_maps_value(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1 or 'all', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1 or 'all', got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepviz",
+        description=(
+            "Show what InceptionV3 sees in a photo: print its top ImageNet predictions and "
+            "draw the feature maps of chosen layers, from one forward pass. "
+            f"Each photo is resized to {INPUT_SIZE[1]}x{INPUT_SIZE[0]} without cropping "
+            "(squashed if it is not square); the figure shows it at its own aspect ratio."
+        ),
+        epilog="Exit status: 0 done, 1 runtime failure (download, unreadable input, write error), "
+        "2 usage error, 130 interrupted.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "images",
+        nargs="*",
+        metavar="IMAGE",
+        help=f"image files or directories of images (default: the sample photo images/{SAMPLE_IMAGE_NAME})",
+    )
+    parser.add_argument(
+        "--layers",
+        nargs="+",
+        default=list(DEFAULT_LAYERS),
+        metavar="NAME",
+        help="layers to draw, early to late (see --list-layers)",
+    )
+    parser.add_argument("--list-layers", action="store_true", help="print every layer of the model and exit")
+    parser.add_argument(
+        "--weights",
+        default="imagenet",
+        metavar="imagenet|none|PATH",
+        help="'imagenet' (Keras downloads and caches them), 'none' (random, untrained) or a "
+        "local Keras weights file (.h5 or .weights.h5; one saved without the classifier head "
+        "draws maps without predictions)",
+    )
+    parser.add_argument("--top", type=positive_int(1, NUM_CLASSES), default=DEFAULT_TOP, metavar="K",
+                        help=f"how many predictions to print (1 to {NUM_CLASSES})")
+    parser.add_argument("--max-maps", type=max_maps_value, default=DEFAULT_MAX_MAPS, metavar="N|all",
+                        help="channels drawn per layer, the highest-ranked first")
+    parser.add_argument("--rank", choices=list(RANKINGS), default="mean",
+                        help="order of channels: by mean or max activation, or by channel index")
+    parser.add_argument("--norm", choices=list(NORMALISATIONS), default="channel",
+                        help="tile scaling: 'channel' (each tile its own min to max) or 'layer' (one scale per layer)")
+    parser.add_argument("--cmap", default=DEFAULT_CMAP, help="any Matplotlib colormap name")
+    parser.add_argument("--dpi", type=positive_int(10, 1200), default=DEFAULT_DPI,
+                        help="figure resolution in dots per inch (10 to 1200)")
+    parser.add_argument("--out", metavar="PATH",
+                        help=f"figure file (.{', .'.join(FIGURE_FORMATS)}) or directory "
+                        f"(default: {DEFAULT_OUT_DIR}/<image stem>.png)")
+    parser.add_argument("--recursive", action="store_true", help="look for images in subdirectories too")
+    parser.add_argument("--batch-size", type=positive_int(1, 1024), default=DEFAULT_BATCH_SIZE, metavar="N",
+                        help="images per forward pass")
+    parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def check_cmap(parser: argparse.ArgumentParser, name: str) -> None:
+    import matplotlib
+
+    if name not in matplotlib.colormaps:
+        close = difflib.get_close_matches(name, list(matplotlib.colormaps), n=3)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        parser.error(f"argument --cmap: unknown colormap {name!r}{hint} (see matplotlib.colormaps)")
+
+
+class Reporter:
+    """Progress on stderr (silenced by --quiet); results on stdout."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def status(self, message: str) -> None:
+        if not self.quiet:
+            print(f"deepviz: {message}", file=sys.stderr, flush=True)
+
+    def progress(self, total: int):
+        """A rich progress bar over the images, when there is more than one."""
+        if self.quiet or total < 2:
+            return contextlib.nullcontext(None)
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        return Progress(
+            TextColumn("drawing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=False,
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # --help, --version, usage errors
+        return int(exit.code or 0)
+    reporter = Reporter(args.quiet)
+    try:
+        if args.list_layers:
+            return list_layers(args, reporter)
+        check_out_path(args.out)
+        check_cmap(parser, args.cmap)
+        return visualize(args, reporter)
+    except SystemExit as exit:  # parser.error from a late check
+        return int(exit.code or 0)
+    except DeepvizError as error:
+        print(f"deepviz: error: {error}", file=sys.stderr)
+        return error.exit_status
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("deepviz: error: out of memory; draw fewer layers, lower --max-maps or --batch-size", file=sys.stderr)
+        return 1
+
+
+def list_layers(args, reporter: Reporter) -> int:
+    weights = args.weights if args.weights not in ("imagenet", "none") else "none"
+    reporter.status(f"building {MODEL_NAME}")
+    network = build_network(weights)
+    for line in describe_layers(network.model):
+        print(line)
+    return 0
+
+
+def visualize(args, reporter: Reporter) -> int:
+    image_paths = expand_inputs(args.images, args.recursive) if args.images else [sample_image()]
+    out_paths = figure_paths(image_paths, args.out)
+    batch_size = min(args.batch_size, len(image_paths))
+    failures = FailureLog(several=len(image_paths) > 1)
+    batches = load_batches(image_paths, batch_size, failures)
+    first_batch = next(batches)  # read before building the network: a bad photo fails at once
+
+    reporter.status(f"building {MODEL_NAME} (weights: {args.weights})")
+    network = build_network(args.weights)
+    layer_names = check_layer_names(network.model, args.layers)
+    feature_model = build_feature_model(network, layer_names)
+    class_names = load_class_names() if network.has_classifier else None
+
+    with reporter.progress(len(image_paths)) as progress:
+        task = progress.add_task("drawing", total=len(image_paths)) if progress else None
+        for positions, photos in itertools.chain([first_batch], batches):
+            if photos:
+                results = analyse_batch(feature_model, [photo for _, photo in photos], batch_size, layer_names,
+                                        class_names, args)
+                for (index, photo), (predictions, layers) in zip(photos, results):
+                    path = image_paths[index]
+                    failures.attempt(path, report_image, path, photo, network, predictions, layers,
+                                     out_paths[index], args, failures.several)
+            if progress:
+                progress.advance(task, len(positions))
+    if failures.several:
+        drawn = len(image_paths) - len(failures.paths)
+        failed = f"; failed: {', '.join(map(str, failures.paths))}" if failures.paths else ""
+        print(f"{drawn} of {len(image_paths)} images drawn{failed}")
+    return 1 if failures.paths else 0
+
+
+class FailureLog:
+    """Images that failed: with several images each is reported and the run goes on; with one, it stops."""
+
+    def __init__(self, several: bool):
+        self.several = several
+        self.paths: list[Path] = []
+
+    def attempt(self, path: Path, step, *step_args):
+        try:
+            return step(*step_args)
+        except DeepvizError as error:
+            if not self.several:
+                raise
+            self.paths.append(path)
+            print(f"deepviz: error: {error}", file=sys.stderr, flush=True)
+            return None
+
+
+def load_batches(image_paths: Sequence[Path], batch_size: int, failures: FailureLog):
+    """Yield (positions, [(position, photo)]) per batch; unreadable images are left out."""
+    for start in range(0, len(image_paths), batch_size):
+        positions = range(start, min(start + batch_size, len(image_paths)))
+        photos = [(i, failures.attempt(image_paths[i], load_image, image_paths[i])) for i in positions]
+        yield positions, [(i, photo) for i, photo in photos if photo is not None]
+
+
+def analyse_batch(feature_model, photos, batch_size, layer_names, class_names, args):
+    """[(predictions or None, [LayerSummary])] per photo, from one forward pass.
+
+    Each layer is reduced to what is drawn here, so a batch's full maps are freed
+    before the next batch runs and memory stays flat however many photos there are.
+    """
+    batch = np.stack([preprocess(photo) for photo in photos])  # (n, 299, 299, 3)
+    padding = batch_size - len(photos)  # pad the last batch: Keras then traces one shape only
+    if padding:
+        batch = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)])
+    outputs = run_forward_pass(feature_model, batch)
+    results = []
+    for i in range(len(photos)):
+        predictions = (
+            top_predictions(outputs["predictions"][i], class_names, args.top) if class_names is not None else None
+        )
+        layers = [summarize_layer(name, outputs[name][i], args.max_maps, args.rank) for name in layer_names]
+        results.append((predictions, layers))
+    return results
+
+
+def report_image(path, photo, network, predictions, layers, out_path, args, several) -> None:
+    """Print one image's predictions and layer statistics, draw its figure and save it."""
+    if several:
+        print(f"== {path}")
+    if not network.has_classifier:
+        print(f"predictions unavailable: weights {network.weights_label} have no classifier head")
+    else:
+        if not network.trained:
+            print("untrained network (--weights none): these predictions are meaningless")
+        for line in format_predictions(predictions):
+            print(line)
+    for layer in layers:
+        print(format_layer_line(layer))
+    text = FigureText(photo_title(path.name, photo, network, predictions), args.norm, args.cmap)
+    figure = draw_figure(photo, layers, text)
+    try:
+        save_figure(figure, out_path, args.dpi)
+    except OSError as error:
+        raise DeepvizError(f"could not write the figure {out_path}: {error.strerror or error}") from None
+    print(f"wrote {out_path}", flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""Shared fixtures. Tests are offline: nothing is downloaded, ever.
+
+Real ImageNet-trained backbone weights and test photos live outside the repository;
+tests that need them read their paths from environment variables and skip without them:
+  DEEPVIZ_BACKBONE_WEIGHTS  inception_v3_2015_notop.weights.h5 (../shared/weights/)
+  DEEPVIZ_TEST_PHOTOS       a folder with dog.jpg (../shared/images/)
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import deepviz  # noqa: E402
+
+SAMPLE_PHOTO = ROOT / "images" / "grace_hopper.jpg"
+
+
+@pytest.fixture(scope="session")
+def random_weights_file(tmp_path_factory):
+    """InceptionV3 weights, randomly initialised with a fixed seed, saved as .weights.h5.
+
+    The classifier kernel is scaled up so that predictions are peaked: the top 3 are
+    then well apart and comparing them against Keras means something.
+    """
+    keras = deepviz.import_keras()
+    keras.utils.set_random_seed(1234)
+    model = deepviz.build_model(include_top=True)
+    dense = model.get_layer("predictions")
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel * 3000, bias])
+    path = tmp_path_factory.mktemp("weights") / "random_inception_v3.weights.h5"
+    model.save_weights(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def backbone_weights():
+    path = os.environ.get("DEEPVIZ_BACKBONE_WEIGHTS")
+    if not path or not Path(path).is_file():
+        pytest.skip("DEEPVIZ_BACKBONE_WEIGHTS does not name the trained backbone weights file")
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def dog_photo():
+    folder = os.environ.get("DEEPVIZ_TEST_PHOTOS")
+    if not folder or not (Path(folder) / "dog.jpg").is_file():
+        pytest.skip("DEEPVIZ_TEST_PHOTOS does not name a folder holding dog.jpg")
+    return Path(folder) / "dog.jpg"
+
+
+@pytest.fixture
+def run(capsys):
+    """Call deepviz.main in-process; return (exit status, stdout, stderr)."""
+
+    def run_main(*args):
+        status = deepviz.main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return run_main
+
+
+def run_cli(*args, cwd=None, env=None, timeout=300):
+    """Run `python deepviz.py ARGS` as a subprocess, as a user would."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "deepviz.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "MPLBACKEND": "Agg", **(env or {})},
+        timeout=timeout,
+    )

@@ -1,0 +1,155 @@
+"""The command line: help, version, argument checks, layer names, --list-layers."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, SAMPLE_PHOTO, run_cli
+
+OPTION = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
+
+
+def help_text(run):
+    status, out, _ = run("--help")
+    assert status == 0
+    return out
+
+
+def test_help_lists_every_option_with_its_default(run):
+    text = help_text(run)
+    for option in ["--layers", "--list-layers", "--weights", "--top", "--max-maps", "--rank", "--norm",
+                   "--cmap", "--dpi", "--out", "--recursive", "--batch-size", "--quiet", "--version"]:
+        assert option in text
+    squashed = " ".join(text.split())
+    for default in ["(default: ['conv2d_1', 'mixed0', 'mixed3', 'mixed7', 'mixed10'])", "(default: imagenet)",
+                    "(default: 3)", "(default: 64)", "(default: mean)", "(default: channel)",
+                    "(default: viridis)", "(default: 100)", "(default: 8)"]:
+        assert default in squashed
+    assert "299x299 without cropping" in squashed
+
+
+def test_readme_documents_every_flag(run):
+    flags = set(OPTION.findall(help_text(run))) - {"--help"}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = sorted(flag for flag in flags if f"`{flag}" not in readme)
+    assert not missing, f"flags missing from the README: {missing}"
+
+
+def test_version(run):
+    status, out, _ = run("--version")
+    assert status == 0
+    assert re.fullmatch(r"deepviz \d+\.\d+\.\d+\n", out)
+
+
+HEAVY = ("tensorflow", "keras", "matplotlib")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["--top", "0"], ["--max-maps", "x"]])
+def test_help_and_argument_errors_import_no_heavy_library(args):
+    probe = (
+        "import sys, deepviz\n"
+        f"status = deepviz.main({args!r})\n"
+        f"print(status, [m for m in {HEAVY!r} if m in sys.modules])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    status, imported = result.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert imported == "[]"
+    assert status == ("0" if args[0] in ("--help", "--version") else "2")
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--top", "0"], "argument --top: expected a whole number from 1 to 1000, got 0"),
+        (["--top", "1001"], "argument --top: expected a whole number from 1 to 1000, got 1001"),
+        (["--max-maps", "0"], "argument --max-maps: expected a whole number of at least 1 or 'all', got 0"),
+        (["--max-maps", "-3"], "argument --max-maps: expected a whole number of at least 1 or 'all', got -3"),
+        (["--max-maps", "x"], "argument --max-maps: expected a whole number of at least 1 or 'all', got 'x'"),
+        (["--dpi", "0"], "argument --dpi: expected a whole number from 10 to 1200, got 0"),
+        (["--rank", "median"], "argument --rank: invalid choice: 'median'"),
+        (["--norm", "global"], "argument --norm: invalid choice: 'global'"),
+        (["--cmap", "viridiss"], "argument --cmap: unknown colormap 'viridiss'; did you mean viridis"),
+        (["--layers"], "argument --layers: expected at least one argument"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(run, args, expected):
+    status, out, err = run(SAMPLE_PHOTO, *args)
+    assert status == 2
+    assert err.startswith("usage: deepviz")
+    assert expected in " ".join(err.split())
+    assert out == ""
+
+
+def test_unsupported_figure_suffix_lists_formats(run, tmp_path):
+    status, _, err = run(SAMPLE_PHOTO, "--out", tmp_path / "figure.xyz")
+    assert status == 2
+    assert err == (
+        f"deepviz: error: --out {tmp_path / 'figure.xyz'}: unsupported figure format '.xyz'; "
+        "use one of .png, .pdf, .svg, .jpg, .jpeg\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "typed, suggestion",
+    [("mixed33", "'mixed3'"), ("Mixed3", "'mixed3'"), ("conv2d1", "'conv2d_1'"), ("MIXED10", "'mixed10'")],
+)
+def test_unknown_layer_is_a_usage_error_with_suggestions(run, tmp_path, typed, suggestion):
+    status, out, err = run(SAMPLE_PHOTO, "--weights", "none", "--quiet", "--layers", "mixed3", typed, "--out", tmp_path)
+    assert status == 2
+    assert err.startswith(f"deepviz: error: InceptionV3 has no layer '{typed}'; did you mean {suggestion}")
+    assert err.endswith("Run `deepviz --list-layers` to see all 313 layers.\n")
+    assert "Traceback" not in err
+    assert "wrote" not in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_image_swallowed_by_layers_gets_a_hint(run):
+    status, _, err = run("--weights", "none", "--layers", "mixed3", SAMPLE_PHOTO)
+    assert status == 2
+    assert "is a file: put images before --layers, or end the layer list with --" in err
+
+
+def test_duplicate_layers_are_drawn_once(run, tmp_path):
+    status, out, _ = run(SAMPLE_PHOTO, "--weights", "none", "--layers", "mixed3", "mixed3", "--out", tmp_path)
+    assert status == 0
+    assert sum(line.startswith("mixed3 ") for line in out.splitlines()) == 1
+
+
+def test_list_layers(run):
+    status, out, _ = run("--list-layers", "--quiet")
+    assert status == 0
+    lines = out.splitlines()
+    assert len(lines) == 313
+    assert re.fullmatch(r"\s+4  conv2d_1\s+Conv2D\s+\(147, 147, 32\)", lines[4])
+    marked = [line.split()[1] for line in lines if line.endswith("<- block output")]
+    assert marked == [f"mixed{i}" for i in range(11)]
+    assert re.fullmatch(r"\s+312  predictions\s+Dense\s+\(1000,\)", lines[-1])
+
+
+def test_list_layers_without_classifier_head(run, backbone_weights):
+    status, out, _ = run("--list-layers", "--quiet", "--weights", backbone_weights)
+    assert status == 0
+    names = [line.split()[1] for line in out.splitlines()]
+    assert names[-1] == "mixed10"
+    assert "predictions" not in names
+
+
+def test_subprocess_prints_exact_formats(tmp_path):
+    result = run_cli(SAMPLE_PHOTO, "--weights", "none", "--layers", "mixed3", "avg_pool",
+                     "--out", tmp_path / "fig.png")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "untrained network (--weights none): these predictions are meaningless"
+    assert all(re.fullmatch(rf"{rank}\. [a-z_0-9'-]+ +\d+\.\d\d%", line, re.I) for rank, line in zip("123", lines[1:4]))
+    number = r"-?\d[\d.e+-]*"
+    assert re.fullmatch(
+        rf"mixed3 \(17, 17, 768\): min {number} mean {number} max {number} zeros \d+\.\d% dead \d+", lines[4]
+    )
+    assert re.fullmatch(rf"avg_pool \(2048,\): min {number} mean {number} max {number} zeros \d+\.\d%", lines[5])
+    assert lines[6] == f"wrote {tmp_path / 'fig.png'}"
+    assert len(lines) == 7
+    assert "Traceback" not in result.stderr
+    assert "I0000" not in result.stderr  # TensorFlow's start-up logging stays off the terminal

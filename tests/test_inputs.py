@@ -1,0 +1,347 @@
+"""Bad input and odd input: a clear error every time, nothing half-written; odd images work."""
+
+import io
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import deepviz
+from conftest import ROOT, SAMPLE_PHOTO
+
+RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+
+
+def mean_colour(image):
+    return tuple(np.asarray(image, dtype=np.float64).reshape(-1, 3).mean(axis=0).round())
+
+
+def close_to(colour, expected, tolerance=12):
+    return all(abs(a - b) <= tolerance for a, b in zip(colour, expected))
+
+
+# --- Images that must work ------------------------------------------------------
+def cmyk_jpeg(path):
+    Image.new("RGB", (32, 32), RED).convert("CMYK").save(path, "JPEG", quality=95)
+    return RED
+
+
+def grey16_png(path):
+    Image.fromarray(np.full((8, 8), 32896, np.uint16)).save(path)  # half of 65535
+    return (128, 128, 128)
+
+
+def one_bit_png(path):
+    Image.new("1", (8, 8), 1).save(path)
+    return WHITE
+
+
+def palette_png_with_transparency(path):
+    image = Image.new("P", (8, 8), 0)
+    image.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    image.save(path, transparency=0)  # index 0 (black) is transparent: laid over white
+    return WHITE
+
+
+def la_png(path):
+    Image.new("LA", (8, 8), (0, 0)).save(path)  # black, fully transparent
+    return WHITE
+
+
+def rgba_png(path):
+    Image.new("RGBA", (8, 8), (255, 0, 0, 255)).save(path)
+    return RED
+
+
+def animated_gif(path):
+    frames = [Image.new("RGB", (8, 8), colour) for colour in (RED, BLUE)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return RED
+
+
+def multipage_tiff(path):
+    pages = [Image.new("RGB", (8, 8), colour) for colour in (GREEN, BLUE)]
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    return GREEN
+
+
+def webp(path):
+    Image.new("RGB", (16, 16), BLUE).save(path, "WEBP", quality=100)
+    return BLUE
+
+
+def bmp(path):
+    Image.new("RGB", (8, 8), GREEN).save(path)
+    return GREEN
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (cmyk_jpeg, "cmyk.jpg"),
+        (grey16_png, "grey16.png"),
+        (one_bit_png, "bits.png"),
+        (palette_png_with_transparency, "palette.png"),
+        (la_png, "la.png"),
+        (rgba_png, "rgba.png"),
+        (animated_gif, "animated.gif"),
+        (multipage_tiff, "pages.tiff"),
+        (webp, "photo.webp"),
+        (bmp, "photo.bmp"),
+    ],
+)
+def test_odd_image_modes_load_as_rgb_with_the_right_colours(tmp_path, make, name):
+    path = tmp_path / name
+    expected = make(path)
+    image = deepviz.load_image(path)
+    assert image.mode == "RGB"
+    assert close_to(mean_colour(image), expected), (mean_colour(image), expected)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    stored = Image.new("RGB", (40, 20), RED)
+    stored.paste(BLUE, (20, 0, 40, 20))  # left half red, right half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = tmp_path / "rotated.jpg"
+    stored.save(path, exif=exif, quality=95)
+    image = deepviz.load_image(path)
+    assert image.size == (20, 40)
+    assert close_to(mean_colour(image.crop((0, 0, 20, 18))), RED, 20)  # left side is now on top
+    assert close_to(mean_colour(image.crop((0, 22, 20, 40))), BLUE, 20)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (4000, 10)])
+def test_tiny_and_extreme_shapes_draw_a_readable_figure(run, tmp_path, size):
+    path = tmp_path / "odd.png"
+    Image.new("RGB", size, (200, 120, 40)).save(path)
+    out = tmp_path / "figure.png"
+    status, _, err = run(path, "--weights", "none", "--quiet", "--layers", "mixed9", "--dpi", 50, "--out", out)
+    assert status == 0, err
+    with Image.open(out) as figure:
+        assert figure.width == int(deepviz.FIGURE_WIDTH_INCHES * 50)
+        assert 200 < figure.height < 1000  # the photo row neither vanishes nor swamps the maps
+
+
+@pytest.mark.parametrize("name", ["my photo.png", "fotó ñandú.png", "-starts-with-dash.png"])
+def test_awkward_file_names(run, tmp_path, name):
+    path = tmp_path / name
+    Image.new("RGB", (20, 20), RED).save(path)
+    os.chdir(tmp_path)
+    try:
+        status, out, err = run("--weights", "none", "--quiet", "--layers", "mixed9", "--out", "figs", "--", name)
+    finally:
+        os.chdir(ROOT)
+    assert status == 0, err
+    assert out.splitlines()[-1] == f"wrote figs/{path.stem}.png"
+    assert (tmp_path / "figs" / f"{path.stem}.png").is_file()
+
+
+def test_the_input_layer_is_drawn_as_the_preprocessed_image(run, tmp_path):
+    status, out, _ = run(SAMPLE_PHOTO, "--weights", "none", "--quiet", "--layers", "input_layer", "--out", tmp_path)
+    assert status == 0
+    line = [line for line in out.splitlines() if line.startswith("input_layer")][0]
+    assert line.startswith("input_layer (299, 299, 3): min -")
+    assert " max 1 " in line  # preprocess_input scales pixels to [-1, 1]
+
+
+# --- Images that must be refused ----------------------------------------------
+def truncated_jpeg(path):
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "JPEG")
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+
+
+def png_with_corrupt_chunk(path):
+    noise = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"IDAT") + 4
+    data[start + 10 : start + 40] = bytes(30)  # damage the compressed pixels
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "name, make",
+    [
+        ("notes.jpg", lambda p: p.write_text("this is not an image\n")),
+        ("empty.png", lambda p: p.write_bytes(b"")),
+        ("truncated.jpg", truncated_jpeg),
+        ("corrupt.png", png_with_corrupt_chunk),
+    ],
+)
+def test_unreadable_images_fail_with_pillows_reason(run, tmp_path, name, make):
+    path = tmp_path / name
+    make(path)
+    out_dir = tmp_path / "out"
+    status, out, err = run(path, "--weights", "none", "--quiet", "--out", out_dir)
+    assert status == 1
+    assert err.startswith(f"deepviz: error: {path}: not a readable image (")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert out == ""
+    assert not out_dir.exists()
+
+
+def png_header_declaring(width, height):
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * 4)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_header_declaring(40000, 40000))
+    probe = (  # VmHWM: this process's peak resident memory (ru_maxrss would include pytest's, across exec)
+        "import re, deepviz\n"
+        f"status = deepviz.main([{str(path)!r}, '--quiet'])\n"
+        "peak_kib = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)\n"
+        "print(status, int(peak_kib) // 1024)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    status, peak_mib = map(int, result.stdout.split())
+    assert status == 1
+    assert result.stderr.startswith(f"deepviz: error: {path}: refused before decoding: Image size (1600000000 pixels)")
+    assert "Shrink the image below 89,478,485 pixels first." in result.stderr
+    assert peak_mib < 400  # 40000x40000 RGB would need 4.8 GB
+
+
+def test_missing_path(run, tmp_path):
+    status, _, err = run(tmp_path / "nope.jpg", "--quiet")
+    assert (status, err) == (1, f"deepviz: error: {tmp_path / 'nope.jpg'}: no such file; check the path\n")
+
+
+def test_a_directory_without_images(run, tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    status, _, err = run(tmp_path, "--quiet")
+    assert status == 1
+    assert err.startswith(f"deepviz: error: {tmp_path}: directory holds no images (.jpg, .jpeg, .png")
+
+
+def test_an_unreadable_file(run, tmp_path, monkeypatch):
+    path = tmp_path / "secret.jpg"
+    Image.new("RGB", (8, 8)).save(path)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Image, "open", denied)
+    status, _, err = run(path, "--quiet", "--weights", "none")
+    assert (status, err) == (1, f"deepviz: error: {path}: permission denied; make the file readable (chmod +r)\n")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_an_unreadable_file_for_real(tmp_path):
+    path = tmp_path / "secret.jpg"
+    Image.new("RGB", (8, 8)).save(path)
+    path.chmod(0)
+    with pytest.raises(deepviz.DeepvizError, match="permission denied"):
+        deepviz.load_image(path)
+
+
+# --- Weights ------------------------------------------------------------------
+def test_weights_file_missing(run, tmp_path):
+    path = tmp_path / "missing.weights.h5"
+    status, _, err = run(SAMPLE_PHOTO, "--quiet", "--weights", path)
+    assert (status, err) == (1, f"deepviz: error: --weights {path}: no such file; check the path\n")
+
+
+def test_weights_file_not_hdf5(run, tmp_path):
+    path = tmp_path / "fake.weights.h5"
+    path.write_text("not hdf5")
+    status, _, err = run(SAMPLE_PHOTO, "--quiet", "--weights", path)
+    assert status == 1
+    assert err == (
+        f"deepviz: error: --weights {path}: not an HDF5 file, so not Keras weights; "
+        "pass a .h5 or .weights.h5 file saved by Keras\n"
+    )
+
+
+def test_weights_suffix_must_be_a_keras_one(run, tmp_path):
+    status, _, err = run(SAMPLE_PHOTO, "--quiet", "--weights", tmp_path / "weights.pt")
+    assert status == 2
+    assert "expected 'imagenet', 'none' or a Keras weights file ending in .weights.h5 or .h5" in err
+
+
+def test_weights_of_another_architecture(run, tmp_path):
+    keras = deepviz.import_keras()
+    other = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Dense(2)])
+    path = tmp_path / "other.weights.h5"
+    other.save_weights(str(path))
+    status, _, err = run(SAMPLE_PHOTO, "--quiet", "--weights", path)
+    assert status == 1
+    assert err.startswith(f"deepviz: error: {path}: not InceptionV3 weights; Keras could not load it")
+    assert err.count("\n") == 1
+
+
+def test_legacy_h5_weights_as_keras_distributes_them(run, random_weights_file, tmp_path):
+    keras = deepviz.import_keras()
+    model = deepviz.build_model(include_top=True)
+    model.load_weights(str(random_weights_file))
+    legacy = tmp_path / "inception_v3_weights.h5"
+    model.save(str(legacy))  # the legacy HDF5 format, readable by load_weights
+    status, out, err = run(SAMPLE_PHOTO, "--quiet", "--weights", legacy, "--layers", "mixed9", "--out", tmp_path)
+    assert status == 0, err
+    status, reference, _ = run(SAMPLE_PHOTO, "--quiet", "--weights", random_weights_file, "--layers", "mixed9",
+                               "--out", tmp_path)
+    assert out.splitlines()[:4] == reference.splitlines()[:4]
+    assert keras is not None
+
+
+# --- Output paths -----------------------------------------------------------------
+def test_out_in_a_missing_directory_is_created(run, tmp_path):
+    out = tmp_path / "new" / "deeper" / "figure.png"
+    status, _, _ = run(SAMPLE_PHOTO, "--quiet", "--weights", "none", "--layers", "mixed9", "--out", out)
+    assert status == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_out_in_a_read_only_directory(run, tmp_path, monkeypatch):
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(deepviz.tempfile, "mkstemp", read_only)
+    out = tmp_path / "figure.png"
+    status, _, err = run(SAMPLE_PHOTO, "--quiet", "--weights", "none", "--layers", "mixed9", "--out", out)
+    assert (status, err) == (1, f"deepviz: error: could not write the figure {out}: Read-only file system\n")
+    assert not out.exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_out_in_a_read_only_directory_for_real(run, tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    status, _, err = run(SAMPLE_PHOTO, "--quiet", "--weights", "none", "--layers", "mixed9", "--out", folder / "f.png")
+    assert status == 1
+    assert "Permission denied" in err
+
+
+def test_out_over_an_existing_file_replaces_it(run, tmp_path):
+    out = tmp_path / "figure.png"
+    out.write_bytes(b"old figure")
+    status, _, _ = run(SAMPLE_PHOTO, "--quiet", "--weights", "none", "--layers", "mixed9", "--out", out)
+    assert status == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+    assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
+
+
+def test_nothing_is_written_outside_the_announced_path(run, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    out = tmp_path / "figures" / "figure.png"
+    status, stdout, _ = run(SAMPLE_PHOTO, "--weights", "none", "--layers", "mixed9", "--out", out)
+    assert status == 0
+    assert stdout.splitlines()[-1] == f"wrote {out}"
+    assert list(work.iterdir()) == []
+    assert [p.name for p in out.parent.iterdir()] == ["figure.png"]

@@ -1,0 +1,307 @@
+"""The main job end to end: weights, one forward pass, predictions, maps, figure, saving."""
+
+import hashlib
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image
+
+import deepviz
+from conftest import ROOT, SAMPLE_PHOTO, run_cli
+
+KERAS_CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
+PREDICTION = re.compile(r"(\d+)\. (\S+) +(\d+\.\d\d)%")
+
+
+def test_class_index_is_the_one_keras_checks():
+    index = json.loads(deepviz.CLASS_INDEX_PATH.read_text(encoding="utf-8"))
+    assert hashlib.md5(json.dumps(index).encode()).hexdigest() == KERAS_CLASS_INDEX_MD5
+    names = deepviz.load_class_names()
+    assert len(names) == 1000
+    assert (names[0], names[207], names[999]) == ("tench", "golden_retriever", "toilet_tissue")
+
+
+def test_printed_top3_equals_a_direct_keras_computation(run, random_weights_file, tmp_path):
+    status, out, _ = run(SAMPLE_PHOTO, "--weights", random_weights_file, "--layers", "mixed3", "--out", tmp_path)
+    assert status == 0
+    printed = [PREDICTION.fullmatch(line).groups() for line in out.splitlines()[:3]]
+
+    keras = deepviz.import_keras()
+    keras.backend.clear_session()
+    model = keras.applications.InceptionV3(weights=str(random_weights_file))
+    image = keras.utils.load_img(SAMPLE_PHOTO, target_size=(299, 299), interpolation="bilinear")
+    batch = keras.applications.inception_v3.preprocess_input(keras.utils.img_to_array(image)[None])
+    probabilities = keras.ops.convert_to_numpy(model(batch, training=False))[0]
+    names = deepviz.load_class_names()
+    expected = np.argsort(-probabilities)[:3]
+
+    assert [name for _, name, _ in printed] == [names[i] for i in expected]
+    assert [int(rank) for rank, _, _ in printed] == [1, 2, 3]
+    for (_, _, percent), index in zip(printed, expected):
+        assert float(percent) == pytest.approx(probabilities[index] * 100, abs=0.006)
+    assert float(printed[0][2]) > float(printed[2][2])  # peaked, so the order is meaningful
+
+
+def test_the_forward_pass_is_one_model_with_outputs_keyed_by_layer(random_weights_file):
+    network = deepviz.build_network(str(random_weights_file))
+    feature_model = deepviz.build_feature_model(network, ["conv2d_1", "mixed3", "avg_pool"])
+    assert sorted(feature_model.output.keys()) == ["avg_pool", "conv2d_1", "mixed3", "predictions"]
+    batch = deepviz.preprocess(deepviz.load_image(SAMPLE_PHOTO))[None]
+    outputs = deepviz.run_forward_pass(feature_model, batch)
+    assert outputs["mixed3"].shape == (1, 17, 17, 768)
+    direct = deepviz.import_keras().Model(network.model.input, network.model.get_layer("mixed3").output)
+    np.testing.assert_allclose(outputs["mixed3"], direct.predict_on_batch(batch), rtol=1e-4, atol=1e-5)
+
+
+def test_layer_names_are_those_of_a_first_build_whatever_came_before():
+    keras = deepviz.import_keras()
+    keras.applications.InceptionV3(weights=None)  # a second build would rename conv2d_1 to conv2d_95
+    model = deepviz.build_model(include_top=True)
+    assert [layer.name for layer in model.layers[1:4]] == ["conv2d", "batch_normalization", "activation"]
+
+
+def test_untrained_weights_are_labelled(run, tmp_path):
+    status, out, _ = run(SAMPLE_PHOTO, "--weights", "none", "--layers", "mixed0", "--out", tmp_path / "f.png")
+    assert status == 0
+    assert out.splitlines()[0] == "untrained network (--weights none): these predictions are meaningless"
+    network = deepviz.build_network("none")
+    title = deepviz.photo_title("x.jpg", deepviz.load_image(SAMPLE_PHOTO), network, [("tench", 0.5)])
+    assert "untrained network (random weights)" in title
+
+
+def test_trained_backbone_has_no_predictions_but_real_maps(run, backbone_weights, tmp_path):
+    status, out, err = run(SAMPLE_PHOTO, "--weights", backbone_weights, "--layers", "conv2d_1", "--out", tmp_path)
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "predictions unavailable: weights inception_v3_2015_notop.weights.h5 have no classifier head"
+    assert not any(PREDICTION.fullmatch(line) for line in lines)
+    assert lines[-1] == f"wrote {tmp_path / 'grace_hopper.png'}"
+
+
+def edge_correlations(weights, photo, layer="conv2d_1"):
+    """Per channel: correlation of |map| with the photo's gradient magnitude at map size."""
+    network = deepviz.build_network(str(weights))
+    feature_model = deepviz.build_feature_model(network, [layer])
+    maps = deepviz.run_forward_pass(feature_model, deepviz.preprocess(photo)[None])[layer][0]  # (147, 147, 32)
+    height, width, channels = maps.shape
+    grey = np.asarray(photo.convert("L").resize((width, height), Image.Resampling.BILINEAR), dtype=np.float64)
+    edges = np.hypot(*np.gradient(grey)).ravel()
+    return np.array([np.corrcoef(np.abs(maps[:, :, c]).ravel(), edges)[0, 1] for c in range(channels)])
+
+
+def test_trained_early_maps_follow_the_photos_edges(backbone_weights, dog_photo):
+    deepviz.import_keras().utils.set_random_seed(0)
+    deepviz.build_network_once.cache_clear()  # a fresh random network under this seed
+    photo = deepviz.load_image(dog_photo)
+    trained = np.median(edge_correlations(backbone_weights, photo))
+    untrained = np.median(edge_correlations("none", photo))
+    assert trained > 0.2
+    assert trained > untrained + 0.2
+
+
+def summary(maps, max_maps=64, ranking="mean"):
+    return deepviz.summarize_layer("layer", maps, max_maps, ranking)
+
+
+def test_channels_are_ranked_and_capped():
+    maps = np.zeros((4, 4, 5), np.float32)
+    maps[..., 3] = 5.0
+    maps[0, 0, 1] = 50.0  # highest max, low mean (50 / 16)
+    maps[..., 4] = 1.0
+    assert summary(maps, 2, "mean").channels.tolist() == [3, 1]
+    assert summary(maps, 2, "max").channels.tolist() == [1, 3]
+    assert summary(maps, None, "index").channels.tolist() == [0, 1, 2, 3, 4]
+    kept = summary(maps, 2, "mean").maps
+    assert kept.shape == (4, 4, 2)
+    assert kept[..., 0].tolist() == maps[..., 3].tolist()
+
+
+def test_layer_statistics_and_dead_channels():
+    maps = np.zeros((2, 2, 3), np.float32)
+    maps[..., 0] = [[0, 1], [2, 3]]
+    maps[..., 2] = 7.0  # constant: dead
+    layer = summary(maps)
+    assert (layer.minimum, layer.maximum) == (0.0, 7.0)
+    assert layer.mean == pytest.approx((6 + 28) / 12)
+    assert layer.zeros == pytest.approx(5 / 12)
+    assert layer.dead == 2  # channel 1 (all zero) and channel 2 (all seven)
+    assert deepviz.format_layer_line(layer) == "layer (2, 2, 3): min 0 mean 2.833 max 7 zeros 41.7% dead 2"
+
+
+def test_a_dead_channel_is_drawn_flat_never_nan():
+    maps = np.zeros((3, 3, 2), np.float32)
+    maps[..., 0] = np.arange(9).reshape(3, 3)
+    maps[..., 1] = 4.2
+    layer = summary(maps)
+    for scale in deepviz.NORMALISATIONS.values():
+        tiles = scale(layer.maps, layer).tiles
+        assert np.isfinite(tiles).all()
+    tiles = deepviz.scale_each_channel(layer.maps, layer).tiles
+    assert tiles[..., list(layer.channels).index(1)].tolist() == [[0.0] * 3] * 3
+    assert tiles[..., list(layer.channels).index(0)].max() == 1.0
+
+
+def test_mosaic_keeps_each_tiles_true_aspect_and_masks_the_gaps():
+    tiles = np.arange(5 * 20 * 3, dtype=np.float32).reshape(5, 20, 3)
+    mosaic = deepviz.compose_mosaic(tiles, columns=2)
+    gap = deepviz.TILE_GAP
+    assert mosaic.shape == (2 * 5 + gap, 2 * 20 + gap)
+    assert mosaic[:5, :20].tolist() == tiles[..., 0].tolist()
+    assert mosaic[:5, 20 + gap:].tolist() == tiles[..., 1].tolist()
+    assert mosaic[5 + gap:, :20].tolist() == tiles[..., 2].tolist()
+    assert mosaic.mask[5, :].all() and mosaic.mask[:, 20].all()  # gaps
+    assert mosaic.mask[5 + gap:, 20 + gap:].all()  # the empty fourth slot
+    assert not mosaic.mask[:5, :20].any()
+
+
+def draw(layers, norm="channel"):
+    text = deepviz.FigureText("photo title", norm, "viridis")
+    return deepviz.draw_figure(Image.new("RGB", (40, 30), "red"), layers, text)
+
+
+def test_figure_panels_titles_tiles_and_colour_bars():
+    rng = np.random.default_rng(0)
+    wide = deepviz.summarize_layer("wide", rng.random((6, 18, 768), np.float32), 64, "mean")
+    small = deepviz.summarize_layer("small", rng.random((10, 10, 32), np.float32), 64, "index")
+    vector = deepviz.summarize_layer("pool", rng.random(2048).astype(np.float32), 64, "mean")
+    figure = draw([wide, small, vector])
+    titles = [axes.get_title() for axes in figure.axes]
+    assert titles[0] == "photo title"
+    assert "wide (6, 18, 768): 64 of 768 channels, ranked by mean activation" in titles[1]
+    assert "small (10, 10, 32): all 32 channels;" in titles[3]
+    assert "pool (2048,): all 2048 values (no spatial maps)" in titles
+    tiles_image = figure.axes[1].get_images()[0]
+    assert tiles_image.get_array().shape[1] / tiles_image.get_array().shape[0] > 1  # grid of wide tiles
+    assert figure.axes[1].get_aspect() == 1.0  # no stretching
+    labels = [t.get_text() for t in figure.axes[1].texts]
+    assert labels == [str(c) for c in wide.channels]
+    assert tiles_image.get_clim() == (0.0, 1.0)  # per-channel scaling: the colour bar is 0..1 of each tile
+    assert [t.get_text() for t in figure.axes[2].get_yticklabels()] == ["tile min", "tile max"]
+
+
+def test_layer_scaling_uses_one_range_shown_on_the_colour_bar():
+    maps = np.random.default_rng(1).normal(size=(8, 8, 10)).astype(np.float32)
+    layer = deepviz.summarize_layer("layer", maps, 64, "mean")
+    figure = draw([layer], norm="layer")
+    assert figure.axes[1].get_images()[0].get_clim() == (layer.minimum, layer.maximum)
+    assert figure.axes[2].get_ylim() == pytest.approx((layer.minimum, layer.maximum))
+
+
+def test_figure_file_is_a_real_image_with_the_panels(run, tmp_path):
+    out = tmp_path / "figure.png"
+    status, _, _ = run(SAMPLE_PHOTO, "--weights", "none", "--layers", "conv2d_1", "mixed3", "avg_pool",
+                       "--dpi", 50, "--out", out)
+    assert status == 0
+    with Image.open(out) as image:
+        assert image.format == "PNG"
+        assert image.width == int(deepviz.FIGURE_WIDTH_INCHES * 50)
+        assert image.height > image.width  # photo plus three panels
+        pixels = np.asarray(image.convert("RGB"))
+    assert pixels.std() > 20  # drawn, not blank
+
+
+@pytest.mark.parametrize("suffix, magic", [(".pdf", b"%PDF"), (".svg", b"<?xml"), (".jpg", b"\xff\xd8\xff")])
+def test_figure_format_follows_the_suffix(run, tmp_path, suffix, magic):
+    out = tmp_path / f"figure{suffix}"
+    status, _, _ = run(SAMPLE_PHOTO, "--weights", "none", "--layers", "mixed9", "--max-maps", 4, "--out", out)
+    assert status == 0
+    assert out.read_bytes().startswith(magic)
+
+
+def test_default_output_is_result_slash_stem(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, out, _ = run(SAMPLE_PHOTO, "--weights", "none", "--layers", "mixed9", "--max-maps", "all")
+    assert status == 0
+    assert out.splitlines()[-1] == "wrote result/grace_hopper.png"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["grace_hopper.png", "result"]
+
+
+def test_no_image_runs_on_the_bundled_sample(run, tmp_path):
+    status, out, _ = run("--weights", "none", "--layers", "mixed9", "--out", tmp_path)
+    assert status == 0
+    assert (tmp_path / "grace_hopper.png").is_file()
+
+
+def test_a_vector_layer_is_drawn_as_bars(run, tmp_path):
+    status, out, _ = run(SAMPLE_PHOTO, "--weights", "none", "--layers", "avg_pool", "predictions", "--out", tmp_path)
+    assert status == 0
+    assert [line.split(" (")[0] for line in out.splitlines()[4:6]] == ["avg_pool", "predictions"]
+    layer = deepviz.summarize_layer("avg_pool", np.linspace(-1, 1, 2048, dtype=np.float32), 64, "mean")
+    axes = draw([layer]).axes[1]
+    assert len(axes.collections[0].get_segments()) == 2048
+
+
+def test_save_is_atomic_when_writing_fails_halfway(run, tmp_path, monkeypatch):
+    out = tmp_path / "figure.png"
+    out.write_bytes(b"the previous figure")
+
+    def fail_halfway(self, stream, **kwargs):
+        stream.write(b"\x89PNG half a figure")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", fail_halfway)
+    status, out_text, err = run(SAMPLE_PHOTO, "--weights", "none", "--quiet", "--layers", "mixed9", "--out", out)
+    assert status == 1
+    assert err == f"deepviz: error: could not write the figure {out}: No space left on device\n"
+    assert "wrote" not in out_text
+    assert out.read_bytes() == b"the previous figure"
+    assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
+
+
+def test_save_replaces_an_existing_figure_and_leaves_no_temporary_file(tmp_path):
+    out = tmp_path / "figure.png"
+    out.write_bytes(b"old")
+    deepviz.save_figure(draw([]), out, dpi=20)
+    assert out.read_bytes().startswith(b"\x89PNG")
+    assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~deepviz.current_umask())
+
+
+def test_offline_imagenet_download_fails_fast_with_a_clear_message(tmp_path):
+    # A proxy on a closed local port: the download is refused at once, here and anywhere.
+    closed = "http://127.0.0.1:9"
+    result = run_cli(SAMPLE_PHOTO, "--out", tmp_path,
+                     env={"KERAS_HOME": str(tmp_path / "keras"), "https_proxy": closed,
+                          "HTTPS_PROXY": closed, "http_proxy": closed, "no_proxy": ""})
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if not line.startswith(("deepviz: building", "Downloading"))]
+    assert lines[0].startswith(
+        "deepviz: error: could not download the ImageNet weights from https://storage.googleapis.com/"
+        "tensorflow/keras-applications/inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels.h5"
+    )
+    assert lines[1] == (
+        f"Keras caches them in {tmp_path / 'keras' / 'models'} once fetched. Connect to the internet and "
+        "retry, or pass a local weights file: --weights PATH (.h5 or .weights.h5)."
+    )
+    assert "Traceback" not in result.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name != "keras"] == []
+
+
+def test_ctrl_c_exits_130_with_one_line_and_no_file(run, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(deepviz, "run_forward_pass", interrupted)
+    status, out, err = run(SAMPLE_PHOTO, "--weights", "none", "--quiet", "--out", tmp_path)
+    assert (status, err) == (130, "interrupted\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_saving_leaves_no_partial_file(run, tmp_path, monkeypatch):
+    out = tmp_path / "figure.png"
+    out.write_bytes(b"the previous figure")
+
+    def interrupted_halfway(self, stream, **kwargs):
+        stream.write(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", interrupted_halfway)
+    status, _, err = run(SAMPLE_PHOTO, "--weights", "none", "--quiet", "--layers", "mixed9", "--out", out)
+    assert (status, err) == (130, "interrupted\n")
+    assert out.read_bytes() == b"the previous figure"
+    assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
