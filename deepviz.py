@@ -62,8 +62,10 @@ SAMPLE_IMAGE_DIRS = (HERE / "images", HERE / "deepviz_data" / "images")  # check
 
 FIGURE_WIDTH_INCHES = 12.0
 COLORBAR_WIDTH_RATIO = 0.02
+PANEL_WIDTH_INCHES = FIGURE_WIDTH_INCHES * (1 - COLORBAR_WIDTH_RATIO) - 1.0  # about, after margins
 MOSAIC_ASPECT = 4.0  # a layer's grid of tiles aims to be this many times wider than tall
 TILE_GAP = 1  # pixels of background between tiles
+MIN_LABEL_TILE_PIXELS = 24  # a tile's channel-index label is drawn on at least this many pixels
 PHOTO_MAX_HEIGHT_INCHES = 5.0
 PHOTO_DISPLAY_MAX_PIXELS = 1600  # longest side of the photo as drawn in the figure
 
@@ -238,22 +240,36 @@ def download_failure_message(error: Exception) -> str:
 def build_model_from_file(path: Path) -> Network:
     """Load a Keras weights file, with the ImageNet classifier head or without it."""
     check_weights_file(path)
-    errors = []
-    for include_top in (True, False):
-        model = build_model(include_top=include_top)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # Keras warns about each skipped sub-container
-                model.load_weights(str(path))
-        except (ValueError, KeyError, TypeError, OSError) as error:
-            errors.append(str(error).strip().splitlines()[0])
-            continue
-        return Network(model, path.name, has_classifier=include_top, trained=True)
-    raise DeepvizError(
-        f"{path}: not {MODEL_NAME} weights; Keras could not load it with the classifier head "
-        f"({errors[0]}) nor without it ({errors[1]}). Pass weights saved from "
-        f"keras.applications.InceptionV3, or --weights imagenet."
-    )
+    include_top = weights_have_classifier(path)
+    model = build_model(include_top=include_top)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras warns about each skipped sub-container
+            model.load_weights(str(path))
+    except (ValueError, KeyError, TypeError, OSError) as error:
+        head = "with" if include_top else "without"
+        reason = str(error).strip().splitlines()[0]
+        raise DeepvizError(
+            f"{path}: not {MODEL_NAME} weights; Keras could not load it into {MODEL_NAME} {head} the "
+            f"classifier head ({reason}). Pass weights saved from keras.applications.InceptionV3, "
+            f"or --weights imagenet."
+        ) from None
+    return Network(model, path.name, has_classifier=include_top, trained=True)
+
+
+def weights_have_classifier(path: Path) -> bool:
+    """Whether a Keras weights file holds InceptionV3's classifier, the Dense layer "predictions"."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            if "layers" in file:  # Keras 3 .weights.h5: one group per layer, named after its class
+                return "dense" in file["layers"]
+            group = file["model_weights"] if "model_weights" in file else file  # legacy .h5: layer names
+            names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs.get("layer_names", [])]
+            return "predictions" in names
+    except OSError as error:
+        raise DeepvizError(f"--weights {path}: unreadable HDF5 file ({error})") from None
 
 
 def check_weights_file(path: Path) -> None:
@@ -319,9 +335,17 @@ def build_feature_model(network: Network, layer_names: Sequence[str]):
     return keras.Model(model.input, outputs)
 
 
-def run_forward_pass(feature_model, batch: np.ndarray) -> dict[str, np.ndarray]:
-    """Maps of every chosen layer (and predictions) for a batch, as NumPy arrays."""
-    return feature_model.predict_on_batch(batch)
+def run_forward_pass(feature_model, batch: np.ndarray, compiled: bool = False) -> dict[str, np.ndarray]:
+    """Maps of every chosen layer (and predictions) for a batch, as NumPy arrays.
+
+    `compiled` traces the model into a graph first: slower for a single batch, faster
+    from the second batch on.
+    """
+    if compiled:
+        return feature_model.predict_on_batch(batch)
+    keras = import_keras()
+    outputs = feature_model(batch, training=False)
+    return {name: keras.ops.convert_to_numpy(maps) for name, maps in outputs.items()}
 
 
 # --- Predictions ----------------------------------------------------------------
@@ -493,12 +517,13 @@ def mosaic_columns(count: int, height: int, width: int) -> int:
 
 # --- Draw -------------------------------------------------------------------------
 @dataclasses.dataclass
-class FigureText:
-    """Words on the figure that depend on the run, not on a layer."""
+class FigureStyle:
+    """What the figure looks like, beyond the layers it shows."""
 
     photo_title: str
-    norm: str
+    norm: str  # a key of NORMALISATIONS
     cmap: str
+    dpi: int
 
 
 def photo_title(image_name: str, photo: Image.Image, network: Network, predictions) -> str:
@@ -511,16 +536,15 @@ def photo_title(image_name: str, photo: Image.Image, network: Network, predictio
     return f"{size}\n{ranked}"
 
 
-def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], text: FigureText):
+def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: FigureStyle):
     """A Matplotlib Figure: the photo on top, then one panel per layer."""
     from matplotlib.figure import Figure
 
     display = photo.copy()
     display.thumbnail((PHOTO_DISPLAY_MAX_PIXELS, PHOTO_DISPLAY_MAX_PIXELS))
-    panel_width = FIGURE_WIDTH_INCHES * (1 - COLORBAR_WIDTH_RATIO) - 1.0
-    photo_height = min(PHOTO_MAX_HEIGHT_INCHES, panel_width * display.height / display.width)
-    mosaics = [layer_mosaic(layer, text.norm) for layer in layers]
-    heights = [max(photo_height, 0.3) + 0.8] + [panel_height(m, panel_width) for m in mosaics]
+    photo_height = min(PHOTO_MAX_HEIGHT_INCHES, PANEL_WIDTH_INCHES * display.height / display.width)
+    mosaics = [layer_mosaic(layer, style.norm) for layer in layers]
+    heights = [max(photo_height, 0.3) + 0.8] + [panel_height(m) for m in mosaics]
 
     figure = Figure(figsize=(FIGURE_WIDTH_INCHES, sum(heights)), layout="constrained")
     grid = figure.add_gridspec(
@@ -528,12 +552,12 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], text: Figure
     )
     photo_axes = figure.add_subplot(grid[0, :])
     photo_axes.imshow(np.asarray(display), aspect="equal", interpolation="antialiased")
-    photo_axes.set_title(text.photo_title, fontsize=11)
+    photo_axes.set_title(style.photo_title, fontsize=11)
     photo_axes.set_axis_off()
     for row, (layer, mosaic) in enumerate(zip(layers, mosaics), start=1):
         axes, colorbar_axes = figure.add_subplot(grid[row, 0]), figure.add_subplot(grid[row, 1])
         if layer.is_spatial:
-            draw_tiles(figure, axes, colorbar_axes, layer, mosaic, text)
+            draw_tiles(figure, axes, colorbar_axes, layer, mosaic, style)
         else:
             draw_vector(axes, colorbar_axes, layer)
     return figure
@@ -549,30 +573,32 @@ def layer_mosaic(layer: LayerSummary, norm: str):
     return compose_mosaic(scaled.tiles, columns), scaled, columns
 
 
-def panel_height(mosaic, panel_width: float) -> float:
+def panel_height(mosaic) -> float:
+    """Inches for a layer's panel: its mosaic at the panel's width, plus the title."""
     title_space = 0.75
     if mosaic is None:
         return 2.2 + title_space
     image = mosaic[0]
-    return panel_width * image.shape[0] / image.shape[1] + title_space
+    return PANEL_WIDTH_INCHES * image.shape[0] / image.shape[1] + title_space
 
 
-def draw_tiles(figure, axes, colorbar_axes, layer: LayerSummary, mosaic, text: FigureText) -> None:
+def draw_tiles(figure, axes, colorbar_axes, layer: LayerSummary, mosaic, style: FigureStyle) -> None:
     """The layer's tiles as one image, each tile labelled with its channel index."""
     import matplotlib
 
     image, scaled, columns = mosaic
-    colormap = matplotlib.colormaps[text.cmap].with_extremes(bad="white")
+    colormap = matplotlib.colormaps[style.cmap].with_extremes(bad="white")
     artist = axes.imshow(
         image, cmap=colormap, vmin=scaled.vmin, vmax=scaled.vmax, aspect="equal", interpolation="nearest"
     )
     axes.set_axis_off()
     axes.set_title(
         f"{layer.name} {layer.shape}: {channel_phrase(layer)}; "
-        f"{NORMALISATION_PHRASES[text.norm]}; {layer.dead} dead (constant) channels",
+        f"{NORMALISATION_PHRASES[style.norm]}; {layer.dead} dead (constant) channels",
         fontsize=10,
     )
-    label_tiles(axes, layer.channels, columns, scaled.tiles.shape[:2])
+    tile_pixels = PANEL_WIDTH_INCHES * style.dpi / columns  # about how wide a tile comes out
+    label_tiles(axes, artist, layer.channels, columns, scaled.tiles.shape[:2], tile_pixels)
     colorbar = figure.colorbar(artist, cax=colorbar_axes)
     colorbar.set_label(scaled.colorbar_label, fontsize=8)
     if scaled.colorbar_ticks:
@@ -580,24 +606,35 @@ def draw_tiles(figure, axes, colorbar_axes, layer: LayerSummary, mosaic, text: F
     colorbar.ax.tick_params(labelsize=7)
 
 
-def label_tiles(axes, channels: np.ndarray, columns: int, tile_shape: tuple) -> None:
+def label_tiles(axes, image, channels: np.ndarray, columns: int, tile_shape: tuple, tile_pixels: float) -> None:
+    """Mark each tile with its channel index: one RGBA label layer drawn over the tiles.
+
+    Thousands of Matplotlib Text objects take seconds to render; the labels are drawn
+    with Pillow into one image instead, at about the tiles' output resolution, and laid
+    over the mosaic with the same extent.
+    """
+    labels = render_tile_labels(channels, columns, tile_shape, tile_pixels)
+    axes.imshow(labels, extent=image.get_extent(), interpolation="antialiased", zorder=image.get_zorder() + 1)
+
+
+def render_tile_labels(channels: np.ndarray, columns: int, tile_shape: tuple, tile_pixels: float) -> np.ndarray:
+    """RGBA labels, (rows*(H+gap)-gap)*scale x (columns*(W+gap)-gap)*scale, transparent elsewhere."""
+    from PIL import ImageDraw, ImageFont
+
     height, width = tile_shape
+    scale = max(1, math.ceil(max(tile_pixels, MIN_LABEL_TILE_PIXELS) / width))  # label pixels per map pixel
     rows = math.ceil(len(channels) / columns)
-    axes_width_points = axes.get_position().width * axes.figure.get_figwidth() * 72
-    tile_points = axes_width_points / columns if rows else axes_width_points
-    fontsize = float(np.clip(tile_points * 0.28, 2.5, 8))
+    size = (columns * (width + TILE_GAP) - TILE_GAP) * scale, (rows * (height + TILE_GAP) - TILE_GAP) * scale
+    canvas = Image.new("RGBA", size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=int(np.clip(width * scale * 0.2, 9, 18)))
     for slot, channel in enumerate(channels):
         row, column = divmod(slot, columns)
-        axes.text(
-            column * (width + TILE_GAP) - 0.5,
-            row * (height + TILE_GAP) - 0.5,
-            str(channel),
-            fontsize=fontsize,
-            color="white",
-            va="top",
-            ha="left",
-            bbox={"boxstyle": "square,pad=0.1", "facecolor": "black", "alpha": 0.55, "linewidth": 0},
-        )
+        corner = (column * (width + TILE_GAP) * scale, row * (height + TILE_GAP) * scale)
+        box = draw.textbbox(corner, str(channel), font=font, anchor="lt")
+        draw.rectangle((corner[0], corner[1], box[2] + 1, box[3] + 1), fill=(0, 0, 0, 140))
+        draw.text((corner[0] + 1, corner[1] + 1), str(channel), font=font, fill=(255, 255, 255, 255), anchor="lt")
+    return np.asarray(canvas)
 
 
 def draw_vector(axes, colorbar_axes, layer: LayerSummary) -> None:
@@ -863,7 +900,7 @@ def visualize(args, reporter: Reporter) -> int:
         for positions, photos in itertools.chain([first_batch], batches):
             if photos:
                 results = analyse_batch(feature_model, [photo for _, photo in photos], batch_size, layer_names,
-                                        class_names, args)
+                                        class_names, args, compiled=len(image_paths) > batch_size)
                 for (index, photo), (predictions, layers) in zip(photos, results):
                     path = image_paths[index]
                     failures.attempt(path, report_image, path, photo, network, predictions, layers,
@@ -903,7 +940,7 @@ def load_batches(image_paths: Sequence[Path], batch_size: int, failures: Failure
         yield positions, [(i, photo) for i, photo in photos if photo is not None]
 
 
-def analyse_batch(feature_model, photos, batch_size, layer_names, class_names, args):
+def analyse_batch(feature_model, photos, batch_size, layer_names, class_names, args, compiled):
     """[(predictions or None, [LayerSummary])] per photo, from one forward pass.
 
     Each layer is reduced to what is drawn here, so a batch's full maps are freed
@@ -913,7 +950,7 @@ def analyse_batch(feature_model, photos, batch_size, layer_names, class_names, a
     padding = batch_size - len(photos)  # pad the last batch: Keras then traces one shape only
     if padding:
         batch = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)])
-    outputs = run_forward_pass(feature_model, batch)
+    outputs = run_forward_pass(feature_model, batch, compiled)
     results = []
     for i in range(len(photos)):
         predictions = (
@@ -937,8 +974,8 @@ def report_image(path, photo, network, predictions, layers, out_path, args, seve
             print(line)
     for layer in layers:
         print(format_layer_line(layer))
-    text = FigureText(photo_title(path.name, photo, network, predictions), args.norm, args.cmap)
-    figure = draw_figure(photo, layers, text)
+    style = FigureStyle(photo_title(path.name, photo, network, predictions), args.norm, args.cmap, args.dpi)
+    figure = draw_figure(photo, layers, style)
     try:
         save_figure(figure, out_path, args.dpi)
     except OSError as error:
