@@ -1,0 +1,252 @@
+"""Benchmark deepviz against the naive ways, in one run on this machine; prints a Markdown table.
+
+    python bench/bench.py --weights ../shared/weights/inception_v3_2015_notop.weights.h5 \
+        --photos ../shared/images
+
+Every time is the median of --repeats runs (32 separate runs are timed once, as a sum).
+Machines are shared and noisy: read the ratios, which compare runs made minutes apart.
+
+1. floor vs tool: a bare script that imports Keras, builds InceptionV3, loads the weights
+   and runs one forward pass, against `deepviz.py IMAGE --layers conv2d_1 mixed3`.
+2. drawing: all 2,816 channels of mixed3 and mixed10, deepviz's figure against one
+   Matplotlib subplot per channel (what keract and most tutorials do), same arrays,
+   same figure size and dpi, both saved as PNG.
+3. batch: 32 photos in one run against 32 separate runs; the model's own forward-pass
+   throughput at the same batch size for scale.
+4. memory: peak resident memory (VmHWM) of a run over all eleven mixed layers with
+   --max-maps all, and of runs over 8 and 64 photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import deepviz  # noqa: E402
+
+FLOOR_SCRIPT = """
+import os, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import keras, numpy as np
+from PIL import Image
+weights, image = sys.argv[1], sys.argv[2]
+model = keras.applications.InceptionV3(include_top=False, weights=weights, input_shape=(299, 299, 3))
+pixels = np.asarray(Image.open(image).convert("RGB").resize((299, 299)), dtype="float32")
+model(keras.applications.inception_v3.preprocess_input(pixels[None]), training=False)
+"""
+
+THROUGHPUT_SCRIPT = """
+import os, sys, time, statistics
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import keras, numpy as np
+batch_size, weights = int(sys.argv[1]), sys.argv[2]
+model = keras.applications.InceptionV3(include_top=False, weights=weights, input_shape=(299, 299, 3))
+batch = np.random.default_rng(0).uniform(-1, 1, (batch_size, 299, 299, 3)).astype("float32")
+model.predict_on_batch(batch)  # trace once
+times = []
+for _ in range(5):
+    start = time.perf_counter()
+    model.predict_on_batch(batch)
+    times.append(time.perf_counter() - start)
+print(batch_size / statistics.median(times))
+"""
+
+# Runs deepviz.py as __main__ and writes the process's peak resident memory (kB) to a file.
+PEAK_MEMORY_SCRIPT = """
+import atexit, re, runpy, sys
+report, script = sys.argv[1], sys.argv[2]
+def write_peak():
+    status = open("/proc/self/status").read()
+    open(report, "w").write(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1))
+atexit.register(write_peak)
+sys.argv = sys.argv[2:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def run_python(*args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT)
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark step failed: {' '.join(args[:3])}...\n{result.stderr[-2000:]}")
+    return result
+
+
+def timed(function, repeats: int) -> float:
+    """Median wall-clock seconds of `repeats` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def tool(*args) -> subprocess.CompletedProcess:
+    return run_python(str(ROOT / "deepviz.py"), *map(str, args), "--quiet")
+
+
+def peak_memory_mib(*args) -> float:
+    with tempfile.NamedTemporaryFile(suffix=".peak") as report:
+        run_python("-c", PEAK_MEMORY_SCRIPT, report.name, str(ROOT / "deepviz.py"), *map(str, args), "--quiet")
+        return int(Path(report.name).read_text()) / 1024
+
+
+# --- 2. Drawing ---------------------------------------------------------------------
+def drawing_layers():
+    rng = np.random.default_rng(0)
+    return [
+        deepviz.summarize_layer("mixed3", rng.gamma(1.0, 1.0, (17, 17, 768)).astype(np.float32), None, "mean"),
+        deepviz.summarize_layer("mixed10", rng.gamma(1.0, 1.0, (8, 8, 2048)).astype(np.float32), None, "mean"),
+    ]
+
+
+def draw_with_deepviz(photo, layers, dpi: int) -> tuple[float, float]:
+    style = deepviz.FigureStyle("photo", "channel", "viridis", dpi)
+    figure = deepviz.draw_figure(photo, layers, style)
+    figure.savefig(io.BytesIO(), format="png", dpi=dpi)
+    return figure.get_figwidth(), figure.get_figheight()
+
+
+def draw_naively(photo, layers, size: tuple[float, float], dpi: int) -> None:
+    """One subplot per channel, titled with its index, as keract and most tutorials do."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size)
+    subfigures = figure.subfigures(len(layers) + 1, 1)
+    subfigures[0].add_subplot().imshow(np.asarray(photo))
+    for subfigure, layer in zip(subfigures[1:], layers):
+        count = layer.maps.shape[-1]
+        columns = deepviz.mosaic_columns(count, *layer.maps.shape[:2])
+        rows = -(-count // columns)
+        axes = subfigure.subplots(rows, columns).ravel()
+        for slot, ax in enumerate(axes):
+            ax.set_axis_off()
+            if slot < count:
+                ax.imshow(layer.maps[:, :, slot], cmap="viridis")
+                ax.set_title(str(layer.channels[slot]), fontsize=3)
+    figure.savefig(io.BytesIO(), format="png", dpi=dpi)
+
+
+# --- Report ---------------------------------------------------------------------------
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    versions = run_python("-c", "import os; os.environ['TF_CPP_MIN_LOG_LEVEL']='3'; import keras, "
+                          "tensorflow, matplotlib; print(keras.__version__, tensorflow.__version__, "
+                          "matplotlib.__version__)").stdout.split()
+    return (f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB, no GPU; Python {platform.python_version()}, "
+            f"Keras {versions[0]} on TensorFlow {versions[1]}, Matplotlib {versions[2]}")
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", required=True, type=Path, help="a local InceptionV3 weights file")
+    parser.add_argument("--photos", type=Path, default=ROOT / "images", help="folder of photos to cycle through")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per median")
+    parser.add_argument("--batch-size", type=int, default=deepviz.DEFAULT_BATCH_SIZE)
+    args = parser.parse_args(argv)
+
+    sources = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in deepviz.IMAGE_SUFFIXES)
+    image = sources[0]
+    work = Path(tempfile.mkdtemp(prefix="deepviz-bench-"))
+    rows = []
+
+    def progress(message):
+        print(f"bench: {message}", file=sys.stderr, flush=True)
+
+    try:
+        # 1. Floor vs tool
+        progress("floor vs tool")
+        floor = timed(lambda: run_python("-c", FLOOR_SCRIPT, str(args.weights), str(image)), args.repeats)
+        whole = timed(lambda: tool(image, "--layers", "conv2d_1", "mixed3", "--weights", args.weights,
+                                   "--out", work / "one.png"), args.repeats)
+        rows.append(("floor: import Keras, build, load weights, one forward pass", f"{floor:.2f} s", "", ""))
+        rows.append(("deepviz IMAGE --layers conv2d_1 mixed3", f"{whole:.2f} s",
+                     f"{whole / floor:.2f}x floor", f"≤ 1.3x: {verdict(whole / floor <= 1.3)}"))
+
+        # 2. Drawing
+        progress("drawing 2,816 tiles")
+        photo = deepviz.load_image(image)
+        layers = drawing_layers()
+        size = draw_with_deepviz(photo, layers, deepviz.DEFAULT_DPI)  # warm up, and the size to match
+        ours = timed(lambda: draw_with_deepviz(photo, layers, deepviz.DEFAULT_DPI), args.repeats)
+        naive = timed(lambda: draw_naively(photo, layers, size, deepviz.DEFAULT_DPI), args.repeats)
+        rows.append(("drawing mixed3 + mixed10, all 2,816 channels: one subplot per channel", f"{naive:.2f} s", "",
+                     ""))
+        rows.append(("drawing mixed3 + mixed10, all 2,816 channels: deepviz", f"{ours:.2f} s",
+                     f"{naive / ours:.0f}x faster; {ours / floor:.2f}x floor",
+                     f"≥ 10x: {verdict(naive / ours >= 10)}; ≤ 0.25x floor: {verdict(ours / floor <= 0.25)}"))
+
+        # 3. Batch
+        progress("32 photos: one run, then 32 runs")
+        folder = work / "photos32"
+        folder.mkdir()
+        copies = []
+        for i in range(32):
+            source = sources[i % len(sources)]
+            copies.append(folder / f"{i:02d}_{source.name}")
+            shutil.copy(source, copies[-1])
+        common = ["--layers", "conv2d_1", "mixed3", "--weights", args.weights, "--batch-size", args.batch_size]
+        batched = timed(lambda: tool(folder, *common, "--out", work / "batched"), args.repeats)
+        separate = timed(lambda: [tool(p, *common, "--out", work / "separate") for p in copies], 1)
+        throughput = float(run_python("-c", THROUGHPUT_SCRIPT, str(args.batch_size), str(args.weights)).stdout)
+        rows.append(("32 photos, 32 separate runs", f"{separate:.1f} s", f"{32 / separate:.2f} images/s", ""))
+        rows.append((f"32 photos, one run (batches of {args.batch_size})", f"{batched:.1f} s",
+                     f"{batched / separate:.3f}x the separate runs; {32 / batched:.2f} images/s",
+                     f"≤ 0.15x: {verdict(batched / separate <= 0.15)}"))
+        rows.append((f"model alone: forward passes of {args.batch_size} photos", "",
+                     f"{throughput:.1f} images/s", "for scale"))
+
+        # 4. Memory
+        progress("peak memory")
+        mixed = peak_memory_mib(image, "--layers", *deepviz.BLOCK_OUTPUTS, "--max-maps", "all",
+                                "--weights", args.weights, "--out", work / "mixed.png")
+        rows.append(("peak memory: all eleven mixed layers, --max-maps all", f"{mixed:.0f} MiB", "",
+                     f"≤ 2 GB: {verdict(mixed * 2**20 <= 2e9)}"))
+        eight = peak_memory_mib(*copies[:8], "--weights", args.weights, "--out", work / "eight")
+        folder64 = work / "photos64"
+        folder64.mkdir()
+        for i in range(64):
+            shutil.copy(copies[i % 32], folder64 / f"{i:02d}_{copies[i % 32].name}")
+        sixty_four = peak_memory_mib(folder64, "--weights", args.weights, "--out", work / "sixty_four")
+        rows.append(("peak memory: 8 photos, default layers", f"{eight:.0f} MiB", "", ""))
+        rows.append(("peak memory: 64 photos, default layers", f"{sixty_four:.0f} MiB",
+                     f"{sixty_four / eight:.2f}x the 8-photo run", f"≤ 1.2x: {verdict(sixty_four / eight <= 1.2)}"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"Measured on: {machine_description()}; medians of {args.repeats} runs.\n")
+    print("| measurement | time or size | ratio | target |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
