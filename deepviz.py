@@ -39,10 +39,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 __version__ = "0.1.0"
 
 # --- Settings ----------------------------------------------------------------
-MODEL_NAME = "InceptionV3"
-INPUT_SIZE = (299, 299)  # (height, width) InceptionV3 takes
-DEFAULT_LAYERS = ("conv2d_1", "mixed0", "mixed3", "mixed7", "mixed10")
-BLOCK_OUTPUTS = tuple(f"mixed{i}" for i in range(11))
+DEFAULT_MODEL = "inception_v3"
+DEFAULT_PREPROCESS = "inception"  # for a saved model of the user's own
+OWN_MODEL_INPUT_SIZE = (224, 224)  # when a saved model accepts any size
+OWN_MODEL_DEFAULT_LAYER_COUNT = 5
+OUTPUT_KEY = "__output__"  # the model's own output, among the feature model's outputs
 DEFAULT_MAX_MAPS = 64
 DEFAULT_TOP = 3
 DEFAULT_BATCH_SIZE = 8
@@ -52,6 +53,7 @@ DEFAULT_OUT_DIR = Path("result")
 FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 WEIGHTS_SUFFIXES = (".weights.h5", ".h5")
+MODEL_SUFFIXES = (".keras", ".h5")
 NUM_CLASSES = 1000
 DOWNLOAD_TIMEOUT_SECONDS = 30  # per socket operation, so a dead network fails fast
 
@@ -80,6 +82,51 @@ class UsageError(DeepvizError):
     """The command line asked for something impossible (exit status 2)."""
 
     exit_status = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A keras.applications ImageNet classifier: what deepviz needs to run and draw it."""
+
+    builder: str  # its constructor in keras.applications
+    module: str  # the keras.applications submodule with its preprocess_input
+    input_size: int  # side of its square input, in pixels
+    default_layers: tuple[str, ...]  # a spread from early to late layers
+    block_pattern: str  # regular expression of its block outputs, marked by --list-layers
+
+
+MODELS = {
+    "inception_v3": ModelSpec("InceptionV3", "inception_v3", 299,
+                              ("conv2d_1", "mixed0", "mixed3", "mixed7", "mixed10"), r"mixed\d+"),
+    "vgg16": ModelSpec("VGG16", "vgg16", 224,
+                       ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3"),
+                       r"block\d_pool"),
+    "vgg19": ModelSpec("VGG19", "vgg19", 224,
+                       ("block1_conv2", "block2_conv2", "block3_conv4", "block4_conv4", "block5_conv4"),
+                       r"block\d_pool"),
+    "resnet50": ModelSpec("ResNet50", "resnet50", 224,
+                          ("conv1_relu", "conv2_block3_out", "conv3_block4_out", "conv4_block6_out",
+                           "conv5_block3_out"), r"conv\d_block\d+_out"),
+    "resnet50_v2": ModelSpec("ResNet50V2", "resnet_v2", 224,
+                             ("conv1_conv", "conv2_block3_out", "conv3_block4_out", "conv4_block6_out",
+                              "post_relu"), r"conv\d_block\d+_out|post_relu"),
+    "xception": ModelSpec("Xception", "xception", 299,
+                          ("block1_conv2_act", "add", "add_2", "add_10", "block14_sepconv2_act"),
+                          r"add(_\d+)?|block14_sepconv2_act"),
+    "mobilenet_v2": ModelSpec("MobileNetV2", "mobilenet_v2", 224,
+                              ("Conv1_relu", "block_2_add", "block_5_add", "block_12_add", "out_relu"),
+                              r"block_\d+_add|out_relu"),
+    "densenet121": ModelSpec("DenseNet121", "densenet", 224,
+                             ("conv1_relu", "pool2_relu", "pool3_relu", "pool4_relu", "relu"), r"pool\d_relu|relu"),
+    "efficientnet_b0": ModelSpec("EfficientNetB0", "efficientnet", 224,
+                                 ("stem_activation", "block2b_add", "block3b_add", "block5c_add",
+                                  "top_activation"), r"block\d[a-z]_add|top_activation"),
+    "convnext_tiny": ModelSpec("ConvNeXtTiny", "convnext", 224,
+                               ("convnext_tiny_stem", "convnext_tiny_downsampling_block_0",
+                                "convnext_tiny_downsampling_block_1", "convnext_tiny_downsampling_block_2",
+                                "convnext_tiny_stage_3_block_2_gelu"),
+                               r"convnext_tiny_(stem|downsampling_block_\d)"),
+}
 
 
 # --- Load image ---------------------------------------------------------------
@@ -126,17 +173,45 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def preprocess(photo: Image.Image) -> np.ndarray:
-    """Squash the whole photo to the network's input size and scale pixels to [-1, 1].
+def preprocess(photo: Image.Image, network: Network) -> np.ndarray:
+    """Squash the whole photo to the network's input size and scale its pixels for it.
 
-    No cropping: a non-square photo is resized to 299x299 without keeping its
-    aspect ratio, as keras.utils.load_img(target_size=...) does.
+    No cropping: a non-square photo is resized without keeping its aspect ratio, as
+    keras.utils.load_img(target_size=...) does.
     """
-    keras = import_keras()
-    height, width = INPUT_SIZE
+    height, width = network.input_size
     resized = photo.resize((width, height), Image.Resampling.BILINEAR)
-    pixels = np.asarray(resized, dtype=np.float32).copy()  # (299, 299, 3), a fresh copy
-    return keras.applications.inception_v3.preprocess_input(pixels)
+    pixels = np.asarray(resized, dtype=np.float32).copy()  # (H, W, 3), a copy: preprocessing may work in place
+    return np.asarray(network.preprocess(pixels), dtype=np.float32)
+
+
+def scale_like_inception(pixels: np.ndarray) -> np.ndarray:
+    return pixels / 127.5 - 1.0  # [-1, 1]
+
+
+def scale_like_caffe(pixels: np.ndarray) -> np.ndarray:
+    return import_keras().applications.imagenet_utils.preprocess_input(pixels, mode="caffe")  # BGR, mean removed
+
+
+def scale_like_torch(pixels: np.ndarray) -> np.ndarray:
+    return import_keras().applications.imagenet_utils.preprocess_input(pixels, mode="torch")  # [0, 1], standardised
+
+
+def scale_to_unit(pixels: np.ndarray) -> np.ndarray:
+    return pixels / 255.0  # [0, 1]
+
+
+def keep_pixels(pixels: np.ndarray) -> np.ndarray:
+    return pixels  # [0, 255]: the model scales them itself
+
+
+PREPROCESSING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "inception": scale_like_inception,
+    "caffe": scale_like_caffe,
+    "torch": scale_like_torch,
+    "unit": scale_to_unit,
+    "none": keep_pixels,
+}
 
 
 # --- Build the network --------------------------------------------------------
@@ -169,46 +244,82 @@ def file_descriptor_silenced(descriptor: int):
 
 @dataclasses.dataclass
 class Network:
-    """InceptionV3 with a description of its weights."""
+    """A Keras model and what deepviz needs to know to run and describe it."""
 
     model: object  # keras.Model
-    weights_label: str  # e.g. "imagenet", "untrained", "backbone.weights.h5"
-    has_classifier: bool  # False for weights saved with include_top=False
-    trained: bool
+    label: str  # what to call it: "InceptionV3", "my_model.keras"
+    weights_label: str  # "imagenet", "untrained", a file name
+    input_size: tuple[int, int]  # (height, width)
+    preprocess: Callable[[np.ndarray], np.ndarray]
+    class_names: list[str] | None  # None: no predictions, for the reason below
+    no_predictions_reason: str = ""
+    trained: bool = True
+    default_layers: tuple[str, ...] = ()
+    block_pattern: str = ""  # regular expression of the layer paths --list-layers marks
 
 
-def build_network(weights: str = "imagenet") -> Network:
-    """InceptionV3 with `weights`: "imagenet", "none" or a weights file path.
+@dataclasses.dataclass(frozen=True)
+class NetworkChoice:
+    """What the command line asked for: a built-in model name or a saved model's path, and so on."""
 
-    Built once per process for each choice (a weights file is reloaded if it changed).
-    """
-    path = Path(weights)
-    stamp = path.stat().st_mtime_ns if weights not in ("imagenet", "none") and path.is_file() else None
-    return build_network_once(weights, stamp)
+    model: str = DEFAULT_MODEL
+    weights: str = "imagenet"
+    preprocess: str | None = None  # a key of PREPROCESSING; None: the built-in model's own
+    labels: str | None = None  # a file of class names, one per line
+
+
+def build_network(choice: NetworkChoice = NetworkChoice()) -> Network:
+    """The network `choice` names, built once per process for each choice (files reloaded if changed)."""
+    stamps = tuple(Path(p).stat().st_mtime_ns for p in (choice.model, choice.weights, choice.labels or "")
+                   if Path(p).is_file())
+    return build_network_once(choice, stamps)
 
 
 @functools.lru_cache(maxsize=4)
-def build_network_once(weights: str, stamp: int | None) -> Network:
-    """Keras 3 numbers layer names per process, so each build clears the session first:
-    layer names are those of a first build (conv2d, conv2d_1, ...), whatever came before.
-    """
-    if weights == "imagenet":
-        return Network(build_imagenet_model(), "imagenet", has_classifier=True, trained=True)
-    if weights == "none":
-        return Network(build_model(include_top=True), "untrained", has_classifier=True, trained=False)
-    return build_model_from_file(Path(weights))
+def build_network_once(choice: NetworkChoice, stamps: tuple) -> Network:
+    if choice.model in MODELS:
+        return build_application(choice)
+    return load_own_model(choice)
 
 
-def build_model(include_top: bool, weights=None):
+def build_application(choice: NetworkChoice) -> Network:
+    """A keras.applications model with ImageNet, random or file weights."""
+    spec = MODELS[choice.model]
     keras = import_keras()
-    keras.backend.clear_session()
-    height, width = INPUT_SIZE
-    return keras.applications.InceptionV3(
-        weights=weights, include_top=include_top, input_shape=(height, width, 3)
+    preprocess = (PREPROCESSING[choice.preprocess] if choice.preprocess
+                  else getattr(keras.applications, spec.module).preprocess_input)
+    if choice.weights == "imagenet":
+        model, include_top, trained, label = build_imagenet_model(spec), True, True, "imagenet"
+    elif choice.weights == "none":
+        model, include_top, trained, label = build_model(spec, include_top=True), True, False, "untrained"
+    else:
+        model, include_top = build_model_from_file(spec, Path(choice.weights))
+        trained, label = True, Path(choice.weights).name
+    return Network(
+        model=model,
+        label=spec.builder,
+        weights_label=label,
+        input_size=(spec.input_size, spec.input_size),
+        preprocess=preprocess,
+        class_names=load_class_names() if include_top else None,
+        no_predictions_reason="" if include_top else f"weights {label} have no classifier head",
+        trained=trained,
+        default_layers=spec.default_layers,
+        block_pattern=spec.block_pattern,
     )
 
 
-def build_imagenet_model():
+def build_model(spec: ModelSpec, include_top: bool, weights=None):
+    """Keras 3 numbers layer names per process, so each build clears the session first:
+    layer names are those of a first build (conv2d, conv2d_1, ...), whatever came before.
+    """
+    keras = import_keras()
+    keras.backend.clear_session()
+    builder = getattr(keras.applications, spec.builder)
+    return builder(weights=weights, include_top=include_top, input_shape=(spec.input_size, spec.input_size, 3))
+
+
+def build_imagenet_model(spec: ModelSpec):
     """Keras's own download and cache of the ImageNet weights; a clear error offline."""
     import socket
 
@@ -216,18 +327,18 @@ def build_imagenet_model():
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Keras prints download progress
-            return build_model(include_top=True, weights="imagenet")
+            return build_model(spec, include_top=True, weights="imagenet")
     except Exception as error:  # Keras raises a bare Exception for a failed fetch
         if "URL fetch failure" not in str(error) and not isinstance(error, OSError):
             raise
-        raise DeepvizError(download_failure_message(error)) from None
+        raise DeepvizError(download_failure_message(spec, error)) from None
     finally:
         socket.setdefaulttimeout(previous_timeout)
 
 
-def download_failure_message(error: Exception) -> str:
+def download_failure_message(spec: ModelSpec, error: Exception) -> str:
     found = re.search(r"https?://\S+?(?=:?\s|$)", str(error))
-    url = found.group(0).rstrip(":") if found else "the InceptionV3 ImageNet weights"
+    url = found.group(0).rstrip(":") if found else f"the {spec.builder} ImageNet weights"
     reason = str(error.__context__ or error).strip()
     cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
     return (
@@ -237,11 +348,11 @@ def download_failure_message(error: Exception) -> str:
     )
 
 
-def build_model_from_file(path: Path) -> Network:
-    """Load a Keras weights file, with the ImageNet classifier head or without it."""
+def build_model_from_file(spec: ModelSpec, path: Path):
+    """(model, has classifier head) from a Keras weights file, with the head or without it."""
     check_weights_file(path)
     include_top = weights_have_classifier(path)
-    model = build_model(include_top=include_top)
+    model = build_model(spec, include_top=include_top)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Keras warns about each skipped sub-container
@@ -250,15 +361,15 @@ def build_model_from_file(path: Path) -> Network:
         head = "with" if include_top else "without"
         reason = str(error).strip().splitlines()[0]
         raise DeepvizError(
-            f"{path}: not {MODEL_NAME} weights; Keras could not load it into {MODEL_NAME} {head} the "
-            f"classifier head ({reason}). Pass weights saved from keras.applications.InceptionV3, "
+            f"{path}: not {spec.builder} weights; Keras could not load it into {spec.builder} {head} the "
+            f"classifier head ({reason}). Pass weights saved from keras.applications.{spec.builder}, "
             f"or --weights imagenet."
         ) from None
-    return Network(model, path.name, has_classifier=include_top, trained=True)
+    return model, include_top
 
 
 def weights_have_classifier(path: Path) -> bool:
-    """Whether a Keras weights file holds InceptionV3's classifier, the Dense layer "predictions"."""
+    """Whether a Keras weights file holds an ImageNet classifier head (a Dense layer, "predictions")."""
     import h5py
 
     try:
@@ -280,11 +391,7 @@ def check_weights_file(path: Path) -> None:
             f"--weights {path}: expected 'imagenet', 'none' or a Keras weights file "
             f"ending in {' or '.join(WEIGHTS_SUFFIXES)}"
         )
-    if not path.is_file():
-        reason = "is a directory" if path.is_dir() else "no such file"
-        raise DeepvizError(f"--weights {path}: {reason}; check the path")
-    if not os.access(path, os.R_OK):
-        raise DeepvizError(f"--weights {path}: permission denied; make the file readable")
+    check_readable_file(path, "--weights")
     if not h5py.is_hdf5(path):
         raise DeepvizError(
             f"--weights {path}: not an HDF5 file, so not Keras weights; "
@@ -292,21 +399,117 @@ def check_weights_file(path: Path) -> None:
         )
 
 
+def check_readable_file(path: Path, option: str) -> None:
+    if not path.is_file():
+        reason = "is a directory" if path.is_dir() else "no such file"
+        raise DeepvizError(f"{option} {path}: {reason}; check the path")
+    if not os.access(path, os.R_OK):
+        raise DeepvizError(f"{option} {path}: permission denied; make the file readable")
+
+
+def load_own_model(choice: NetworkChoice) -> Network:
+    """A saved Keras model (.keras, or a full-model .h5) with the user's preprocessing and labels."""
+    path = Path(choice.model)
+    check_readable_file(path, "--model")
+    keras = import_keras()
+    keras.backend.clear_session()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = keras.models.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many kinds for a file it cannot read
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DeepvizError(f"--model {path}: Keras could not load it as a saved model ({reason})") from None
+    input_size = own_model_input_size(model, path)
+    class_names, reason = own_model_classes(model, path, choice.labels)
+    paths = layer_paths(model)
+    spatial = [p for p, layer in paths.items() if len(output_shape(layer)) == 3 and not is_input_layer(layer)]
+    picks = np.linspace(0, len(spatial) - 1, min(OWN_MODEL_DEFAULT_LAYER_COUNT, len(spatial))).round()
+    return Network(
+        model=model,
+        label=path.name,
+        weights_label=path.name,
+        input_size=input_size,
+        preprocess=PREPROCESSING[choice.preprocess or DEFAULT_PREPROCESS],
+        class_names=class_names,
+        no_predictions_reason=reason,
+        default_layers=tuple(dict.fromkeys(spatial[int(i)] for i in picks)),
+    )
+
+
+def own_model_input_size(model, path: Path) -> tuple[int, int]:
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise DeepvizError(f"--model {path}: expected one image input and one output, "
+                           f"found {len(model.inputs)} inputs and {len(model.outputs)} outputs")
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4 or shape[-1] != 3:
+        raise DeepvizError(f"--model {path}: expected an input of RGB images (batch, height, width, 3), "
+                           f"found {shape}")
+    height, width = shape[1:3]
+    return (height, width) if height and width else OWN_MODEL_INPUT_SIZE
+
+
+def own_model_classes(model, path: Path, labels: str | None):
+    """(class names or None, why there are no predictions) for a saved model's output."""
+    shape = tuple(model.outputs[0].shape[1:])
+    names = read_labels(Path(labels)) if labels else None
+    if len(shape) != 1 or shape[0] < 2:
+        return None, f"the output of {path.name}, shape {shape}, is not a class vector"
+    if names is not None:
+        if len(names) != shape[0]:
+            raise DeepvizError(f"--labels {labels}: {len(names)} names, but {path.name} has {shape[0]} classes; "
+                               "give one name per class, one per line")
+        return names, ""
+    if getattr(getattr(model.layers[-1], "activation", None), "__name__", "") != "softmax":
+        return None, (f"the output of {path.name}, shape {shape}, does not end in a softmax; "
+                      "pass --labels FILE if it is a class vector")
+    return [f"class_{i}" for i in range(shape[0])], ""
+
+
+def read_labels(path: Path) -> list[str]:
+    check_readable_file(path, "--labels")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    return [line for line in lines if line]
+
+
 # --- Choose layers --------------------------------------------------------------
-def check_layer_names(model, names: Sequence[str]) -> list[str]:
+def layer_paths(model, prefix: str = "") -> dict:
+    """Every layer by path, in order; layers inside a nested model are "outer/inner"."""
+    keras = import_keras()
+    paths = {}
+    for layer in model.layers:
+        paths[prefix + layer.name] = layer
+        if isinstance(layer, keras.Model):
+            paths.update(layer_paths(layer, f"{prefix}{layer.name}/"))
+    return paths
+
+
+def output_shape(layer) -> tuple:
+    """A layer's output shape without the batch axis, () if it has no single output."""
+    try:
+        return tuple(layer.output.shape[1:])
+    except (AttributeError, ValueError):  # a layer used in several places has no single output
+        return ()
+
+
+def is_input_layer(layer) -> bool:
+    return type(layer).__name__ == "InputLayer"
+
+
+def check_layer_names(network: Network, names: Sequence[str]) -> list[str]:
     """Return `names` without repeats, or raise UsageError for the first unknown one."""
-    known = [layer.name for layer in model.layers]
+    known = list(layer_paths(network.model))
     for name in names:
         if name not in known:
-            raise UsageError(unknown_layer_message(name, known))
+            raise UsageError(unknown_layer_message(network, name, known))
     return list(dict.fromkeys(names))
 
 
-def unknown_layer_message(name: str, known: Sequence[str]) -> str:
+def unknown_layer_message(network: Network, name: str, known: Sequence[str]) -> str:
     by_case = [layer for layer in known if layer.lower() == name.lower()]
     close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
     suggestions = list(dict.fromkeys(by_case + close))
-    message = f"{MODEL_NAME} has no layer {name!r}"
+    message = f"{network.label} has no layer {name!r}"
     if suggestions:
         message += "; did you mean " + " or ".join(repr(s) for s in suggestions) + "?"
     if Path(name).exists():
@@ -314,29 +517,73 @@ def unknown_layer_message(name: str, known: Sequence[str]) -> str:
     return message + f" Run `deepviz --list-layers` to see all {len(known)} layers."
 
 
-def describe_layers(model) -> list[str]:
-    """One line per layer: index, name, type, output shape; block outputs marked."""
+def describe_layers(network: Network) -> list[str]:
+    """One line per layer: index, path, type, output shape; block outputs marked."""
+    paths = layer_paths(network.model)
+    width = max(26, *map(len, paths))
     lines = []
-    for index, layer in enumerate(model.layers):
-        shape = tuple(layer.output.shape[1:])
-        mark = "  <- block output" if layer.name in BLOCK_OUTPUTS else ""
-        lines.append(f"{index:4d}  {layer.name:<26} {type(layer).__name__:<24} {shape}{mark}")
+    for index, (path, layer) in enumerate(paths.items()):
+        marked = network.block_pattern and re.fullmatch(network.block_pattern, path)
+        mark = "  <- block output" if marked else ""
+        lines.append(f"{index:4d}  {path:<{width}} {type(layer).__name__:<24} {output_shape(layer)}{mark}")
     return lines
 
 
 # --- One forward pass -----------------------------------------------------------
-def build_feature_model(network: Network, layer_names: Sequence[str]):
-    """One Keras model whose outputs are {layer name: maps} plus "predictions"."""
+def build_feature_model(network: Network, layer_paths_: Sequence[str]):
+    """One Keras model whose outputs are {layer path: maps, OUTPUT_KEY: the model's output}."""
+    return feature_model_for(network.model, layer_paths_)
+
+
+def feature_model_for(model, paths: Sequence[str]):
+    """A model with `model`'s input and outputs {path: maps, OUTPUT_KEY: `model`'s output}.
+
+    A layer inside a nested model ("outer/inner") lives in the nested model's own graph,
+    so it cannot simply be an output of the outer one ("Graph disconnected"). The outer
+    model is re-traced instead with keras.models.clone_model, reusing its layers (and so
+    their weights), with each nested model replaced by a feature model of its own: every
+    map then comes from the same single forward pass.
+    """
     keras = import_keras()
-    model = network.model
-    outputs = {name: model.get_layer(name).output for name in layer_names}
-    if network.has_classifier:
-        outputs["predictions"] = model.output  # (batch, 1000) softmax
-    return keras.Model(model.input, outputs)
+    nested = {}
+    for path in paths:
+        outer, _, inner = path.partition("/")
+        if inner:
+            nested.setdefault(outer, []).append(inner)
+    sequential = isinstance(model, keras.Sequential)
+    if not nested and not sequential:
+        outputs = {path: model.get_layer(path).output for path in paths}
+        outputs[OUTPUT_KEY] = model.output
+        return keras.Model(model.input, outputs)
+
+    direct = {path for path in paths if "/" not in path}
+    recorded = {}
+
+    def call_layer(layer, *args, **kwargs):
+        if layer.name in nested:
+            maps = feature_model_for(layer, nested[layer.name])(*args, **kwargs)
+            recorded.update({f"{layer.name}/{key}": value for key, value in maps.items() if key != OUTPUT_KEY})
+            result = maps[OUTPUT_KEY]
+        else:
+            result = layer(*args, **kwargs)
+        if layer.name in direct:
+            recorded[layer.name] = result
+        return result
+
+    if sequential:  # a Sequential model's layers, called one after another on a new input
+        inputs = result = keras.Input(shape=model.input_shape[1:])
+        for layer in model.layers:
+            result = call_layer(layer, result)
+    else:
+        clone = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call_layer)
+        inputs, result = clone.input, clone.output
+    outputs = {path: recorded.get(path, inputs) for path in paths}  # input layers are never called
+    outputs[OUTPUT_KEY] = result
+    return keras.Model(inputs, outputs)
 
 
 def run_forward_pass(feature_model, batch: np.ndarray, compiled: bool = False) -> dict[str, np.ndarray]:
-    """Maps of every chosen layer (and predictions) for a batch, as NumPy arrays.
+    """Maps of every chosen layer (and the model's output) for a batch, as NumPy arrays.
 
     `compiled` traces the model into a graph first: that costs about a second, but the
     graph runs batches faster and in less memory than eager calls; one photo runs eagerly.
@@ -528,8 +775,8 @@ class FigureStyle:
 
 def photo_title(image_name: str, photo: Image.Image, network: Network, predictions) -> str:
     size = f"{image_name} ({photo.width}×{photo.height})"
-    if not network.has_classifier:
-        return f"{size}\npredictions unavailable: weights {network.weights_label} have no classifier head"
+    if network.class_names is None:
+        return f"{size}\npredictions unavailable: {network.no_predictions_reason}"
     ranked = "   ".join(f"{rank}. {name} {p * 100:.1f}%" for rank, (name, p) in enumerate(predictions, 1))
     if not network.trained:
         return f"{size}\nuntrained network (random weights): {ranked}"
@@ -761,10 +1008,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepviz",
         description=(
-            "Show what InceptionV3 sees in a photo: print its top ImageNet predictions and "
-            "draw the feature maps of chosen layers, from one forward pass. "
-            f"Each photo is resized to {INPUT_SIZE[1]}x{INPUT_SIZE[0]} without cropping "
-            "(squashed if it is not square); the figure shows it at its own aspect ratio."
+            "Show what a convolutional network (InceptionV3 by default) sees in a photo: print its "
+            "top predictions and draw the feature maps of chosen layers, from one forward pass. "
+            "Each photo is resized to the network's input size (299x299 for InceptionV3) without "
+            "cropping (squashed if it is not square); the figure shows it at its own aspect ratio."
         ),
         epilog="Exit status: 0 done, 1 runtime failure (download, unreadable input, write error), "
         "2 usage error, 130 interrupted.",
@@ -779,19 +1026,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--layers",
         nargs="+",
-        default=list(DEFAULT_LAYERS),
         metavar="NAME",
-        help="layers to draw, early to late (see --list-layers)",
+        help="layers to draw, early to late; a layer inside a nested model is OUTER/INNER "
+        "(see --list-layers; default: the model's default layers, for InceptionV3 "
+        f"{' '.join(MODELS[DEFAULT_MODEL].default_layers)})",
     )
     parser.add_argument("--list-layers", action="store_true", help="print every layer of the model and exit")
     parser.add_argument(
-        "--weights",
-        default="imagenet",
-        metavar="imagenet|none|PATH",
-        help="'imagenet' (Keras downloads and caches them), 'none' (random, untrained) or a "
-        "local Keras weights file (.h5 or .weights.h5; one saved without the classifier head "
-        "draws maps without predictions)",
+        "--model",
+        default=DEFAULT_MODEL,
+        metavar="NAME|PATH",
+        help="a keras.applications ImageNet classifier (see --list-models) or a saved Keras model "
+        "(.keras, or a full-model .h5)",
     )
+    parser.add_argument("--list-models", action="store_true", help="print the built-in models and exit")
+    parser.add_argument(
+        "--weights",
+        metavar="imagenet|none|PATH",
+        help="for a built-in model: 'imagenet' (Keras downloads and caches them), 'none' (random, "
+        "untrained) or a local Keras weights file (.h5 or .weights.h5; one saved without the "
+        "classifier head draws maps without predictions) (default: imagenet)",
+    )
+    parser.add_argument(
+        "--preprocess",
+        choices=list(PREPROCESSING),
+        help="how pixels are scaled for the network: 'inception' to [-1, 1], 'caffe' (BGR, ImageNet "
+        "mean removed), 'torch' (ImageNet mean and std), 'unit' to [0, 1], 'none' (0 to 255) "
+        f"(default: a built-in model's own; '{DEFAULT_PREPROCESS}' for a saved model)",
+    )
+    parser.add_argument("--labels", metavar="FILE",
+                        help="class names for a saved model's output, one per line (default: class_0, class_1, ...)")
     parser.add_argument("--top", type=positive_int(1, NUM_CLASSES), default=DEFAULT_TOP, metavar="K",
                         help=f"how many predictions to print (1 to {NUM_CLASSES})")
     parser.add_argument("--max-maps", type=max_maps_value, default=DEFAULT_MAX_MAPS, metavar="N|all",
@@ -854,6 +1118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit.code or 0)
     reporter = Reporter(args.quiet)
     try:
+        if args.list_models:
+            return list_models()
         if args.list_layers:
             return list_layers(args, reporter)
         check_out_path(args.out)
@@ -872,11 +1138,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def network_choice(args, for_listing: bool = False) -> NetworkChoice:
+    """The network the arguments ask for; listing layers needs no download, so no ImageNet weights."""
+    if args.model not in MODELS:
+        check_model_argument(args)
+    weights = args.weights or "imagenet"
+    if for_listing and weights == "imagenet":
+        weights = "none"
+    return NetworkChoice(args.model, weights, args.preprocess, args.labels)
+
+
+def check_model_argument(args) -> None:
+    """A --model that is not a built-in name must be a saved model file, and takes no --weights."""
+    if not args.model.endswith(MODEL_SUFFIXES):
+        close = difflib.get_close_matches(args.model, list(MODELS), n=3)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise UsageError(f"--model {args.model}: not a built-in model{hint} Expected one of "
+                         f"{', '.join(MODELS)} (see --list-models) or a saved model ending in "
+                         f"{' or '.join(MODEL_SUFFIXES)}")
+    if args.weights is not None:
+        raise UsageError(f"--weights applies to the built-in models; {args.model} carries its own weights")
+
+
+def list_models() -> int:
+    for name, spec in MODELS.items():
+        size = f"{spec.input_size}x{spec.input_size}"
+        print(f"{name:<16} {spec.builder:<15} {size:<8} {' '.join(spec.default_layers)}")
+    return 0
+
+
 def list_layers(args, reporter: Reporter) -> int:
-    weights = args.weights if args.weights not in ("imagenet", "none") else "none"
-    reporter.status(f"building {MODEL_NAME}")
-    network = build_network(weights)
-    for line in describe_layers(network.model):
+    choice = network_choice(args, for_listing=True)
+    reporter.status(f"building {choice.model}")
+    for line in describe_layers(build_network(choice)):
         print(line)
     return 0
 
@@ -889,18 +1183,18 @@ def visualize(args, reporter: Reporter) -> int:
     batches = load_batches(image_paths, batch_size, failures)
     first_batch = next(batches)  # read before building the network: a bad photo fails at once
 
-    reporter.status(f"building {MODEL_NAME} (weights: {args.weights})")
-    network = build_network(args.weights)
-    layer_names = check_layer_names(network.model, args.layers)
+    choice = network_choice(args)
+    reporter.status(f"building {choice.model} (weights: {choice.weights})")
+    network = build_network(choice)
+    layer_names = check_layer_names(network, args.layers or network.default_layers)
     feature_model = build_feature_model(network, layer_names)
-    class_names = load_class_names() if network.has_classifier else None
 
     with reporter.progress(len(image_paths)) as progress:
         task = progress.add_task("drawing", total=len(image_paths)) if progress else None
         for positions, photos in itertools.chain([first_batch], batches):
             if photos:
-                results = analyse_batch(feature_model, [photo for _, photo in photos], batch_size, layer_names,
-                                        class_names, args, compiled=batch_size > 1)
+                results = analyse_batch(network, feature_model, [photo for _, photo in photos], batch_size,
+                                        layer_names, args, compiled=batch_size > 1)
                 for (index, photo), (predictions, layers) in zip(photos, results):
                     path = image_paths[index]
                     failures.attempt(path, report_image, path, photo, network, predictions, layers,
@@ -940,13 +1234,13 @@ def load_batches(image_paths: Sequence[Path], batch_size: int, failures: Failure
         yield positions, [(i, photo) for i, photo in photos if photo is not None]
 
 
-def analyse_batch(feature_model, photos, batch_size, layer_names, class_names, args, compiled):
+def analyse_batch(network, feature_model, photos, batch_size, layer_names, args, compiled):
     """[(predictions or None, [LayerSummary])] per photo, from one forward pass.
 
     Each layer is reduced to what is drawn here, so a batch's full maps are freed
     before the next batch runs and memory stays flat however many photos there are.
     """
-    batch = np.stack([preprocess(photo) for photo in photos])  # (n, 299, 299, 3)
+    batch = np.stack([preprocess(photo, network) for photo in photos])  # (n, height, width, 3)
     padding = batch_size - len(photos)  # pad the last batch: Keras then traces one shape only
     if padding:
         batch = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)])
@@ -954,7 +1248,9 @@ def analyse_batch(feature_model, photos, batch_size, layer_names, class_names, a
     results = []
     for i in range(len(photos)):
         predictions = (
-            top_predictions(outputs["predictions"][i], class_names, args.top) if class_names is not None else None
+            top_predictions(outputs[OUTPUT_KEY][i], network.class_names, args.top)
+            if network.class_names is not None
+            else None
         )
         layers = [summarize_layer(name, outputs[name][i], args.max_maps, args.rank) for name in layer_names]
         results.append((predictions, layers))
@@ -965,8 +1261,8 @@ def report_image(path, photo, network, predictions, layers, out_path, args, seve
     """Print one image's predictions and layer statistics, draw its figure and save it."""
     if several:
         print(f"== {path}")
-    if not network.has_classifier:
-        print(f"predictions unavailable: weights {network.weights_label} have no classifier head")
+    if network.class_names is None:
+        print(f"predictions unavailable: {network.no_predictions_reason}")
     else:
         if not network.trained:
             print("untrained network (--weights none): these predictions are meaningless")

@@ -31,7 +31,7 @@ def random_weights_file(tmp_path_factory):
     """
     keras = deepviz.import_keras()
     keras.utils.set_random_seed(1234)
-    model = deepviz.build_model(include_top=True)
+    model = deepviz.build_model(deepviz.MODELS["inception_v3"], include_top=True)
     dense = model.get_layer("predictions")
     kernel, bias = dense.get_weights()
     dense.set_weights([kernel * 3000, bias])

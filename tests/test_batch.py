@@ -45,14 +45,14 @@ def test_images_go_through_the_network_in_batches(run, tmp_path, monkeypatch):
 
 
 def test_a_batched_forward_pass_equals_one_photo_at_a_time():
-    network = deepviz.build_network("none")
+    network = deepviz.build_network(deepviz.NetworkChoice(weights="none"))
     feature_model = deepviz.build_feature_model(network, ["conv2d_1", "mixed7"])
     photos = [deepviz.load_image(SAMPLE_PHOTO), Image.new("RGB", (50, 80), (10, 200, 30))]
-    batch = np.stack([deepviz.preprocess(photo) for photo in photos])
+    batch = np.stack([deepviz.preprocess(photo, network) for photo in photos])
     together = deepviz.run_forward_pass(feature_model, batch, compiled=True)
     for i in range(2):
         alone = deepviz.run_forward_pass(feature_model, batch[i : i + 1], compiled=False)
-        for name in ("conv2d_1", "mixed7", "predictions"):
+        for name in ("conv2d_1", "mixed7", deepviz.OUTPUT_KEY):
             np.testing.assert_allclose(together[name][i], alone[name][0], rtol=1e-4, atol=1e-5)
 
 

@@ -19,15 +19,17 @@ def help_text(run):
 
 def test_help_lists_every_option_with_its_default(run):
     text = help_text(run)
-    for option in ["--layers", "--list-layers", "--weights", "--top", "--max-maps", "--rank", "--norm",
-                   "--cmap", "--dpi", "--out", "--recursive", "--batch-size", "--quiet", "--version"]:
+    for option in ["--layers", "--list-layers", "--model", "--list-models", "--weights", "--preprocess",
+                   "--labels", "--top", "--max-maps", "--rank", "--norm", "--cmap", "--dpi", "--out",
+                   "--recursive", "--batch-size", "--quiet", "--version"]:
         assert option in text
     squashed = " ".join(text.split())
-    for default in ["(default: ['conv2d_1', 'mixed0', 'mixed3', 'mixed7', 'mixed10'])", "(default: imagenet)",
+    for default in ["for InceptionV3 conv2d_1 mixed0 mixed3 mixed7 mixed10)", "(default: imagenet)",
+                    "(default: inception_v3)", "(default: a built-in model's own; 'inception' for a saved model)",
                     "(default: 3)", "(default: 64)", "(default: mean)", "(default: channel)",
                     "(default: viridis)", "(default: 100)", "(default: 8)"]:
         assert default in squashed
-    assert "299x299 without cropping" in squashed
+    assert "(299x299 for InceptionV3) without cropping" in squashed
 
 
 def test_readme_documents_every_flag(run):

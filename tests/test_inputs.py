@@ -285,7 +285,7 @@ def test_weights_of_another_architecture(run, tmp_path):
 
 def test_legacy_h5_weights_as_keras_distributes_them(run, random_weights_file, tmp_path):
     keras = deepviz.import_keras()
-    model = deepviz.build_model(include_top=True)
+    model = deepviz.build_model(deepviz.MODELS["inception_v3"], include_top=True)
     model.load_weights(str(random_weights_file))
     legacy = tmp_path / "inception_v3_weights.h5"
     model.save(str(legacy))  # the legacy HDF5 format, readable by load_weights

@@ -47,10 +47,10 @@ def test_printed_top3_equals_a_direct_keras_computation(run, random_weights_file
 
 
 def test_the_forward_pass_is_one_model_with_outputs_keyed_by_layer(random_weights_file):
-    network = deepviz.build_network(str(random_weights_file))
+    network = deepviz.build_network(deepviz.NetworkChoice(weights=str(random_weights_file)))
     feature_model = deepviz.build_feature_model(network, ["conv2d_1", "mixed3", "avg_pool"])
-    assert sorted(feature_model.output.keys()) == ["avg_pool", "conv2d_1", "mixed3", "predictions"]
-    batch = deepviz.preprocess(deepviz.load_image(SAMPLE_PHOTO))[None]
+    assert sorted(feature_model.output.keys()) == [deepviz.OUTPUT_KEY, "avg_pool", "conv2d_1", "mixed3"]
+    batch = deepviz.preprocess(deepviz.load_image(SAMPLE_PHOTO), network)[None]
     outputs = deepviz.run_forward_pass(feature_model, batch)
     assert outputs["mixed3"].shape == (1, 17, 17, 768)
     direct = deepviz.import_keras().Model(network.model.input, network.model.get_layer("mixed3").output)
@@ -60,7 +60,7 @@ def test_the_forward_pass_is_one_model_with_outputs_keyed_by_layer(random_weight
 def test_layer_names_are_those_of_a_first_build_whatever_came_before():
     keras = deepviz.import_keras()
     keras.applications.InceptionV3(weights=None)  # a second build would rename conv2d_1 to conv2d_95
-    model = deepviz.build_model(include_top=True)
+    model = deepviz.build_model(deepviz.MODELS["inception_v3"], include_top=True)
     assert [layer.name for layer in model.layers[1:4]] == ["conv2d", "batch_normalization", "activation"]
 
 
@@ -68,7 +68,7 @@ def test_untrained_weights_are_labelled(run, tmp_path):
     status, out, _ = run(SAMPLE_PHOTO, "--weights", "none", "--layers", "mixed0", "--out", tmp_path / "f.png")
     assert status == 0
     assert out.splitlines()[0] == "untrained network (--weights none): these predictions are meaningless"
-    network = deepviz.build_network("none")
+    network = deepviz.build_network(deepviz.NetworkChoice(weights="none"))
     title = deepviz.photo_title("x.jpg", deepviz.load_image(SAMPLE_PHOTO), network, [("tench", 0.5)])
     assert "untrained network (random weights)" in title
 
@@ -84,9 +84,9 @@ def test_trained_backbone_has_no_predictions_but_real_maps(run, backbone_weights
 
 def edge_correlations(weights, photo, layer="conv2d_1"):
     """Per channel: correlation of |map| with the photo's gradient magnitude at map size."""
-    network = deepviz.build_network(str(weights))
+    network = deepviz.build_network(deepviz.NetworkChoice(weights=str(weights)))
     feature_model = deepviz.build_feature_model(network, [layer])
-    maps = deepviz.run_forward_pass(feature_model, deepviz.preprocess(photo)[None])[layer][0]  # (147, 147, 32)
+    maps = deepviz.run_forward_pass(feature_model, deepviz.preprocess(photo, network)[None])[layer][0]  # (147, 147, 32)
     height, width, channels = maps.shape
     grey = np.asarray(photo.convert("L").resize((width, height), Image.Resampling.BILINEAR), dtype=np.float64)
     edges = np.hypot(*np.gradient(grey)).ravel()
