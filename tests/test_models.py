@@ -203,3 +203,16 @@ def test_preprocessing_choices_scale_pixels_as_named():
                                atol=1e-3)  # BGR, ImageNet mean removed
     np.testing.assert_allclose(deepviz.PREPROCESSING["torch"](red.copy()),
                                [[[(1 - 0.485) / 0.229, -0.456 / 0.224, -0.406 / 0.225]]], atol=1e-4)
+
+
+def test_a_built_in_models_backbone_weights_draw_without_predictions(run, tmp_path):
+    keras.backend.clear_session()
+    backbone = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(224, 224, 3))
+    weights = tmp_path / "mobilenet_v2_notop.weights.h5"
+    backbone.save_weights(str(weights))
+    status, out, err = run(SAMPLE_PHOTO, "--model", "mobilenet_v2", "--weights", weights, "--quiet",
+                           "--out", tmp_path)
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "predictions unavailable: weights mobilenet_v2_notop.weights.h5 have no classifier head"
+    assert [line.split(" (")[0] for line in lines[1:-1]] == list(deepviz.MODELS["mobilenet_v2"].default_layers)
