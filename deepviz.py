@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """deepviz: show what a convolutional network sees in a photo.
 
-Loads InceptionV3 (ImageNet weights by default), runs the photo through it once,
-prints the top ImageNet predictions and writes a figure: the photo titled with
-them, then a grid of feature maps for each chosen layer.
+Loads a network (InceptionV3 with ImageNet weights by default; any model of the
+MODELS table, or a saved Keras model), runs the photo through it once, prints the
+top predictions and writes a figure: the photo titled with them, then a grid of
+feature maps for each chosen layer.
 
 The pipeline, in the order it runs:
     load_image -> preprocess -> build_feature_model -> run_forward_pass
