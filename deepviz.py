@@ -540,47 +540,46 @@ def feature_model_for(model, paths: Sequence[str]):
     """A model with `model`'s input and outputs {path: maps, OUTPUT_KEY: `model`'s output}.
 
     A layer inside a nested model ("outer/inner") lives in the nested model's own graph,
-    so it cannot simply be an output of the outer one ("Graph disconnected"). The outer
-    model is re-traced instead with keras.models.clone_model, reusing its layers (and so
-    their weights), with each nested model replaced by a feature model of its own: every
-    map then comes from the same single forward pass.
+    so it cannot simply be an output of the outer one ("Graph disconnected"). The model
+    is re-traced instead, its layers (and so their weights) reused, nested models inlined:
+    every map then comes from one graph and the same single forward pass.
     """
     keras = import_keras()
-    nested = {}
-    for path in paths:
-        outer, _, inner = path.partition("/")
-        if inner:
-            nested.setdefault(outer, []).append(inner)
-    sequential = isinstance(model, keras.Sequential)
-    if not nested and not sequential:
+    if not any("/" in path for path in paths) and not isinstance(model, keras.Sequential):
         outputs = {path: model.get_layer(path).output for path in paths}
         outputs[OUTPUT_KEY] = model.output
         return keras.Model(model.input, outputs)
-
-    direct = {path for path in paths if "/" not in path}
+    inputs = keras.Input(shape=model.input_shape[1:])
     recorded = {}
-
-    def call_layer(layer, *args, **kwargs):
-        if layer.name in nested:
-            maps = feature_model_for(layer, nested[layer.name])(*args, **kwargs)
-            recorded.update({f"{layer.name}/{key}": value for key, value in maps.items() if key != OUTPUT_KEY})
-            result = maps[OUTPUT_KEY]
-        else:
-            result = layer(*args, **kwargs)
-        if layer.name in direct:
-            recorded[layer.name] = result
-        return result
-
-    if sequential:  # a Sequential model's layers, called one after another on a new input
-        inputs = result = keras.Input(shape=model.input_shape[1:])
-        for layer in model.layers:
-            result = call_layer(layer, result)
-    else:
-        clone = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call_layer)
-        inputs, result = clone.input, clone.output
+    result = trace_layers(model, inputs, set(paths), recorded)
     outputs = {path: recorded.get(path, inputs) for path in paths}  # input layers are never called
     outputs[OUTPUT_KEY] = result
     return keras.Model(inputs, outputs)
+
+
+def trace_layers(model, inputs, wanted: set, recorded: dict, prefix: str = ""):
+    """Call `model`'s layers on `inputs`, inlining nested models; record the `wanted` paths' outputs."""
+    keras = import_keras()
+
+    def call_layer(layer, *args, **kwargs):
+        path = prefix + layer.name
+        if isinstance(layer, keras.Model) and any(w.startswith(path + "/") for w in wanted):
+            result = trace_layers(layer, args[0], wanted, recorded, path + "/")
+        else:
+            result = layer(*args, **kwargs)
+        if path in wanted:
+            recorded[path] = result
+        return result
+
+    if isinstance(model, keras.Sequential):  # its layers, one after another
+        result = inputs
+        for layer in model.layers:
+            result = call_layer(layer, result)
+        return result
+    clone = keras.models.clone_model(
+        model, input_tensors=inputs, clone_function=lambda layer: layer, call_function=call_layer
+    )
+    return clone.output
 
 
 def run_forward_pass(feature_model, batch: np.ndarray, compiled: bool = False) -> dict[str, np.ndarray]:
@@ -596,6 +595,69 @@ def run_forward_pass(feature_model, batch: np.ndarray, compiled: bool = False) -
     return {name: keras.ops.convert_to_numpy(maps) for name, maps in outputs.items()}
 
 
+# --- Grad-CAM -------------------------------------------------------------------
+def build_cam_head(network: Network, path: str):
+    """A model from the maps of layer `path` to the network's output, for Grad-CAM's gradients."""
+    keras = import_keras()
+    feature_model = feature_model_for(network.model, [path])
+    try:
+        return keras.Model(feature_model.output[path], feature_model.output[OUTPUT_KEY])
+    except ValueError:
+        raise UsageError(
+            f"--cam-layer {path}: the output does not depend on this layer alone (a connection "
+            f"goes around it); choose a block output, such as {network.default_layers[-1]}"
+        ) from None
+
+
+def input_gradient(model, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Gradient of sum(model(inputs) * weights) with respect to `inputs`.
+
+    The one place where each Keras backend needs its own few lines.
+    """
+    keras = import_keras()
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tensor = tf.convert_to_tensor(inputs)
+        with tf.GradientTape() as tape:
+            tape.watch(tensor)
+            score = keras.ops.sum(model(tensor, training=False) * weights)
+        return keras.ops.convert_to_numpy(tape.gradient(score, tensor))
+    if backend == "torch":
+        import torch
+
+        tensor = torch.tensor(inputs, requires_grad=True)
+        keras.ops.sum(model(tensor, training=False) * torch.as_tensor(weights)).backward()
+        return tensor.grad.numpy()
+    if backend == "jax":
+        import jax
+
+        values = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+
+        def score(tensor):
+            outputs, _ = model.stateless_call(*values, tensor, training=False)
+            return keras.ops.sum(outputs * weights)
+
+        return np.asarray(jax.grad(score)(inputs))
+    raise DeepvizError(f"--cam: no gradient code for the Keras backend {backend!r}; use tensorflow, jax or torch")
+
+
+def grad_cam(head, maps: np.ndarray, class_indices: Sequence[int]) -> np.ndarray:
+    """Grad-CAM heatmaps (K, h, w) in [0, 1] of one photo's maps (h, w, k), one per class.
+
+    The classes go through the head together, as one batch: one backward pass for all.
+    """
+    batch = np.repeat(maps[None].astype(np.float32), len(class_indices), axis=0)  # (K, h, w, k)
+    output_size = head.output.shape[-1]
+    one_hot = np.eye(output_size, dtype=np.float32)[list(class_indices)]  # (K, classes)
+    gradients = input_gradient(head, batch, one_hot)  # (K, h, w, k)
+    channel_weights = gradients.mean(axis=(1, 2))  # (K, k): how much each channel matters to each class
+    heatmaps = np.maximum(np.einsum("hwk,ck->chw", maps, channel_weights), 0)
+    peaks = heatmaps.max(axis=(1, 2), keepdims=True)
+    return heatmaps / np.where(peaks > 0, peaks, 1.0)
+
+
 # --- Predictions ----------------------------------------------------------------
 def load_class_names(path: Path = CLASS_INDEX_PATH) -> list[str]:
     """ImageNet class names by index, from the class index shipped with deepviz."""
@@ -603,10 +665,14 @@ def load_class_names(path: Path = CLASS_INDEX_PATH) -> list[str]:
     return [index[str(i)][1] for i in range(len(index))]
 
 
+def top_classes(probabilities: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k most probable classes, most probable first."""
+    return np.argsort(-probabilities, kind="stable")[:k]
+
+
 def top_predictions(probabilities: np.ndarray, class_names: Sequence[str], k: int):
     """[(class name, probability)] for the k most probable classes, most probable first."""
-    order = np.argsort(-probabilities, kind="stable")[:k]
-    return [(class_names[i], float(probabilities[i])) for i in order]
+    return [(class_names[i], float(probabilities[i])) for i in top_classes(probabilities, k)]
 
 
 def format_predictions(predictions) -> list[str]:
@@ -635,7 +701,12 @@ RANKINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "max": rank_by_max,
     "index": rank_by_index,
 }
-RANKING_PHRASES = {"mean": "ranked by mean activation", "max": "ranked by max activation", "index": "in index order"}
+RANKING_PHRASES = {
+    "mean": "ranked by mean activation",
+    "max": "ranked by max activation",
+    "index": "in index order",
+    "chosen": "as chosen with --channels",
+}
 
 
 @dataclasses.dataclass
@@ -651,31 +722,40 @@ class LayerSummary:
     dead: int  # channels constant over the whole map (spatial layers only)
     channels: np.ndarray  # indices drawn, in drawing order
     maps: np.ndarray  # (H, W, len(channels)) maps drawn, or (C,) values of a vector layer
-    ranking: str
+    ranking: str  # a key of RANKING_PHRASES
+    channel_means: np.ndarray  # of the drawn channels, in drawing order
+    channel_maxima: np.ndarray
+    summary_image: np.ndarray | None = None  # (H, W, 3) in [0, 1]: the whole layer at a glance
 
     @property
     def is_spatial(self) -> bool:
         return len(self.shape) == 3
 
 
-def summarize_layer(name: str, maps: np.ndarray, max_maps: int | None, ranking: str) -> LayerSummary:
+def summarize_layer(name: str, maps: np.ndarray, max_maps: int | None, ranking: str,
+                    chosen: Sequence[int] | None = None, summary: str | None = None) -> LayerSummary:
     """Statistics of one image's layer output and the channels to draw, in rank order.
 
-    `maps` is (H, W, C) for a convolutional layer or (C,) for a vector layer.
-    Only the drawn channels are kept, so memory does not grow with the layer size.
+    `maps` is (H, W, C) for a convolutional layer or (C,) for a vector layer. `chosen`
+    channels, when given, are drawn in their order instead of ranked ones. Only the drawn
+    channels are kept, so memory does not grow with the layer size.
     """
     maps = np.asarray(maps, dtype=np.float32)
     spatial = maps.ndim == 3
     if spatial:
         flat = maps.reshape(-1, maps.shape[-1])
         dead = int(np.count_nonzero(flat.max(axis=0) == flat.min(axis=0)))
-        order = RANKINGS[ranking](maps)
-        channels = order if max_maps is None else order[:max_maps]
+        if chosen is not None:
+            channels, ranking = np.asarray(chosen), "chosen"
+        else:
+            order = RANKINGS[ranking](maps)
+            channels = order if max_maps is None else order[:max_maps]
         kept = maps[:, :, channels]  # (H, W, n)
+        means, maxima = kept.mean(axis=(0, 1)), kept.max(axis=(0, 1))
     else:
         dead = 0
         channels = np.arange(maps.shape[-1])
-        kept = maps
+        kept = means = maxima = maps
     return LayerSummary(
         name=name,
         shape=tuple(maps.shape),
@@ -687,7 +767,33 @@ def summarize_layer(name: str, maps: np.ndarray, max_maps: int | None, ranking: 
         channels=np.asarray(channels),
         maps=kept,
         ranking=ranking,
+        channel_means=means,
+        channel_maxima=maxima,
+        summary_image=SUMMARIES[summary](maps) if summary and spatial else None,
     )
+
+
+def principal_components_image(maps: np.ndarray) -> np.ndarray:
+    """(H, W, 3) in [0, 1]: each pixel's first three principal components over the channels.
+
+    A pixel's colour says which mixture of channels fires there. Each component is
+    scaled to [0, 1] on its own; its sign is fixed so that its largest loading is positive.
+    """
+    height, width, channels = maps.shape
+    pixels = maps.reshape(-1, channels).astype(np.float64)
+    pixels -= pixels.mean(axis=0)
+    components = np.zeros((pixels.shape[0], 3))
+    if np.any(pixels):
+        left, strengths, loadings = np.linalg.svd(pixels, full_matrices=False)  # loadings: (k, C)
+        count = min(3, int(np.count_nonzero(strengths > 1e-6 * strengths[0])))  # no components of mere noise
+        signs = np.sign(loadings[np.arange(count), np.abs(loadings[:count]).argmax(axis=1)])
+        components[:, :count] = left[:, :count] * strengths[:count] * signs
+    low, high = components.min(axis=0), components.max(axis=0)
+    scaled = (components - low) / np.where(high > low, high - low, 1.0)
+    return scaled.reshape(height, width, 3)
+
+
+SUMMARIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {"pca": principal_components_image}
 
 
 def format_layer_line(summary: LayerSummary) -> str:
@@ -772,6 +878,7 @@ class FigureStyle:
     norm: str  # a key of NORMALISATIONS
     cmap: str
     dpi: int
+    cam_layer: str = ""
 
 
 def photo_title(image_name: str, photo: Image.Image, network: Network, predictions) -> str:
@@ -784,8 +891,11 @@ def photo_title(image_name: str, photo: Image.Image, network: Network, predictio
     return f"{size}\n{ranked}"
 
 
-def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: FigureStyle):
-    """A Matplotlib Figure: the photo on top, then one panel per layer."""
+def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: FigureStyle, cams=None):
+    """A Matplotlib Figure: the photo on top, its Grad-CAM heatmaps if any, then one panel per layer.
+
+    `cams` is a list of (class name, probability, heatmap in [0, 1]).
+    """
     from matplotlib.figure import Figure
 
     display = photo.copy()
@@ -793,6 +903,9 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
     photo_height = min(PHOTO_MAX_HEIGHT_INCHES, PANEL_WIDTH_INCHES * display.height / display.width)
     mosaics = [layer_mosaic(layer, style.norm) for layer in layers]
     heights = [max(photo_height, 0.3) + 0.8] + [panel_height(m) for m in mosaics]
+    if cams:
+        cam_height = min(PHOTO_MAX_HEIGHT_INCHES, PANEL_WIDTH_INCHES / len(cams) * display.height / display.width)
+        heights.insert(1, max(cam_height, 0.3) + 0.6)
 
     figure = Figure(figsize=(FIGURE_WIDTH_INCHES, sum(heights)), layout="constrained")
     grid = figure.add_gridspec(
@@ -802,7 +915,11 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
     photo_axes.imshow(np.asarray(display), aspect="equal", interpolation="antialiased")
     photo_axes.set_title(style.photo_title, fontsize=11)
     photo_axes.set_axis_off()
-    for row, (layer, mosaic) in enumerate(zip(layers, mosaics), start=1):
+    if cams:
+        cam_grid = grid[1, :].subgridspec(1, len(cams))
+        for column, cam in enumerate(cams):
+            draw_cam(figure.add_subplot(cam_grid[0, column]), display, cam, style.cam_layer)
+    for row, (layer, mosaic) in enumerate(zip(layers, mosaics), start=2 if cams else 1):
         axes, colorbar_axes = figure.add_subplot(grid[row, 0]), figure.add_subplot(grid[row, 1])
         if layer.is_spatial:
             draw_tiles(figure, axes, colorbar_axes, layer, mosaic, style)
@@ -811,14 +928,28 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
     return figure
 
 
+def draw_cam(axes, display: Image.Image, cam, layer: str) -> None:
+    """The photo with one class's Grad-CAM heatmap over it, stretched to the photo's size."""
+    name, probability, heatmap = cam
+    stretched = Image.fromarray(heatmap.astype(np.float32), mode="F").resize(display.size, Image.Resampling.BILINEAR)
+    axes.imshow(np.asarray(display), aspect="equal")
+    axes.imshow(np.asarray(stretched), cmap="jet", alpha=0.45, vmin=0, vmax=1, aspect="equal",
+                extent=(-0.5, display.width - 0.5, display.height - 0.5, -0.5))
+    axes.set_title(f"Grad-CAM ({layer}): {name} {probability * 100:.1f}%", fontsize=9)
+    axes.set_axis_off()
+
+
 def layer_mosaic(layer: LayerSummary, norm: str):
     """(mosaic, scaled tiles, columns) for a spatial layer; None for a vector layer."""
     if not layer.is_spatial:
         return None
     scaled = NORMALISATIONS[norm](layer.maps, layer)
-    height, width, count = scaled.tiles.shape
+    tiles = scaled.tiles
+    if layer.summary_image is not None:  # an empty first slot, where the summary is laid
+        tiles = np.concatenate([np.full(tiles.shape[:2] + (1,), scaled.vmin, tiles.dtype), tiles], axis=-1)
+    height, width, count = tiles.shape
     columns = mosaic_columns(count, height, width)
-    return compose_mosaic(scaled.tiles, columns), scaled, columns
+    return compose_mosaic(tiles, columns), scaled, columns
 
 
 def panel_height(mosaic) -> float:
@@ -840,13 +971,19 @@ def draw_tiles(figure, axes, colorbar_axes, layer: LayerSummary, mosaic, style: 
         image, cmap=colormap, vmin=scaled.vmin, vmax=scaled.vmax, aspect="equal", interpolation="nearest"
     )
     axes.set_axis_off()
+    labels = [str(channel) for channel in layer.channels]
+    summary_note = ""
+    if layer.summary_image is not None:
+        draw_summary_tile(axes, artist, layer.summary_image, image.shape)
+        labels.insert(0, "PCA")
+        summary_note = "\nfirst tile: the first 3 principal components of all channels, as red, green, blue"
     axes.set_title(
         f"{layer.name} {layer.shape}: {channel_phrase(layer)}; "
-        f"{NORMALISATION_PHRASES[style.norm]}; {layer.dead} dead (constant) channels",
+        f"{NORMALISATION_PHRASES[style.norm]}; {layer.dead} dead (constant) channels{summary_note}",
         fontsize=10,
     )
     tile_pixels = PANEL_WIDTH_INCHES * style.dpi / columns  # about how wide a tile comes out
-    label_tiles(axes, artist, layer.channels, columns, scaled.tiles.shape[:2], tile_pixels)
+    label_tiles(axes, artist, labels, columns, scaled.tiles.shape[:2], tile_pixels)
     colorbar = figure.colorbar(artist, cax=colorbar_axes)
     colorbar.set_label(scaled.colorbar_label, fontsize=8)
     if scaled.colorbar_ticks:
@@ -854,7 +991,16 @@ def draw_tiles(figure, axes, colorbar_axes, layer: LayerSummary, mosaic, style: 
     colorbar.ax.tick_params(labelsize=7)
 
 
-def label_tiles(axes, image, channels: np.ndarray, columns: int, tile_shape: tuple, tile_pixels: float) -> None:
+def draw_summary_tile(axes, image, summary_image: np.ndarray, mosaic_shape: tuple) -> None:
+    """Lay the (H, W, 3) summary over the mosaic's first slot, in its own colours."""
+    height, width, _ = summary_image.shape
+    overlay = np.zeros(mosaic_shape + (4,))
+    overlay[:height, :width, :3] = summary_image
+    overlay[:height, :width, 3] = 1.0
+    axes.imshow(overlay, extent=image.get_extent(), interpolation="nearest", zorder=image.get_zorder() + 0.5)
+
+
+def label_tiles(axes, image, channels: Sequence, columns: int, tile_shape: tuple, tile_pixels: float) -> None:
     """Mark each tile with its channel index: one RGBA label layer drawn over the tiles.
 
     Thousands of Matplotlib Text objects take seconds to render; the labels are drawn
@@ -865,7 +1011,7 @@ def label_tiles(axes, image, channels: np.ndarray, columns: int, tile_shape: tup
     axes.imshow(labels, extent=image.get_extent(), interpolation="antialiased", zorder=image.get_zorder() + 1)
 
 
-def render_tile_labels(channels: np.ndarray, columns: int, tile_shape: tuple, tile_pixels: float) -> np.ndarray:
+def render_tile_labels(channels: Sequence, columns: int, tile_shape: tuple, tile_pixels: float) -> np.ndarray:
     """RGBA labels, (rows*(H+gap)-gap)*scale x (columns*(W+gap)-gap)*scale, transparent elsewhere."""
     from PIL import ImageDraw, ImageFont
 
@@ -900,13 +1046,17 @@ def draw_vector(axes, colorbar_axes, layer: LayerSummary) -> None:
 
 # --- Save -------------------------------------------------------------------------
 def save_figure(figure, path: Path, dpi: int) -> None:
-    """Write atomically: a temporary file beside `path`, then a rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     file_format = path.suffix.lower().lstrip(".")
+    write_atomically(path, lambda stream: figure.savefig(stream, format=file_format, dpi=dpi))
+
+
+def write_atomically(path: Path, write: Callable) -> None:
+    """Call write(binary stream) on a temporary file beside `path`, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(descriptor, "wb") as stream:
-            figure.savefig(stream, format=file_format, dpi=dpi)
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o666 & ~current_umask())
@@ -1005,6 +1155,17 @@ def max_maps_value(text: str) -> int | None:
     return value
 
 
+def channel_list(text: str) -> tuple[int, ...]:
+    try:
+        channels = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected channel indices separated by commas, like 12,40,7, "
+                                         f"got {text!r}") from None
+    if min(channels) < 0:
+        raise argparse.ArgumentTypeError(f"expected channel indices of 0 or more, got {text!r}")
+    return channels
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepviz",
@@ -1074,6 +1235,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recursive", action="store_true", help="look for images in subdirectories too")
     parser.add_argument("--batch-size", type=positive_int(1, 1024), default=DEFAULT_BATCH_SIZE, metavar="N",
                         help="images per forward pass")
+    parser.add_argument("--channels", type=channel_list, metavar="I,J,...",
+                        help="draw exactly these channels, in this order, for every chosen layer "
+                        "(instead of the top-ranked ones)")
+    parser.add_argument("--summary", choices=list(SUMMARIES),
+                        help="show each layer as a whole first: 'pca' colours each pixel by the first three "
+                        "principal components of all its channels (default: off)")
+    parser.add_argument("--cam", action="store_true",
+                        help="Grad-CAM: for each of the top classes, a heatmap of where the photo drives it, "
+                        "overlaid on the photo in a row under it")
+    parser.add_argument("--cam-layer", metavar="NAME",
+                        help="the layer Grad-CAM explains (default: the model's last default layer, "
+                        f"{MODELS[DEFAULT_MODEL].default_layers[-1]} for InceptionV3)")
+    parser.add_argument("--json", action="store_true",
+                        help="also write <figure stem>.json: predictions, model, weights, versions, settings, "
+                        "and each layer's statistics and ranked channels")
+    parser.add_argument("--save-arrays", action="store_true",
+                        help="also write <figure stem>.npz: each chosen layer's maps and the output vector")
     parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -1188,21 +1366,24 @@ def visualize(args, reporter: Reporter) -> int:
     reporter.status(f"building {choice.model} (weights: {choice.weights})")
     network = build_network(choice)
     layer_names = check_layer_names(network, args.layers or network.default_layers)
-    feature_model = build_feature_model(network, layer_names)
+    check_channels(network, layer_names, args.channels)
+    cam_layer = check_cam(network, args) if args.cam else None
+    feature_model = build_feature_model(network, list(dict.fromkeys(layer_names + [cam_layer] * bool(cam_layer))))
     # TensorFlow traces a graph before its first compiled run (about a second), which pays off
     # only for batches; JAX and PyTorch run compiled faster even once.
     compiled = batch_size > 1 or import_keras().backend.backend() != "tensorflow"
+    pipeline = Pipeline(network, feature_model, layer_names, batch_size, compiled, cam_layer,
+                        build_cam_head(network, cam_layer) if cam_layer else None)
 
     with reporter.progress(len(image_paths)) as progress:
         task = progress.add_task("drawing", total=len(image_paths)) if progress else None
         for positions, photos in itertools.chain([first_batch], batches):
             if photos:
-                results = analyse_batch(network, feature_model, [photo for _, photo in photos], batch_size,
-                                        layer_names, args, compiled)
-                for (index, photo), (predictions, layers) in zip(photos, results):
+                results = analyse_batch(pipeline, [photo for _, photo in photos], args)
+                for (index, photo), result in zip(photos, results):
                     path = image_paths[index]
-                    failures.attempt(path, report_image, path, photo, network, predictions, layers,
-                                     out_paths[index], args, failures.several)
+                    failures.attempt(path, report_image, path, photo, pipeline, result, out_paths[index], args,
+                                     failures.several)
             if progress:
                 progress.advance(task, len(positions))
     if failures.several:
@@ -1238,31 +1419,94 @@ def load_batches(image_paths: Sequence[Path], batch_size: int, failures: Failure
         yield positions, [(i, photo) for i, photo in photos if photo is not None]
 
 
-def analyse_batch(network, feature_model, photos, batch_size, layer_names, args, compiled):
-    """[(predictions or None, [LayerSummary])] per photo, from one forward pass.
+@dataclasses.dataclass
+class Pipeline:
+    """What every batch of a run goes through."""
+
+    network: Network
+    feature_model: object  # keras.Model: {layer path: maps, OUTPUT_KEY: output}
+    layer_names: list[str]
+    batch_size: int
+    compiled: bool
+    cam_layer: str | None = None
+    cam_head: object = None  # keras.Model from the CAM layer's maps to the output
+
+
+@dataclasses.dataclass
+class PhotoResult:
+    """What one photo's forward (and backward) pass is reduced to."""
+
+    predictions: list | None  # [(class name, probability)]
+    layers: list[LayerSummary]
+    arrays: dict | None  # for --save-arrays
+    cams: list | None  # [(class name, probability, heatmap)]
+
+
+def analyse_batch(pipeline: Pipeline, photos, args) -> list[PhotoResult]:
+    """One PhotoResult per photo, from one forward pass (and one backward pass per photo for Grad-CAM).
 
     Each layer is reduced to what is drawn here, so a batch's full maps are freed
     before the next batch runs and memory stays flat however many photos there are.
     """
+    network = pipeline.network
     batch = np.stack([preprocess(photo, network) for photo in photos])  # (n, height, width, 3)
-    padding = batch_size - len(photos)  # pad the last batch: Keras then traces one shape only
+    padding = pipeline.batch_size - len(photos)  # pad the last batch: Keras then traces one shape only
     if padding:
         batch = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)])
-    outputs = run_forward_pass(feature_model, batch, compiled)
+    outputs = run_forward_pass(pipeline.feature_model, batch, pipeline.compiled)
     results = []
     for i in range(len(photos)):
-        predictions = (
-            top_predictions(outputs[OUTPUT_KEY][i], network.class_names, args.top)
-            if network.class_names is not None
-            else None
-        )
-        layers = [summarize_layer(name, outputs[name][i], args.max_maps, args.rank) for name in layer_names]
-        results.append((predictions, layers))
+        predictions = cams = None
+        if network.class_names is not None:
+            predictions = top_predictions(outputs[OUTPUT_KEY][i], network.class_names, args.top)
+        if pipeline.cam_head is not None:
+            classes = top_classes(outputs[OUTPUT_KEY][i], args.top)
+            heatmaps = grad_cam(pipeline.cam_head, outputs[pipeline.cam_layer][i], classes)
+            cams = [(name, probability, heatmap) for (name, probability), heatmap in zip(predictions, heatmaps)]
+        layers = [summarize_layer(name, outputs[name][i], args.max_maps, args.rank, args.channels, args.summary)
+                  for name in pipeline.layer_names]
+        arrays = output_arrays(network, outputs, pipeline.layer_names, i, cams) if args.save_arrays else None
+        results.append(PhotoResult(predictions, layers, arrays, cams))
     return results
 
 
-def report_image(path, photo, network, predictions, layers, out_path, args, several) -> None:
-    """Print one image's predictions and layer statistics, draw its figure and save it."""
+def check_cam(network: Network, args) -> str:
+    """The layer Grad-CAM explains; Grad-CAM needs class predictions to explain."""
+    if network.class_names is None:
+        raise UsageError(f"--cam explains predictions, and there are none: {network.no_predictions_reason}")
+    cam_layer = args.cam_layer or network.default_layers[-1]
+    check_layer_names(network, [cam_layer])
+    if len(output_shape(layer_paths(network.model)[cam_layer])) != 3:
+        raise UsageError(f"--cam-layer {cam_layer}: Grad-CAM needs a layer with spatial maps (height, width, "
+                         f"channels); choose a convolutional layer such as {network.default_layers[-1]}")
+    return cam_layer
+
+
+def output_arrays(network: Network, outputs: dict, layer_names: Sequence[str], index: int, cams) -> dict:
+    """One photo's full maps of every chosen layer, the model's output vector and Grad-CAM heatmaps."""
+    arrays = {name: np.array(outputs[name][index]) for name in layer_names}
+    output_name = "predictions" if network.class_names is not None else "output"
+    arrays.setdefault(output_name, np.array(outputs[OUTPUT_KEY][index]))
+    for name, _, heatmap in cams or []:
+        arrays[f"cam/{name}"] = heatmap
+    return arrays
+
+
+def check_channels(network: Network, layer_names: Sequence[str], channels: Sequence[int] | None) -> None:
+    """Every --channels index must exist in every chosen layer with spatial maps."""
+    if channels is None:
+        return
+    paths = layer_paths(network.model)
+    for name in layer_names:
+        shape = output_shape(paths[name])
+        if len(shape) == 3 and max(channels) >= shape[-1]:
+            raise UsageError(f"--channels {max(channels)}: layer {name} has {shape[-1]} channels "
+                             f"(0 to {shape[-1] - 1})")
+
+
+def report_image(path, photo, pipeline: Pipeline, result: PhotoResult, out_path, args, several) -> None:
+    """Print one image's predictions and layer statistics, draw its figure and save it (and its numbers)."""
+    network, predictions, layers, arrays = pipeline.network, result.predictions, result.layers, result.arrays
     if several:
         print(f"== {path}")
     if network.class_names is None:
@@ -1274,13 +1518,90 @@ def report_image(path, photo, network, predictions, layers, out_path, args, seve
             print(line)
     for layer in layers:
         print(format_layer_line(layer))
-    style = FigureStyle(photo_title(path.name, photo, network, predictions), args.norm, args.cmap, args.dpi)
-    figure = draw_figure(photo, layers, style)
-    try:
-        save_figure(figure, out_path, args.dpi)
-    except OSError as error:
-        raise DeepvizError(f"could not write the figure {out_path}: {error.strerror or error}") from None
-    print(f"wrote {out_path}", flush=True)
+    style = FigureStyle(photo_title(path.name, photo, network, predictions), args.norm, args.cmap, args.dpi,
+                        pipeline.cam_layer or "")
+    figure = draw_figure(photo, layers, style, result.cams)
+    writes = [(out_path, lambda: save_figure(figure, out_path, args.dpi), "the figure")]
+    if args.json:
+        record = run_record(path, network, predictions, layers, args)
+        text = json.dumps(record, indent=2).encode("utf-8")
+        json_path = out_path.with_suffix(".json")
+        writes.append((json_path, lambda: write_atomically(json_path, lambda stream: stream.write(text)), "the JSON"))
+    if arrays is not None:
+        arrays_path = out_path.with_suffix(".npz")
+        writes.append((arrays_path, lambda: write_atomically(arrays_path, lambda s: np.savez_compressed(s, **arrays)),
+                       "the arrays"))
+    for target, write, what in writes:
+        try:
+            write()
+        except OSError as error:
+            raise DeepvizError(f"could not write {what} {target}: {error.strerror or error}") from None
+        print(f"wrote {target}", flush=True)
+
+
+def run_record(path: Path, network: Network, predictions, layers: Sequence[LayerSummary], args) -> dict:
+    """Everything --json writes about one photo's run."""
+    return {
+        "image": str(path),
+        "model": network.label,
+        "weights": network.weights_label,
+        "trained": network.trained,
+        "versions": library_versions(),
+        "settings": {
+            "layers": [layer.name for layer in layers],
+            "top": args.top,
+            "max_maps": args.max_maps,
+            "rank": args.rank,
+            "channels": list(args.channels) if args.channels else None,
+            "norm": args.norm,
+            "summary": args.summary,
+            "cmap": args.cmap,
+            "dpi": args.dpi,
+            "preprocess": args.preprocess,
+            "input_size": list(network.input_size),
+        },
+        "predictions": None if predictions is None else [
+            {"rank": rank, "class": name, "probability": probability}
+            for rank, (name, probability) in enumerate(predictions, start=1)
+        ],
+        "predictions_unavailable": network.no_predictions_reason or None,
+        "layers": [layer_record(layer) for layer in layers],
+    }
+
+
+def layer_record(layer: LayerSummary) -> dict:
+    record = {
+        "name": layer.name,
+        "shape": list(layer.shape),
+        "min": layer.minimum,
+        "mean": layer.mean,
+        "max": layer.maximum,
+        "zeros_percent": layer.zeros * 100,
+        "dead_channels": layer.dead if layer.is_spatial else None,
+        "ranking": layer.ranking,
+    }
+    if layer.is_spatial:
+        record["channels"] = [
+            {"index": int(c), "mean": float(m), "max": float(x)}
+            for c, m, x in zip(layer.channels, layer.channel_means, layer.channel_maxima)
+        ]
+    return record
+
+
+def library_versions() -> dict:
+    import matplotlib
+    import PIL
+
+    keras = import_keras()
+    return {
+        "deepviz": __version__,
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "numpy": np.__version__,
+        "matplotlib": matplotlib.__version__,
+        "pillow": PIL.__version__,
+        "python": sys.version.split()[0],
+    }
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The same maps and predictions on every Keras backend that is installed.
+"""The same maps, predictions and Grad-CAM heatmaps on every Keras backend that is installed.
 
 Each backend runs in its own process (Keras picks its backend once, at import), on the
 same weights file and photo; their maps must agree to about 1e-4 of each layer's range.
@@ -25,9 +25,12 @@ weights, photo, out = sys.argv[1:4]
 network = deepviz.build_network(deepviz.NetworkChoice(weights=weights))
 feature_model = deepviz.build_feature_model(network, {layers!r})
 batch = deepviz.preprocess(deepviz.load_image(photo), network)[None]
+head = deepviz.build_cam_head(network, "mixed10")
 for compiled in (False, True):
     outputs = deepviz.run_forward_pass(feature_model, batch, compiled)
-    np.savez(out.replace(".npz", f"-{{compiled}}.npz"), **{{k.strip("_"): v for k, v in outputs.items()}})
+    cams = deepviz.grad_cam(head, outputs["mixed10"][0], deepviz.top_classes(outputs["__output__"][0], 3))
+    arrays = {{k.strip("_"): v for k, v in outputs.items()}}
+    np.savez(out.replace(".npz", f"-{{compiled}}.npz"), cams=cams, **arrays)
 print(deepviz.import_keras().backend.backend())
 """.format(layers=LAYERS)
 
@@ -64,3 +67,4 @@ def test_every_backend_gives_the_same_maps_and_predictions(backend, reference, r
         probabilities, expected = outputs["output"][0], reference["output"][0]
         np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-4 * expected.max())
         assert np.argsort(-probabilities)[:3].tolist() == np.argsort(-expected)[:3].tolist()
+        np.testing.assert_allclose(outputs["cams"], reference["cams"], rtol=0, atol=1e-3)  # Grad-CAM heatmaps

@@ -1,0 +1,149 @@
+"""Explaining the prediction: Grad-CAM for each top class, and a whole-layer PCA summary."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import deepviz
+from conftest import SAMPLE_PHOTO
+
+keras = deepviz.import_keras()
+
+
+def left_right_model(path):
+    """Class 0 depends only on the left half of the image, class 1 only on the right half.
+
+    "maps" has a red detector (channel 0) and a blue detector (channel 1); class 0 scores
+    the red detector over the left half, class 1 the blue detector over the right half.
+    """
+    inputs = keras.Input((32, 32, 3))
+    maps = keras.layers.Conv2D(2, 1, activation="relu", name="maps")(inputs)
+    left = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 0), (0, 16)))(maps))
+    right = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 0), (16, 0)))(maps))
+    scores = keras.layers.Concatenate()([keras.layers.Dense(1, use_bias=False, name="left_score")(left),
+                                         keras.layers.Dense(1, use_bias=False, name="right_score")(right)])
+    model = keras.Model(inputs, keras.layers.Activation("softmax", name="classes")(scores))
+    kernel = np.zeros((1, 1, 3, 2), np.float32)
+    kernel[0, 0, 0, 0] = kernel[0, 0, 2, 1] = 1.0  # red -> channel 0, blue -> channel 1
+    model.get_layer("maps").set_weights([kernel, np.zeros(2, np.float32)])
+    model.get_layer("left_score").set_weights([np.array([[4.0], [0.0]], np.float32)])
+    model.get_layer("right_score").set_weights([np.array([[0.0], [4.0]], np.float32)])
+    model.save(str(path))
+    return path
+
+
+def red_left_blue_right(path):
+    image = Image.new("RGB", (64, 64), (255, 0, 0))
+    image.paste((0, 0, 255), (32, 0, 64, 64))
+    image.save(path)
+    return path
+
+
+def test_grad_cam_puts_each_class_where_it_is_decided(run, tmp_path):
+    model = left_right_model(tmp_path / "left_right.keras")
+    photo = red_left_blue_right(tmp_path / "photo.png")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("left\nright\n")
+    out = tmp_path / "figure.png"
+    status, stdout, err = run(photo, "--model", model, "--labels", labels, "--preprocess", "unit", "--cam",
+                              "--cam-layer", "maps", "--top", 2, "--layers", "maps", "--save-arrays",
+                              "--quiet", "--out", out)
+    assert status == 0, err
+    arrays = np.load(out.with_suffix(".npz"))
+    assert sorted(arrays.files) == ["cam/left", "cam/right", "maps", "predictions"]
+    for name, side in (("left", slice(0, 16)), ("right", slice(16, 32))):
+        heatmap = arrays[f"cam/{name}"]
+        assert heatmap.shape == (32, 32) and heatmap.max() == pytest.approx(1.0)
+        assert heatmap[:, side].sum() / heatmap.sum() > 0.9, name
+    figure_titles = stdout  # the figure is checked below through draw_figure
+    assert "wrote" in figure_titles
+
+
+def reference_grad_cam(model, layer, image_batch, class_index):
+    """Grad-CAM the textbook way (keras.io): gradient of the class score w.r.t. the layer's maps."""
+    import tensorflow as tf
+
+    grad_model = keras.Model(model.input, [model.get_layer(layer).output, model.output])
+    with tf.GradientTape() as tape:
+        maps, predictions = grad_model(image_batch)
+        score = predictions[:, class_index]
+    gradients = tape.gradient(score, maps)[0].numpy()
+    weights = gradients.mean(axis=(0, 1))
+    heatmap = np.maximum(maps[0].numpy() @ weights, 0)
+    return heatmap / heatmap.max()
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the reference uses tf.GradientTape")
+def test_grad_cam_equals_a_plain_reference_computation(tmp_path):
+    keras.utils.set_random_seed(11)
+    inputs = keras.Input((24, 24, 3))
+    x = keras.layers.Conv2D(6, 3, activation="relu")(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="last_conv")(x)
+    outputs = keras.layers.Dense(5, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    path = tmp_path / "small.keras"
+    keras.Model(inputs, outputs).save(str(path))
+    network = deepviz.build_network(deepviz.NetworkChoice(model=str(path)))
+    batch = np.random.default_rng(2).uniform(-1, 1, (1, 24, 24, 3)).astype(np.float32)
+    maps = deepviz.run_forward_pass(deepviz.build_feature_model(network, ["last_conv"]), batch)["last_conv"][0]
+    head = deepviz.build_cam_head(network, "last_conv")
+    heatmaps = deepviz.grad_cam(head, maps, [3, 0])
+    for heatmap, class_index in zip(heatmaps, [3, 0]):
+        expected = reference_grad_cam(network.model, "last_conv", batch, class_index)
+        np.testing.assert_allclose(heatmap, expected, atol=1e-5)
+
+
+def test_grad_cam_row_in_the_figure_and_default_layer(run, random_weights_file, tmp_path):
+    out = tmp_path / "figure.png"
+    status, stdout, err = run(SAMPLE_PHOTO, "--weights", random_weights_file, "--cam", "--layers", "mixed3",
+                              "--save-arrays", "--quiet", "--out", out)
+    assert status == 0, err
+    names = [line.split()[1] for line in stdout.splitlines()[:3]]
+    arrays = np.load(out.with_suffix(".npz"))
+    assert sorted(name for name in arrays.files if name.startswith("cam/")) == sorted(f"cam/{n}" for n in names)
+    assert all(arrays[f"cam/{name}"].shape == (8, 8) for name in names)  # mixed10, the default CAM layer
+    with Image.open(out) as figure:
+        assert figure.height > 1000
+
+
+def test_grad_cam_needs_predictions_and_spatial_maps(run, backbone_weights, tmp_path):
+    status, _, err = run(SAMPLE_PHOTO, "--weights", backbone_weights, "--cam", "--quiet", "--out", tmp_path)
+    assert status == 2
+    assert err == ("deepviz: error: --cam explains predictions, and there are none: weights "
+                   "inception_v3_2015_notop.weights.h5 have no classifier head\n")
+
+
+def test_grad_cam_layer_must_have_spatial_maps(run, tmp_path):
+    status, _, err = run(SAMPLE_PHOTO, "--weights", "none", "--cam", "--cam-layer", "avg_pool", "--quiet",
+                         "--out", tmp_path)
+    assert status == 2
+    assert err.startswith("deepviz: error: --cam-layer avg_pool: Grad-CAM needs a layer with spatial maps")
+
+
+def test_pca_summary_colours_pixels_by_their_channel_mixture():
+    height, width = 6, 8
+    maps = np.zeros((height, width, 50), np.float32)
+    maps[:, :4, :25] = 1.0  # the left half fires one group of channels
+    maps[:, 4:, 25:] = 1.0  # the right half the other
+    image = deepviz.principal_components_image(maps)
+    assert image.shape == (6, 8, 3)
+    assert 0.0 <= image.min() and image.max() <= 1.0
+    assert np.allclose(image[:, :4], image[0, 0]) and np.allclose(image[:, 4:], image[0, 7])
+    assert not np.allclose(image[0, 0], image[0, 7])  # the two mixtures get different colours
+    assert np.isfinite(deepviz.principal_components_image(np.zeros((3, 3, 4), np.float32))).all()
+
+
+def test_pca_summary_is_the_first_tile_of_each_panel(run, tmp_path):
+    rng = np.random.default_rng(0)
+    layer = deepviz.summarize_layer("mixed10", rng.random((8, 8, 2048), np.float32), 16, "mean", summary="pca")
+    assert layer.summary_image.shape == (8, 8, 3)
+    style = deepviz.FigureStyle("photo", "channel", "viridis", 100)
+    figure = deepviz.draw_figure(Image.new("RGB", (30, 30)), [layer], style)
+    images = figure.axes[1].get_images()
+    assert len(images) == 3  # tiles, the summary laid over the first slot, labels
+    overlay = images[1].get_array()
+    assert np.allclose(overlay[:8, :8, :3], layer.summary_image) and (overlay[:8, :8, 3] == 1).all()
+    assert (overlay[:, 9:, 3] == 0).all()
+    assert "first tile: the first 3 principal components" in figure.axes[1].get_title()
+    status, _, err = run(SAMPLE_PHOTO, "--weights", "none", "--summary", "pca", "--layers", "mixed10",
+                         "--quiet", "--out", tmp_path)
+    assert status == 0, err
