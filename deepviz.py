@@ -1166,6 +1166,15 @@ def channel_list(text: str) -> tuple[int, ...]:
     return channels
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, unless its help already says it or there is none to say."""
+
+    def _get_help_string(self, action):
+        if "(default:" in (action.help or "") or action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepviz",
@@ -1177,7 +1186,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Exit status: 0 done, 1 runtime failure (download, unreadable input, write error), "
         "2 usage error, 130 interrupted.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "images",
