@@ -676,10 +676,13 @@ def top_predictions(probabilities: np.ndarray, class_names: Sequence[str], k: in
 
 
 def format_predictions(predictions) -> list[str]:
+    """`1. golden_retriever  86.55%`, one line per class, names and percentages aligned."""
     width = max(len(name) for name, _ in predictions)
+    percents = [f"{probability * 100:.2f}%" for _, probability in predictions]
+    percent_width = max(map(len, percents))
     return [
-        f"{rank}. {name:<{width}}  {probability * 100:.2f}%"
-        for rank, (name, probability) in enumerate(predictions, start=1)
+        f"{rank}. {name:<{width}}  {percent:>{percent_width}}"
+        for rank, ((name, _), percent) in enumerate(zip(predictions, percents), start=1)
     ]
 
 

@@ -324,3 +324,8 @@ def test_each_tile_is_labelled_with_its_channel_index():
     assert not labels[: 8 * scale, : 8 * scale, 3][-scale:, -scale:].any()  # the tile's far corner is unlabelled
     one = deepviz.render_tile_labels(np.array([7]), 1, tile_shape, tile_pixels=40)
     np.testing.assert_array_equal(one[..., 3], label_at(0, 0))
+
+
+def test_predictions_are_printed_aligned():
+    lines = deepviz.format_predictions([("golden_retriever", 0.8655), ("tabby", 0.0999), ("toy_poodle", 0.005)])
+    assert lines == ["1. golden_retriever  86.55%", "2. tabby              9.99%", "3. toy_poodle         0.50%"]
