@@ -1380,7 +1380,8 @@ def visualize(args, reporter: Reporter) -> int:
     layer_names = check_layer_names(network, args.layers or network.default_layers)
     check_channels(network, layer_names, args.channels)
     cam_layer = check_cam(network, args) if args.cam else None
-    feature_model = build_feature_model(network, list(dict.fromkeys(layer_names + [cam_layer] * bool(cam_layer))))
+    outputs_needed = layer_names + ([cam_layer] if cam_layer and cam_layer not in layer_names else [])
+    feature_model = build_feature_model(network, outputs_needed)
     # TensorFlow traces a graph before its first compiled run (about a second), which pays off
     # only for batches; JAX and PyTorch run compiled faster even once.
     compiled = batch_size > 1 or import_keras().backend.backend() != "tensorflow"
