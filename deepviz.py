@@ -531,9 +531,9 @@ def describe_layers(network: Network) -> list[str]:
 
 
 # --- One forward pass -----------------------------------------------------------
-def build_feature_model(network: Network, layer_paths_: Sequence[str]):
+def build_feature_model(network: Network, paths: Sequence[str]):
     """One Keras model whose outputs are {layer path: maps, OUTPUT_KEY: the model's output}."""
-    return feature_model_for(network.model, layer_paths_)
+    return feature_model_for(network.model, paths)
 
 
 def feature_model_for(model, paths: Sequence[str]):
