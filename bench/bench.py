@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import deepviz  # noqa: E402
+from _deepviz import cli, figure, images, mosaic, stats
 
 FLOOR_SCRIPT = """
 import os, sys
@@ -110,14 +111,14 @@ def peak_memory_mib(*args) -> float:
 def drawing_layers():
     rng = np.random.default_rng(0)
     return [
-        deepviz.summarize_layer("mixed3", rng.gamma(1.0, 1.0, (17, 17, 768)).astype(np.float32), None, "mean"),
-        deepviz.summarize_layer("mixed10", rng.gamma(1.0, 1.0, (8, 8, 2048)).astype(np.float32), None, "mean"),
+        stats.summarize_layer("mixed3", rng.gamma(1.0, 1.0, (17, 17, 768)).astype(np.float32), None, "mean"),
+        stats.summarize_layer("mixed10", rng.gamma(1.0, 1.0, (8, 8, 2048)).astype(np.float32), None, "mean"),
     ]
 
 
 def draw_with_deepviz(photo, layers, dpi: int) -> tuple[float, float]:
-    style = deepviz.FigureStyle("photo", "channel", "viridis", dpi)
-    figure = deepviz.draw_figure(photo, layers, style)
+    style = figure.FigureStyle("photo", "channel", "viridis", dpi)
+    figure = figure.draw_figure(photo, layers, style)
     figure.savefig(io.BytesIO(), format="png", dpi=dpi)
     return figure.get_figwidth(), figure.get_figheight()
 
@@ -131,7 +132,7 @@ def draw_naively(photo, layers, size: tuple[float, float], dpi: int) -> None:
     subfigures[0].add_subplot().imshow(np.asarray(photo))
     for subfigure, layer in zip(subfigures[1:], layers):
         count = layer.maps.shape[-1]
-        columns = deepviz.mosaic_columns(count, *layer.maps.shape[:2])
+        columns = mosaic.mosaic_columns(count, *layer.maps.shape[:2])
         rows = -(-count // columns)
         axes = subfigure.subplots(rows, columns).ravel()
         for slot, ax in enumerate(axes):
@@ -168,10 +169,10 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", required=True, type=Path, help="a local InceptionV3 weights file")
     parser.add_argument("--photos", type=Path, default=ROOT / "images", help="folder of photos to cycle through")
     parser.add_argument("--repeats", type=int, default=3, help="runs per median")
-    parser.add_argument("--batch-size", type=int, default=deepviz.DEFAULT_BATCH_SIZE)
+    parser.add_argument("--batch-size", type=int, default=cli.DEFAULT_BATCH_SIZE)
     args = parser.parse_args(argv)
 
-    sources = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in deepviz.IMAGE_SUFFIXES)
+    sources = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in images.IMAGE_SUFFIXES)
     image = sources[0]
     work = Path(tempfile.mkdtemp(prefix="deepviz-bench-"))
     rows = []
@@ -191,11 +192,11 @@ def main(argv=None) -> int:
 
         # 2. Drawing
         progress("drawing 2,816 tiles")
-        photo = deepviz.load_image(image)
+        photo = images.load_image(image)
         layers = drawing_layers()
-        size = draw_with_deepviz(photo, layers, deepviz.DEFAULT_DPI)  # warm up, and the size to match
-        ours = timed(lambda: draw_with_deepviz(photo, layers, deepviz.DEFAULT_DPI), args.repeats)
-        naive = timed(lambda: draw_naively(photo, layers, size, deepviz.DEFAULT_DPI), args.repeats)
+        size = draw_with_deepviz(photo, layers, figure.DEFAULT_DPI)  # warm up, and the size to match
+        ours = timed(lambda: draw_with_deepviz(photo, layers, figure.DEFAULT_DPI), args.repeats)
+        naive = timed(lambda: draw_naively(photo, layers, size, figure.DEFAULT_DPI), args.repeats)
         rows.append(("drawing mixed3 + mixed10, all 2,816 channels: one subplot per channel", f"{naive:.2f} s", "",
                      ""))
         rows.append(("drawing mixed3 + mixed10, all 2,816 channels: deepviz", f"{ours:.2f} s",

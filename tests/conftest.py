@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import deepviz  # noqa: E402
+from _deepviz import backend, models
 
 SAMPLE_PHOTO = ROOT / "images" / "grace_hopper.jpg"
 
@@ -29,9 +30,9 @@ def random_weights_file(tmp_path_factory):
     The classifier kernel is scaled up so that predictions are peaked: the top 3 are
     then well apart and comparing them against Keras means something.
     """
-    keras = deepviz.import_keras()
+    keras = backend.import_keras()
     keras.utils.set_random_seed(1234)
-    model = deepviz.build_model(deepviz.MODELS["inception_v3"], include_top=True)
+    model = models.build_model(deepviz.MODELS["inception_v3"], include_top=True)
     dense = model.get_layer("predictions")
     kernel, bias = dense.get_weights()
     dense.set_weights([kernel * 3000, bias])

@@ -21,17 +21,18 @@ MAPS_SCRIPT = """
 import sys
 import numpy as np
 import deepviz
+from _deepviz import backend, explain, forward, images, models
 weights, photo, out = sys.argv[1:4]
-network = deepviz.build_network(deepviz.NetworkChoice(weights=weights))
-feature_model = deepviz.build_feature_model(network, {layers!r})
-batch = deepviz.preprocess(deepviz.load_image(photo), network)[None]
-head = deepviz.build_cam_head(network, "mixed10")
+network = models.build_network(models.NetworkChoice(weights=weights))
+feature_model = forward.build_feature_model(network, {layers!r})
+batch = images.preprocess(images.load_image(photo), network)[None]
+head = explain.build_cam_head(network, "mixed10")
 for compiled in (False, True):
-    outputs = deepviz.run_forward_pass(feature_model, batch, compiled)
-    cams = deepviz.grad_cam(head, outputs["mixed10"][0], deepviz.top_classes(outputs["__output__"][0], 3))
+    outputs = forward.run_forward_pass(feature_model, batch, compiled)
+    cams = explain.grad_cam(head, outputs["mixed10"][0], forward.top_classes(outputs["__output__"][0], 3))
     arrays = {{k.strip("_"): v for k, v in outputs.items()}}
     np.savez(out.replace(".npz", f"-{{compiled}}.npz"), cams=cams, **arrays)
-print(deepviz.import_keras().backend.backend())
+print(backend.import_keras().backend.backend())
 """.format(layers=LAYERS)
 
 

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 import deepviz
+from _deepviz import analysis, forward, images, models
 from conftest import SAMPLE_PHOTO
 
 
@@ -19,23 +20,23 @@ def test_directories_expand_to_their_images_sorted(tmp_path):
     make_photos(tmp_path, ["b.png", "a.jpg", "c.webp"])
     make_photos(tmp_path / "sub", ["d.png"])
     (tmp_path / "notes.txt").write_text("not an image")
-    assert [p.name for p in deepviz.expand_inputs([str(tmp_path)], recursive=False)] == ["a.jpg", "b.png", "c.webp"]
-    assert [p.name for p in deepviz.expand_inputs([str(tmp_path)], recursive=True)] == [
+    assert [p.name for p in images.expand_inputs([str(tmp_path)], recursive=False)] == ["a.jpg", "b.png", "c.webp"]
+    assert [p.name for p in images.expand_inputs([str(tmp_path)], recursive=True)] == [
         "a.jpg", "b.png", "c.webp", "d.png"]
-    files_first = deepviz.expand_inputs([str(tmp_path / "sub" / "d.png"), str(tmp_path)], recursive=False)
+    files_first = images.expand_inputs([str(tmp_path / "sub" / "d.png"), str(tmp_path)], recursive=False)
     assert [p.name for p in files_first] == ["d.png", "a.jpg", "b.png", "c.webp"]
 
 
 def test_images_go_through_the_network_in_batches(run, tmp_path, monkeypatch):
     photos = make_photos(tmp_path / "in", [f"p{i}.png" for i in range(5)])
     calls = []
-    real_forward_pass = deepviz.run_forward_pass
+    real_forward_pass = forward.run_forward_pass
 
     def spy(feature_model, batch, compiled=False):
         calls.append((batch.shape[0], compiled))
         return real_forward_pass(feature_model, batch, compiled)
 
-    monkeypatch.setattr(deepviz, "run_forward_pass", spy)
+    monkeypatch.setattr(analysis, "run_forward_pass", spy)
     status, out, _ = run(*photos, "--weights", "none", "--quiet", "--layers", "mixed9", "--batch-size", 2,
                          "--out", tmp_path / "out")
     assert status == 0
@@ -45,14 +46,14 @@ def test_images_go_through_the_network_in_batches(run, tmp_path, monkeypatch):
 
 
 def test_a_batched_forward_pass_equals_one_photo_at_a_time():
-    network = deepviz.build_network(deepviz.NetworkChoice(weights="none"))
-    feature_model = deepviz.build_feature_model(network, ["conv2d_1", "mixed7"])
-    photos = [deepviz.load_image(SAMPLE_PHOTO), Image.new("RGB", (50, 80), (10, 200, 30))]
-    batch = np.stack([deepviz.preprocess(photo, network) for photo in photos])
-    together = deepviz.run_forward_pass(feature_model, batch, compiled=True)
+    network = models.build_network(models.NetworkChoice(weights="none"))
+    feature_model = forward.build_feature_model(network, ["conv2d_1", "mixed7"])
+    photos = [images.load_image(SAMPLE_PHOTO), Image.new("RGB", (50, 80), (10, 200, 30))]
+    batch = np.stack([images.preprocess(photo, network) for photo in photos])
+    together = forward.run_forward_pass(feature_model, batch, compiled=True)
     for i in range(2):
-        alone = deepviz.run_forward_pass(feature_model, batch[i : i + 1], compiled=False)
-        for name in ("conv2d_1", "mixed7", deepviz.OUTPUT_KEY):
+        alone = forward.run_forward_pass(feature_model, batch[i : i + 1], compiled=False)
+        for name in ("conv2d_1", "mixed7", forward.OUTPUT_KEY):
             np.testing.assert_allclose(together[name][i], alone[name][0], rtol=1e-4, atol=1e-5)
 
 

@@ -5,9 +5,10 @@ import pytest
 from PIL import Image
 
 import deepviz
+from _deepviz import backend, explain, figure, forward, models, stats
 from conftest import SAMPLE_PHOTO
 
-keras = deepviz.import_keras()
+keras = backend.import_keras()
 
 
 def left_right_model(path):
@@ -82,11 +83,11 @@ def test_grad_cam_equals_a_plain_reference_computation(tmp_path):
     outputs = keras.layers.Dense(5, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
     path = tmp_path / "small.keras"
     keras.Model(inputs, outputs).save(str(path))
-    network = deepviz.build_network(deepviz.NetworkChoice(model=str(path)))
+    network = models.build_network(models.NetworkChoice(model=str(path)))
     batch = np.random.default_rng(2).uniform(-1, 1, (1, 24, 24, 3)).astype(np.float32)
-    maps = deepviz.run_forward_pass(deepviz.build_feature_model(network, ["last_conv"]), batch)["last_conv"][0]
-    head = deepviz.build_cam_head(network, "last_conv")
-    heatmaps = deepviz.grad_cam(head, maps, [3, 0])
+    maps = forward.run_forward_pass(forward.build_feature_model(network, ["last_conv"]), batch)["last_conv"][0]
+    head = explain.build_cam_head(network, "last_conv")
+    heatmaps = explain.grad_cam(head, maps, [3, 0])
     for heatmap, class_index in zip(heatmaps, [3, 0]):
         expected = reference_grad_cam(network.model, "last_conv", batch, class_index)
         np.testing.assert_allclose(heatmap, expected, atol=1e-5)
@@ -124,26 +125,26 @@ def test_pca_summary_colours_pixels_by_their_channel_mixture():
     maps = np.zeros((height, width, 50), np.float32)
     maps[:, :4, :25] = 1.0  # the left half fires one group of channels
     maps[:, 4:, 25:] = 1.0  # the right half the other
-    image = deepviz.principal_components_image(maps)
+    image = stats.principal_components_image(maps)
     assert image.shape == (6, 8, 3)
     assert 0.0 <= image.min() and image.max() <= 1.0
     assert np.allclose(image[:, :4], image[0, 0]) and np.allclose(image[:, 4:], image[0, 7])
     assert not np.allclose(image[0, 0], image[0, 7])  # the two mixtures get different colours
-    assert np.isfinite(deepviz.principal_components_image(np.zeros((3, 3, 4), np.float32))).all()
+    assert np.isfinite(stats.principal_components_image(np.zeros((3, 3, 4), np.float32))).all()
 
 
 def test_pca_summary_is_the_first_tile_of_each_panel(run, tmp_path):
     rng = np.random.default_rng(0)
-    layer = deepviz.summarize_layer("mixed10", rng.random((8, 8, 2048), np.float32), 16, "mean", summary="pca")
+    layer = stats.summarize_layer("mixed10", rng.random((8, 8, 2048), np.float32), 16, "mean", summary="pca")
     assert layer.summary_image.shape == (8, 8, 3)
-    style = deepviz.FigureStyle("photo", "channel", "viridis", 100)
-    figure = deepviz.draw_figure(Image.new("RGB", (30, 30)), [layer], style)
-    images = figure.axes[1].get_images()
+    style = figure.FigureStyle("photo", "channel", "viridis", 100)
+    drawn = figure.draw_figure(Image.new("RGB", (30, 30)), [layer], style)
+    images = drawn.axes[1].get_images()
     assert len(images) == 3  # tiles, the summary laid over the first slot, labels
     overlay = images[1].get_array()
     assert np.allclose(overlay[:8, :8, :3], layer.summary_image) and (overlay[:8, :8, 3] == 1).all()
     assert (overlay[:, 9:, 3] == 0).all()
-    assert "first tile: the first 3 principal components" in figure.axes[1].get_title()
+    assert "first tile: the first 3 principal components" in drawn.axes[1].get_title()
     status, _, err = run(SAMPLE_PHOTO, "--weights", "none", "--summary", "pca", "--layers", "mixed10",
                          "--quiet", "--out", tmp_path)
     assert status == 0, err

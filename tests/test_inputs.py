@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import deepviz
+from _deepviz import backend, figure, images, models, output
 from conftest import ROOT, SAMPLE_PHOTO
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
@@ -98,7 +99,7 @@ def bmp(path):
 def test_odd_image_modes_load_as_rgb_with_the_right_colours(tmp_path, make, name):
     path = tmp_path / name
     expected = make(path)
-    image = deepviz.load_image(path)
+    image = images.load_image(path)
     assert image.mode == "RGB"
     assert close_to(mean_colour(image), expected), (mean_colour(image), expected)
 
@@ -110,7 +111,7 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     path = tmp_path / "rotated.jpg"
     stored.save(path, exif=exif, quality=95)
-    image = deepviz.load_image(path)
+    image = images.load_image(path)
     assert image.size == (20, 40)
     assert close_to(mean_colour(image.crop((0, 0, 20, 18))), RED, 20)  # left side is now on top
     assert close_to(mean_colour(image.crop((0, 22, 20, 40))), BLUE, 20)
@@ -123,9 +124,9 @@ def test_tiny_and_extreme_shapes_draw_a_readable_figure(run, tmp_path, size):
     out = tmp_path / "figure.png"
     status, _, err = run(path, "--weights", "none", "--quiet", "--layers", "mixed9", "--dpi", 50, "--out", out)
     assert status == 0, err
-    with Image.open(out) as figure:
-        assert figure.width == int(deepviz.FIGURE_WIDTH_INCHES * 50)
-        assert 200 < figure.height < 1000  # the photo row neither vanishes nor swamps the maps
+    with Image.open(out) as drawn:
+        assert drawn.width == int(figure.FIGURE_WIDTH_INCHES * 50)
+        assert 200 < drawn.height < 1000  # the photo row neither vanishes nor swamps the maps
 
 
 @pytest.mark.parametrize("name", ["my photo.png", "fotó ñandú.png", "-starts-with-dash.png"])
@@ -245,7 +246,7 @@ def test_an_unreadable_file_for_real(tmp_path):
     Image.new("RGB", (8, 8)).save(path)
     path.chmod(0)
     with pytest.raises(deepviz.DeepvizError, match="permission denied"):
-        deepviz.load_image(path)
+        images.load_image(path)
 
 
 # --- Weights ------------------------------------------------------------------
@@ -273,7 +274,7 @@ def test_weights_suffix_must_be_a_keras_one(run, tmp_path):
 
 
 def test_weights_of_another_architecture(run, tmp_path):
-    keras = deepviz.import_keras()
+    keras = backend.import_keras()
     other = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Dense(2)])
     path = tmp_path / "other.weights.h5"
     other.save_weights(str(path))
@@ -284,8 +285,8 @@ def test_weights_of_another_architecture(run, tmp_path):
 
 
 def test_legacy_h5_weights_as_keras_distributes_them(run, random_weights_file, tmp_path):
-    keras = deepviz.import_keras()
-    model = deepviz.build_model(deepviz.MODELS["inception_v3"], include_top=True)
+    keras = backend.import_keras()
+    model = models.build_model(deepviz.MODELS["inception_v3"], include_top=True)
     model.load_weights(str(random_weights_file))
     legacy = tmp_path / "inception_v3_weights.h5"
     model.save(str(legacy))  # the legacy HDF5 format, readable by load_weights
@@ -309,7 +310,7 @@ def test_out_in_a_read_only_directory(run, tmp_path, monkeypatch):
     def read_only(*args, **kwargs):
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(deepviz.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(output.tempfile, "mkstemp", read_only)
     out = tmp_path / "figure.png"
     status, _, err = run(SAMPLE_PHOTO, "--quiet", "--weights", "none", "--layers", "mixed9", "--out", out)
     assert (status, err) == (1, f"deepviz: error: could not write the figure {out}: Read-only file system\n")

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 import deepviz
+from _deepviz import backend, forward, images, layers, models
 from conftest import SAMPLE_PHOTO
 
-keras = deepviz.import_keras()
+keras = backend.import_keras()
 PREDICTION_LINE = r"(\d+)\. (\S+) +(\d+\.\d\d)%"
 
 
@@ -23,18 +24,18 @@ def test_list_models(run):
 @pytest.mark.parametrize("name", list(deepviz.MODELS))
 def test_each_built_in_model_has_its_default_layers_and_input_size(name):
     spec = deepviz.MODELS[name]
-    network = deepviz.build_network(deepviz.NetworkChoice(model=name, weights="none"))
-    assert deepviz.check_layer_names(network, network.default_layers) == list(spec.default_layers)
+    network = models.build_network(models.NetworkChoice(model=name, weights="none"))
+    assert layers.check_layer_names(network, network.default_layers) == list(spec.default_layers)
     assert tuple(network.model.input.shape[1:]) == (spec.input_size, spec.input_size, 3)
-    spatial = [deepviz.output_shape(deepviz.layer_paths(network.model)[p]) for p in spec.default_layers]
+    spatial = [layers.output_shape(layers.layer_paths(network.model)[p]) for p in spec.default_layers]
     assert all(len(shape) == 3 for shape in spatial)  # every default layer has maps to draw
-    marked = [line for line in deepviz.describe_layers(network) if line.endswith("<- block output")]
+    marked = [line for line in layers.describe_layers(network) if line.endswith("<- block output")]
     assert len(marked) >= 2
 
 
 def test_a_built_in_model_uses_its_own_size_preprocessing_and_weights_file(run, tmp_path):
     keras.utils.set_random_seed(7)
-    model = deepviz.build_model(deepviz.MODELS["vgg16"], include_top=True)
+    model = models.build_model(deepviz.MODELS["vgg16"], include_top=True)
     dense = model.get_layer("predictions")
     kernel, bias = dense.get_weights()
     dense.set_weights([kernel * 50, bias])  # peaked predictions
@@ -53,7 +54,7 @@ def test_a_built_in_model_uses_its_own_size_preprocessing_and_weights_file(run, 
     keras.backend.clear_session()
     reference = keras.applications.VGG16(weights=str(weights))
     probabilities = keras.ops.convert_to_numpy(reference(batch, training=False))[0]
-    names = deepviz.load_class_names()
+    names = models.load_class_names()
     assert printed == [names[i] for i in np.argsort(-probabilities)[:3]]
 
 
@@ -89,9 +90,9 @@ def classifier(tmp_path_factory):
 
 
 def own_maps(path, layers, photo_batch, **choice):
-    network = deepviz.build_network(deepviz.NetworkChoice(model=str(path), **choice))
-    feature_model = deepviz.build_feature_model(network, layers)
-    return network, deepviz.run_forward_pass(feature_model, photo_batch)
+    network = models.build_network(models.NetworkChoice(model=str(path), **choice))
+    feature_model = forward.build_feature_model(network, layers)
+    return network, forward.run_forward_pass(feature_model, photo_batch)
 
 
 def test_a_nested_models_layers_are_outer_slash_inner(run, classifier):
@@ -114,8 +115,8 @@ def test_nested_maps_and_predictions_come_from_one_pass_and_equal_keras(classifi
     for layer in ("conv_a", "conv_b"):
         expected = keras.Model(inner.input, inner.get_layer(layer).output).predict_on_batch(batch)
         np.testing.assert_allclose(outputs[f"small_cnn/{layer}"], expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(outputs[deepviz.OUTPUT_KEY], model.predict_on_batch(batch), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(outputs["probs"], outputs[deepviz.OUTPUT_KEY])
+    np.testing.assert_allclose(outputs[forward.OUTPUT_KEY], model.predict_on_batch(batch), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs["probs"], outputs[forward.OUTPUT_KEY])
     assert network.input_size == (32, 32)
     assert network.class_names == ["class_0", "class_1", "class_2", "class_3"]
 
@@ -195,13 +196,13 @@ def test_a_file_that_is_not_a_saved_model(run, tmp_path):
 
 def test_preprocessing_choices_scale_pixels_as_named():
     pixels = np.array([[[0.0, 127.5, 255.0]]], dtype=np.float32)
-    np.testing.assert_allclose(deepviz.PREPROCESSING["inception"](pixels.copy()), [[[-1, 0, 1]]])
-    np.testing.assert_allclose(deepviz.PREPROCESSING["unit"](pixels.copy()), [[[0, 0.5, 1]]])
-    np.testing.assert_allclose(deepviz.PREPROCESSING["none"](pixels.copy()), pixels)
+    np.testing.assert_allclose(images.PREPROCESSING["inception"](pixels.copy()), [[[-1, 0, 1]]])
+    np.testing.assert_allclose(images.PREPROCESSING["unit"](pixels.copy()), [[[0, 0.5, 1]]])
+    np.testing.assert_allclose(images.PREPROCESSING["none"](pixels.copy()), pixels)
     red = np.array([[[255.0, 0.0, 0.0]]], dtype=np.float32)
-    np.testing.assert_allclose(deepviz.PREPROCESSING["caffe"](red.copy()), [[[-103.939, -116.779, 131.32]]],
+    np.testing.assert_allclose(images.PREPROCESSING["caffe"](red.copy()), [[[-103.939, -116.779, 131.32]]],
                                atol=1e-3)  # BGR, ImageNet mean removed
-    np.testing.assert_allclose(deepviz.PREPROCESSING["torch"](red.copy()),
+    np.testing.assert_allclose(images.PREPROCESSING["torch"](red.copy()),
                                [[[(1 - 0.485) / 0.229, -0.456 / 0.224, -0.406 / 0.225]]], atol=1e-4)
 
 

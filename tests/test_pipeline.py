@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 import deepviz
+from _deepviz import analysis, backend, cli, figure, forward, images, models, mosaic, output, stats
 from conftest import ROOT, SAMPLE_PHOTO, run_cli
 
 KERAS_CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
@@ -18,9 +19,9 @@ PREDICTION = re.compile(r"(\d+)\. (\S+) +(\d+\.\d\d)%")
 
 
 def test_class_index_is_the_one_keras_checks():
-    index = json.loads(deepviz.CLASS_INDEX_PATH.read_text(encoding="utf-8"))
+    index = json.loads(models.CLASS_INDEX_PATH.read_text(encoding="utf-8"))
     assert hashlib.md5(json.dumps(index).encode()).hexdigest() == KERAS_CLASS_INDEX_MD5
-    names = deepviz.load_class_names()
+    names = models.load_class_names()
     assert len(names) == 1000
     assert (names[0], names[207], names[999]) == ("tench", "golden_retriever", "toilet_tissue")
 
@@ -30,13 +31,13 @@ def test_printed_top3_equals_a_direct_keras_computation(run, random_weights_file
     assert status == 0
     printed = [PREDICTION.fullmatch(line).groups() for line in out.splitlines()[:3]]
 
-    keras = deepviz.import_keras()
+    keras = backend.import_keras()
     keras.backend.clear_session()
     model = keras.applications.InceptionV3(weights=str(random_weights_file))
     image = keras.utils.load_img(SAMPLE_PHOTO, target_size=(299, 299), interpolation="bilinear")
     batch = keras.applications.inception_v3.preprocess_input(keras.utils.img_to_array(image)[None])
     probabilities = keras.ops.convert_to_numpy(model(batch, training=False))[0]
-    names = deepviz.load_class_names()
+    names = models.load_class_names()
     expected = np.argsort(-probabilities)[:3]
 
     assert [name for _, name, _ in printed] == [names[i] for i in expected]
@@ -47,20 +48,20 @@ def test_printed_top3_equals_a_direct_keras_computation(run, random_weights_file
 
 
 def test_the_forward_pass_is_one_model_with_outputs_keyed_by_layer(random_weights_file):
-    network = deepviz.build_network(deepviz.NetworkChoice(weights=str(random_weights_file)))
-    feature_model = deepviz.build_feature_model(network, ["conv2d_1", "mixed3", "avg_pool"])
-    assert sorted(feature_model.output.keys()) == [deepviz.OUTPUT_KEY, "avg_pool", "conv2d_1", "mixed3"]
-    batch = deepviz.preprocess(deepviz.load_image(SAMPLE_PHOTO), network)[None]
-    outputs = deepviz.run_forward_pass(feature_model, batch)
+    network = models.build_network(models.NetworkChoice(weights=str(random_weights_file)))
+    feature_model = forward.build_feature_model(network, ["conv2d_1", "mixed3", "avg_pool"])
+    assert sorted(feature_model.output.keys()) == [forward.OUTPUT_KEY, "avg_pool", "conv2d_1", "mixed3"]
+    batch = images.preprocess(images.load_image(SAMPLE_PHOTO), network)[None]
+    outputs = forward.run_forward_pass(feature_model, batch)
     assert outputs["mixed3"].shape == (1, 17, 17, 768)
-    direct = deepviz.import_keras().Model(network.model.input, network.model.get_layer("mixed3").output)
+    direct = backend.import_keras().Model(network.model.input, network.model.get_layer("mixed3").output)
     np.testing.assert_allclose(outputs["mixed3"], direct.predict_on_batch(batch), rtol=1e-4, atol=1e-5)
 
 
 def test_layer_names_are_those_of_a_first_build_whatever_came_before():
-    keras = deepviz.import_keras()
+    keras = backend.import_keras()
     keras.applications.InceptionV3(weights=None)  # a second build would rename conv2d_1 to conv2d_95
-    model = deepviz.build_model(deepviz.MODELS["inception_v3"], include_top=True)
+    model = models.build_model(deepviz.MODELS["inception_v3"], include_top=True)
     assert [layer.name for layer in model.layers[1:4]] == ["conv2d", "batch_normalization", "activation"]
 
 
@@ -68,8 +69,8 @@ def test_untrained_weights_are_labelled(run, tmp_path):
     status, out, _ = run(SAMPLE_PHOTO, "--weights", "none", "--layers", "mixed0", "--out", tmp_path / "f.png")
     assert status == 0
     assert out.splitlines()[0] == "untrained network (--weights none): these predictions are meaningless"
-    network = deepviz.build_network(deepviz.NetworkChoice(weights="none"))
-    title = deepviz.photo_title("x.jpg", deepviz.load_image(SAMPLE_PHOTO), network, [("tench", 0.5)])
+    network = models.build_network(models.NetworkChoice(weights="none"))
+    title = figure.photo_title("x.jpg", images.load_image(SAMPLE_PHOTO), network, [("tench", 0.5)])
     assert "untrained network (random weights)" in title
 
 
@@ -84,9 +85,9 @@ def test_trained_backbone_has_no_predictions_but_real_maps(run, backbone_weights
 
 def edge_correlations(weights, photo, layer="conv2d_1"):
     """Per channel: correlation of |map| with the photo's gradient magnitude at map size."""
-    network = deepviz.build_network(deepviz.NetworkChoice(weights=str(weights)))
-    feature_model = deepviz.build_feature_model(network, [layer])
-    maps = deepviz.run_forward_pass(feature_model, deepviz.preprocess(photo, network)[None])[layer][0]  # (147, 147, 32)
+    network = models.build_network(models.NetworkChoice(weights=str(weights)))
+    feature_model = forward.build_feature_model(network, [layer])
+    maps = forward.run_forward_pass(feature_model, images.preprocess(photo, network)[None])[layer][0]  # (147, 147, 32)
     height, width, channels = maps.shape
     grey = np.asarray(photo.convert("L").resize((width, height), Image.Resampling.BILINEAR), dtype=np.float64)
     edges = np.hypot(*np.gradient(grey)).ravel()
@@ -94,9 +95,9 @@ def edge_correlations(weights, photo, layer="conv2d_1"):
 
 
 def test_trained_early_maps_follow_the_photos_edges(backbone_weights, dog_photo):
-    deepviz.import_keras().utils.set_random_seed(0)
-    deepviz.build_network_once.cache_clear()  # a fresh random network under this seed
-    photo = deepviz.load_image(dog_photo)
+    backend.import_keras().utils.set_random_seed(0)
+    models.build_network_once.cache_clear()  # a fresh random network under this seed
+    photo = images.load_image(dog_photo)
     trained = np.median(edge_correlations(backbone_weights, photo))
     untrained = np.median(edge_correlations("none", photo))
     assert trained > 0.2
@@ -104,7 +105,7 @@ def test_trained_early_maps_follow_the_photos_edges(backbone_weights, dog_photo)
 
 
 def summary(maps, max_maps=64, ranking="mean"):
-    return deepviz.summarize_layer("layer", maps, max_maps, ranking)
+    return stats.summarize_layer("layer", maps, max_maps, ranking)
 
 
 def test_channels_are_ranked_and_capped():
@@ -129,7 +130,7 @@ def test_layer_statistics_and_dead_channels():
     assert layer.mean == pytest.approx((6 + 28) / 12)
     assert layer.zeros == pytest.approx(5 / 12)
     assert layer.dead == 2  # channel 1 (all zero) and channel 2 (all seven)
-    assert deepviz.format_layer_line(layer) == "layer (2, 2, 3): min 0 mean 2.833 max 7 zeros 41.7% dead 2"
+    assert stats.format_layer_line(layer) == "layer (2, 2, 3): min 0 mean 2.833 max 7 zeros 41.7% dead 2"
 
 
 def test_a_dead_channel_is_drawn_flat_never_nan():
@@ -137,37 +138,37 @@ def test_a_dead_channel_is_drawn_flat_never_nan():
     maps[..., 0] = np.arange(9).reshape(3, 3)
     maps[..., 1] = 4.2
     layer = summary(maps)
-    for scale in deepviz.NORMALISATIONS.values():
+    for scale in mosaic.NORMALISATIONS.values():
         tiles = scale(layer.maps, layer).tiles
         assert np.isfinite(tiles).all()
-    tiles = deepviz.scale_each_channel(layer.maps, layer).tiles
+    tiles = mosaic.scale_each_channel(layer.maps, layer).tiles
     assert tiles[..., list(layer.channels).index(1)].tolist() == [[0.0] * 3] * 3
     assert tiles[..., list(layer.channels).index(0)].max() == 1.0
 
 
 def test_mosaic_keeps_each_tiles_true_aspect_and_masks_the_gaps():
     tiles = np.arange(5 * 20 * 3, dtype=np.float32).reshape(5, 20, 3)
-    mosaic = deepviz.compose_mosaic(tiles, columns=2)
-    gap = deepviz.TILE_GAP
-    assert mosaic.shape == (2 * 5 + gap, 2 * 20 + gap)
-    assert mosaic[:5, :20].tolist() == tiles[..., 0].tolist()
-    assert mosaic[:5, 20 + gap:].tolist() == tiles[..., 1].tolist()
-    assert mosaic[5 + gap:, :20].tolist() == tiles[..., 2].tolist()
-    assert mosaic.mask[5, :].all() and mosaic.mask[:, 20].all()  # gaps
-    assert mosaic.mask[5 + gap:, 20 + gap:].all()  # the empty fourth slot
-    assert not mosaic.mask[:5, :20].any()
+    laid = mosaic.compose_mosaic(tiles, columns=2)
+    gap = mosaic.TILE_GAP
+    assert laid.shape == (2 * 5 + gap, 2 * 20 + gap)
+    assert laid[:5, :20].tolist() == tiles[..., 0].tolist()
+    assert laid[:5, 20 + gap:].tolist() == tiles[..., 1].tolist()
+    assert laid[5 + gap:, :20].tolist() == tiles[..., 2].tolist()
+    assert laid.mask[5, :].all() and laid.mask[:, 20].all()  # gaps
+    assert laid.mask[5 + gap:, 20 + gap:].all()  # the empty fourth slot
+    assert not laid.mask[:5, :20].any()
 
 
 def draw(layers, norm="channel"):
-    style = deepviz.FigureStyle("photo title", norm, "viridis", dpi=100)
-    return deepviz.draw_figure(Image.new("RGB", (40, 30), "red"), layers, style)
+    style = figure.FigureStyle("photo title", norm, "viridis", dpi=100)
+    return figure.draw_figure(Image.new("RGB", (40, 30), "red"), layers, style)
 
 
 def test_figure_panels_titles_tiles_and_colour_bars():
     rng = np.random.default_rng(0)
-    wide = deepviz.summarize_layer("wide", rng.random((6, 18, 768), np.float32), 64, "mean")
-    small = deepviz.summarize_layer("small", rng.random((10, 10, 32), np.float32), 64, "index")
-    vector = deepviz.summarize_layer("pool", rng.random(2048).astype(np.float32), 64, "mean")
+    wide = stats.summarize_layer("wide", rng.random((6, 18, 768), np.float32), 64, "mean")
+    small = stats.summarize_layer("small", rng.random((10, 10, 32), np.float32), 64, "index")
+    vector = stats.summarize_layer("pool", rng.random(2048).astype(np.float32), 64, "mean")
     figure = draw([wide, small, vector])
     titles = [axes.get_title() for axes in figure.axes]
     assert titles[0] == "photo title"
@@ -185,7 +186,7 @@ def test_figure_panels_titles_tiles_and_colour_bars():
 
 def test_layer_scaling_uses_one_range_shown_on_the_colour_bar():
     maps = np.random.default_rng(1).normal(size=(8, 8, 10)).astype(np.float32)
-    layer = deepviz.summarize_layer("layer", maps, 64, "mean")
+    layer = stats.summarize_layer("layer", maps, 64, "mean")
     figure = draw([layer], norm="layer")
     assert figure.axes[1].get_images()[0].get_clim() == (layer.minimum, layer.maximum)
     assert figure.axes[2].get_ylim() == pytest.approx((layer.minimum, layer.maximum))
@@ -198,7 +199,7 @@ def test_figure_file_is_a_real_image_with_the_panels(run, tmp_path):
     assert status == 0
     with Image.open(out) as image:
         assert image.format == "PNG"
-        assert image.width == int(deepviz.FIGURE_WIDTH_INCHES * 50)
+        assert image.width == int(figure.FIGURE_WIDTH_INCHES * 50)
         assert image.height > image.width  # photo plus three panels
         pixels = np.asarray(image.convert("RGB"))
     assert pixels.std() > 20  # drawn, not blank
@@ -230,7 +231,7 @@ def test_a_vector_layer_is_drawn_as_bars(run, tmp_path):
     status, out, _ = run(SAMPLE_PHOTO, "--weights", "none", "--layers", "avg_pool", "predictions", "--out", tmp_path)
     assert status == 0
     assert [line.split(" (")[0] for line in out.splitlines()[4:6]] == ["avg_pool", "predictions"]
-    layer = deepviz.summarize_layer("avg_pool", np.linspace(-1, 1, 2048, dtype=np.float32), 64, "mean")
+    layer = stats.summarize_layer("avg_pool", np.linspace(-1, 1, 2048, dtype=np.float32), 64, "mean")
     axes = draw([layer]).axes[1]
     assert len(axes.collections[0].get_segments()) == 2048
 
@@ -255,10 +256,10 @@ def test_save_is_atomic_when_writing_fails_halfway(run, tmp_path, monkeypatch):
 def test_save_replaces_an_existing_figure_and_leaves_no_temporary_file(tmp_path):
     out = tmp_path / "figure.png"
     out.write_bytes(b"old")
-    deepviz.save_figure(draw([]), out, dpi=20)
+    output.save_figure(draw([]), out, dpi=20)
     assert out.read_bytes().startswith(b"\x89PNG")
     assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
-    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~deepviz.current_umask())
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~output.current_umask())
 
 
 def test_offline_imagenet_download_fails_fast_with_a_clear_message(tmp_path):
@@ -286,7 +287,7 @@ def test_ctrl_c_exits_130_with_one_line_and_no_file(run, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(deepviz, "run_forward_pass", interrupted)
+    monkeypatch.setattr(analysis, "run_forward_pass", interrupted)
     status, out, err = run(SAMPLE_PHOTO, "--weights", "none", "--quiet", "--out", tmp_path)
     assert (status, err) == (130, "interrupted\n")
     assert list(tmp_path.iterdir()) == []
@@ -309,7 +310,7 @@ def test_ctrl_c_while_saving_leaves_no_partial_file(run, tmp_path, monkeypatch):
 
 def test_each_tile_is_labelled_with_its_channel_index():
     tile_shape, columns = (8, 8), 3
-    labels = deepviz.render_tile_labels(np.array([7, 1234, 42, 5]), columns, tile_shape, tile_pixels=40)
+    labels = figure.render_tile_labels(np.array([7, 1234, 42, 5]), columns, tile_shape, tile_pixels=40)
     scale = labels.shape[1] // (columns * 8 + 2)  # label pixels per map pixel
     assert scale == 5 and labels.shape == (2 * 9 * scale - scale, 3 * 9 * scale - scale, 4)
     slot = 9 * scale  # one tile and its gap, in label pixels
@@ -322,10 +323,10 @@ def test_each_tile_is_labelled_with_its_channel_index():
     assert label_at(1, 0).any()  # the fourth channel, first slot of the second row
     assert not label_at(1, 1).any() and not label_at(1, 2).any()  # empty slots stay clear
     assert not labels[: 8 * scale, : 8 * scale, 3][-scale:, -scale:].any()  # the tile's far corner is unlabelled
-    one = deepviz.render_tile_labels(np.array([7]), 1, tile_shape, tile_pixels=40)
+    one = figure.render_tile_labels(np.array([7]), 1, tile_shape, tile_pixels=40)
     np.testing.assert_array_equal(one[..., 3], label_at(0, 0))
 
 
 def test_predictions_are_printed_aligned():
-    lines = deepviz.format_predictions([("golden_retriever", 0.8655), ("tabby", 0.0999), ("toy_poodle", 0.005)])
+    lines = cli.format_predictions([("golden_retriever", 0.8655), ("tabby", 0.0999), ("toy_poodle", 0.005)])
     assert lines == ["1. golden_retriever  86.55%", "2. tabby              9.99%", "3. toy_poodle         0.50%"]

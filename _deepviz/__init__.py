@@ -1,0 +1,21 @@
+"""deepviz's implementation, one module per stage of the pipeline; `deepviz` is the public front.
+
+    images    read a photo, or take one from memory, and scale its pixels for a network
+    models    build a network: a built-in keras.applications classifier, a saved or in-memory model
+    layers    name, list and check a model's layers
+    forward   one multi-output model over the chosen layers; one forward pass; top predictions
+    explain   Grad-CAM heatmaps of the top classes
+    stats     statistics of a layer and the ranking of its channels
+    mosaic    scale a layer's tiles and lay them out in one image
+    figure    draw the photo, its heatmaps and the mosaics as a Matplotlib figure
+    output    write figures, JSON and arrays atomically; where they go
+    analysis  one batch of photos reduced to what is printed and drawn
+    cli       the command line's parser and progress
+    run       the command line's run over many photos
+    backend   the few lines each Keras backend needs of its own
+    errors    the exceptions deepviz raises
+
+Imports run one way: run and cli -> analysis -> stages -> backend and errors.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,128 @@
+"""One batch of photos through the network once, each photo reduced to what is printed and drawn.
+
+The Python API and the command line both go through `analyse_batch`: the same numbers,
+the same figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from .backend import import_keras
+from .errors import UsageError
+from .explain import build_cam_head, check_cam, grad_cam
+from .forward import OUTPUT_KEY, build_feature_model, run_forward_pass, top_classes, top_predictions
+from .images import preprocess
+from .layers import check_channels, check_layer_names
+from .stats import DEFAULT_MAX_MAPS, DEFAULT_TOP, RANKINGS, SUMMARIES, LayerSummary, summarize_layer
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    """What to compute for each photo: the layers, how their channels are chosen, Grad-CAM or not."""
+
+    layers: tuple[str, ...]
+    top: int = DEFAULT_TOP
+    max_maps: int | None = DEFAULT_MAX_MAPS  # None: every channel
+    rank: str = "mean"  # a key of RANKINGS
+    channels: tuple[int, ...] | None = None  # drawn instead of the top-ranked ones
+    summary: str | None = None  # a key of SUMMARIES
+    cam: bool = False
+    cam_layer: str | None = None  # None: the network's last default layer
+    keep_arrays: bool = False  # keep each photo's full maps, for --save-arrays
+
+
+@dataclasses.dataclass
+class Pipeline:
+    """The models every batch of a run goes through, built once for an Analysis."""
+
+    feature_model: object  # keras.Model: {layer path: maps, OUTPUT_KEY: output}
+    layer_names: list[str]
+    cam_layer: str | None = None
+    cam_head: object = None  # keras.Model from the CAM layer's maps to the output
+
+
+@dataclasses.dataclass
+class PhotoResult:
+    """What one photo's forward (and backward) pass is reduced to."""
+
+    predictions: list | None  # [(class name, probability)]
+    layers: list[LayerSummary]
+    arrays: dict | None  # for --save-arrays
+    cams: list | None  # [(class name, probability, heatmap)]
+
+
+def check_analysis(network, analysis: Analysis) -> tuple[list[str], str | None]:
+    """(layer names without repeats, the Grad-CAM layer or None), or UsageError before anything is built."""
+    if analysis.rank not in RANKINGS:
+        raise UsageError(f"rank: expected one of {', '.join(RANKINGS)}, received {analysis.rank!r}")
+    if analysis.summary is not None and analysis.summary not in SUMMARIES:
+        raise UsageError(f"summary: expected None or one of {', '.join(SUMMARIES)}, received {analysis.summary!r}")
+    if analysis.max_maps is not None and analysis.max_maps < 1:
+        raise UsageError(f"max_maps: expected a whole number of at least 1 or None (all), received {analysis.max_maps}")
+    layer_names = check_layer_names(network, analysis.layers)
+    check_channels(network, layer_names, analysis.channels)
+    cam_layer = check_cam(network, analysis.cam_layer) if analysis.cam else None
+    return layer_names, cam_layer
+
+
+def build_pipeline(network, layer_names: Sequence[str], cam_layer: str | None) -> Pipeline:
+    """One feature model over the layers (and the Grad-CAM layer), and the Grad-CAM head."""
+    outputs_needed = list(layer_names) + ([cam_layer] if cam_layer and cam_layer not in layer_names else [])
+    feature_model = build_feature_model(network, outputs_needed)
+    cam_head = build_cam_head(network, cam_layer) if cam_layer else None
+    return Pipeline(feature_model, list(layer_names), cam_layer, cam_head)
+
+
+def forward_batch(network, feature_model, photos: Sequence[Image.Image], batch_size: int) -> dict[str, np.ndarray]:
+    """The feature model's outputs for `photos`, as one batch padded to `batch_size`.
+
+    Padding the last batch means Keras traces one shape only. TensorFlow traces a graph
+    before its first compiled run (about a second), which pays off only for batches;
+    JAX and PyTorch run compiled faster even once.
+    """
+    batch = np.stack([preprocess(photo, network) for photo in photos])  # (n, height, width, 3)
+    padding = batch_size - len(photos)
+    if padding > 0:
+        batch = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)])
+    compiled = batch_size > 1 or import_keras().backend.backend() != "tensorflow"
+    return run_forward_pass(feature_model, batch, compiled)
+
+
+def analyse_batch(network, pipeline: Pipeline, photos: Sequence[Image.Image], analysis: Analysis,
+                  batch_size: int) -> list[PhotoResult]:
+    """One PhotoResult per photo, from one forward pass (and one backward pass per photo for Grad-CAM).
+
+    Each layer is reduced to what is drawn here, so a batch's full maps are freed
+    before the next batch runs and memory stays flat however many photos there are.
+    """
+    outputs = forward_batch(network, pipeline.feature_model, photos, batch_size)
+    results = []
+    for i in range(len(photos)):
+        predictions = cams = None
+        if network.class_names is not None:
+            predictions = top_predictions(outputs[OUTPUT_KEY][i], network.class_names, analysis.top)
+        if pipeline.cam_head is not None:
+            classes = top_classes(outputs[OUTPUT_KEY][i], analysis.top)
+            heatmaps = grad_cam(pipeline.cam_head, outputs[pipeline.cam_layer][i], classes)
+            cams = [(name, probability, heatmap) for (name, probability), heatmap in zip(predictions, heatmaps)]
+        layers = [summarize_layer(name, outputs[name][i], analysis.max_maps, analysis.rank, analysis.channels,
+                                  analysis.summary)
+                  for name in pipeline.layer_names]
+        arrays = output_arrays(network, outputs, pipeline.layer_names, i, cams) if analysis.keep_arrays else None
+        results.append(PhotoResult(predictions, layers, arrays, cams))
+    return results
+
+
+def output_arrays(network, outputs: dict, layer_names: Sequence[str], index: int, cams) -> dict:
+    """One photo's full maps of every chosen layer, the model's output vector and Grad-CAM heatmaps."""
+    arrays = {name: np.array(outputs[name][index]) for name in layer_names}
+    output_name = "predictions" if network.class_names is not None else "output"
+    arrays.setdefault(output_name, np.array(outputs[OUTPUT_KEY][index]))
+    for name, _, heatmap in cams or []:
+        arrays[f"cam/{name}"] = heatmap
+    return arrays

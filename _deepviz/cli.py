@@ -1,0 +1,198 @@
+"""The command line: its parser (every option, with its default in --help) and progress on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+
+from . import __version__
+from .errors import UsageError
+from .figure import DEFAULT_CMAP, DEFAULT_DPI, check_colormap
+from .images import PREPROCESSING, SAMPLE_IMAGE_NAME
+from .mosaic import NORMALISATIONS
+from .models import DEFAULT_MODEL, DEFAULT_PREPROCESS, MODELS, NUM_CLASSES
+from .output import DEFAULT_OUT_DIR, FIGURE_FORMATS
+from .stats import DEFAULT_MAX_MAPS, DEFAULT_TOP, RANKINGS, SUMMARIES
+
+DEFAULT_BATCH_SIZE = 8
+
+
+def positive_int(low: int, high: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+def max_maps_value(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1 or 'all', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1 or 'all', got {value}")
+    return value
+
+
+def channel_list(text: str) -> tuple[int, ...]:
+    try:
+        channels = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected channel indices separated by commas, like 12,40,7, "
+                                         f"got {text!r}") from None
+    if min(channels) < 0:
+        raise argparse.ArgumentTypeError(f"expected channel indices of 0 or more, got {text!r}")
+    return channels
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, unless its help already says it or there is none to say."""
+
+    def _get_help_string(self, action):
+        if "(default:" in (action.help or "") or action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepviz",
+        description=(
+            "Show what a convolutional network (InceptionV3 by default) sees in a photo: print its "
+            "top predictions and draw the feature maps of chosen layers, from one forward pass. "
+            "Each photo is resized to the network's input size (299x299 for InceptionV3) without "
+            "cropping (squashed if it is not square); the figure shows it at its own aspect ratio."
+        ),
+        epilog="Exit status: 0 done, 1 runtime failure (download, unreadable input, write error), "
+        "2 usage error, 130 interrupted.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument(
+        "images",
+        nargs="*",
+        metavar="IMAGE",
+        help=f"image files or directories of images (default: the sample photo images/{SAMPLE_IMAGE_NAME})",
+    )
+    parser.add_argument(
+        "--layers",
+        nargs="+",
+        metavar="NAME",
+        help="layers to draw, early to late; a layer inside a nested model is OUTER/INNER "
+        "(see --list-layers; default: the model's default layers, for InceptionV3 "
+        f"{' '.join(MODELS[DEFAULT_MODEL].default_layers)})",
+    )
+    parser.add_argument("--list-layers", action="store_true", help="print every layer of the model and exit")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        metavar="NAME|PATH",
+        help="a keras.applications ImageNet classifier (see --list-models) or a saved Keras model "
+        "(.keras, or a full-model .h5)",
+    )
+    parser.add_argument("--list-models", action="store_true", help="print the built-in models and exit")
+    parser.add_argument(
+        "--weights",
+        metavar="imagenet|none|PATH",
+        help="for a built-in model: 'imagenet' (Keras downloads and caches them), 'none' (random, "
+        "untrained) or a local Keras weights file (.h5 or .weights.h5; one saved without the "
+        "classifier head draws maps without predictions) (default: imagenet)",
+    )
+    parser.add_argument(
+        "--preprocess",
+        choices=list(PREPROCESSING),
+        help="how pixels are scaled for the network: 'inception' to [-1, 1], 'caffe' (BGR, ImageNet "
+        "mean removed), 'torch' (ImageNet mean and std), 'unit' to [0, 1], 'none' (0 to 255) "
+        f"(default: a built-in model's own; '{DEFAULT_PREPROCESS}' for a saved model)",
+    )
+    parser.add_argument("--labels", metavar="FILE",
+                        help="class names for a saved model's output, one per line (default: class_0, class_1, ...)")
+    parser.add_argument("--top", type=positive_int(1, NUM_CLASSES), default=DEFAULT_TOP, metavar="K",
+                        help=f"how many predictions to print (1 to {NUM_CLASSES})")
+    parser.add_argument("--max-maps", type=max_maps_value, default=DEFAULT_MAX_MAPS, metavar="N|all",
+                        help="channels drawn per layer, the highest-ranked first")
+    parser.add_argument("--rank", choices=list(RANKINGS), default="mean",
+                        help="order of channels: by mean or max activation, or by channel index")
+    parser.add_argument("--norm", choices=list(NORMALISATIONS), default="channel",
+                        help="tile scaling: 'channel' (each tile its own min to max) or 'layer' (one scale per layer)")
+    parser.add_argument("--cmap", default=DEFAULT_CMAP, help="any Matplotlib colormap name")
+    parser.add_argument("--dpi", type=positive_int(10, 1200), default=DEFAULT_DPI,
+                        help="figure resolution in dots per inch (10 to 1200)")
+    parser.add_argument("--out", metavar="PATH",
+                        help=f"figure file (.{', .'.join(FIGURE_FORMATS)}) or directory "
+                        f"(default: {DEFAULT_OUT_DIR}/<image stem>.png)")
+    parser.add_argument("--recursive", action="store_true", help="look for images in subdirectories too")
+    parser.add_argument("--batch-size", type=positive_int(1, 1024), default=DEFAULT_BATCH_SIZE, metavar="N",
+                        help="images per forward pass")
+    parser.add_argument("--channels", type=channel_list, metavar="I,J,...",
+                        help="draw exactly these channels, in this order, for every chosen layer "
+                        "(instead of the top-ranked ones)")
+    parser.add_argument("--summary", choices=list(SUMMARIES),
+                        help="show each layer as a whole first: 'pca' colours each pixel by the first three "
+                        "principal components of all its channels (default: off)")
+    parser.add_argument("--cam", action="store_true",
+                        help="Grad-CAM: for each of the top classes, a heatmap of where the photo drives it, "
+                        "overlaid on the photo in a row under it")
+    parser.add_argument("--cam-layer", metavar="NAME",
+                        help="the layer Grad-CAM explains (default: the model's last default layer, "
+                        f"{MODELS[DEFAULT_MODEL].default_layers[-1]} for InceptionV3)")
+    parser.add_argument("--json", action="store_true",
+                        help="also write <figure stem>.json: predictions, model, weights, versions, settings, "
+                        "and each layer's statistics and ranked channels")
+    parser.add_argument("--save-arrays", action="store_true",
+                        help="also write <figure stem>.npz: each chosen layer's maps and the output vector")
+    parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks of internal errors, every library warning and what C "
+                        "libraries print while photos are decoded (also: DEEPVIZ_DEBUG=1)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def check_cmap(parser: argparse.ArgumentParser, name: str) -> None:
+    try:
+        check_colormap(name)
+    except UsageError as error:
+        parser.error(f"argument --cmap: {error}")
+
+
+class Reporter:
+    """Progress on stderr (silenced by --quiet); results on stdout."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def status(self, message: str) -> None:
+        if not self.quiet:
+            print(f"deepviz: {message}", file=sys.stderr, flush=True)
+
+    def progress(self, total: int):
+        """A rich progress bar over the images, when there is more than one."""
+        if self.quiet or total < 2:
+            return contextlib.nullcontext(None)
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        return Progress(
+            TextColumn("drawing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=False,
+        )
+
+
+def format_predictions(predictions) -> list[str]:
+    """`1. golden_retriever  86.55%`, one line per class, names and percentages aligned."""
+    width = max(len(name) for name, _ in predictions)
+    percents = [f"{probability * 100:.2f}%" for _, probability in predictions]
+    percent_width = max(map(len, percents))
+    return [
+        f"{rank}. {name:<{width}}  {percent:>{percent_width}}"
+        for rank, ((name, _), percent) in enumerate(zip(predictions, percents), start=1)
+    ]

@@ -1,0 +1,86 @@
+"""One multi-output model over the chosen layers, one forward pass, and the top predictions."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .backend import import_keras
+
+
+OUTPUT_KEY = "__output__"  # the model's own output, among the feature model's outputs
+
+
+def build_feature_model(network, paths: Sequence[str]):
+    """One Keras model whose outputs are {layer path: maps, OUTPUT_KEY: the model's output}."""
+    return feature_model_for(network.model, paths)
+
+
+def feature_model_for(model, paths: Sequence[str]):
+    """A model with `model`'s input and outputs {path: maps, OUTPUT_KEY: `model`'s output}.
+
+    A layer inside a nested model ("outer/inner") lives in the nested model's own graph,
+    so it cannot simply be an output of the outer one ("Graph disconnected"). The model
+    is re-traced instead, its layers (and so their weights) reused, nested models inlined:
+    every map then comes from one graph and the same single forward pass.
+    """
+    keras = import_keras()
+    if not any("/" in path for path in paths) and not isinstance(model, keras.Sequential):
+        outputs = {path: model.get_layer(path).output for path in paths}
+        outputs[OUTPUT_KEY] = model.output
+        return keras.Model(model.input, outputs)
+    inputs = keras.Input(shape=model.input_shape[1:])
+    recorded = {}
+    result = trace_layers(model, inputs, set(paths), recorded)
+    outputs = {path: recorded.get(path, inputs) for path in paths}  # input layers are never called
+    outputs[OUTPUT_KEY] = result
+    return keras.Model(inputs, outputs)
+
+
+def trace_layers(model, inputs, wanted: set, recorded: dict, prefix: str = ""):
+    """Call `model`'s layers on `inputs`, inlining nested models; record the `wanted` paths' outputs."""
+    keras = import_keras()
+
+    def call_layer(layer, *args, **kwargs):
+        path = prefix + layer.name
+        if isinstance(layer, keras.Model) and any(w.startswith(path + "/") for w in wanted):
+            result = trace_layers(layer, args[0], wanted, recorded, path + "/")
+        else:
+            result = layer(*args, **kwargs)
+        if path in wanted:
+            recorded[path] = result
+        return result
+
+    if isinstance(model, keras.Sequential):  # its layers, one after another
+        result = inputs
+        for layer in model.layers:
+            result = call_layer(layer, result)
+        return result
+    clone = keras.models.clone_model(
+        model, input_tensors=inputs, clone_function=lambda layer: layer, call_function=call_layer
+    )
+    return clone.output
+
+
+def run_forward_pass(feature_model, batch: np.ndarray, compiled: bool = False) -> dict[str, np.ndarray]:
+    """Maps of every chosen layer (and the model's output) for a batch, as NumPy arrays.
+
+    `compiled` runs Keras's predict step (a traced graph on TensorFlow, jit-compiled on JAX):
+    faster and leaner for batches than calling the model eagerly.
+    """
+    if compiled:
+        return feature_model.predict_on_batch(batch)
+    keras = import_keras()
+    outputs = feature_model(batch, training=False)
+    return {name: keras.ops.convert_to_numpy(maps) for name, maps in outputs.items()}
+
+
+def top_classes(probabilities: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k most probable classes, most probable first."""
+    return np.argsort(-probabilities, kind="stable")[:k]
+
+
+def top_predictions(probabilities: np.ndarray, class_names: Sequence[str], k: int):
+    """[(class name, probability)] for the k most probable classes, most probable first."""
+    return [(class_names[i], float(probabilities[i])) for i in top_classes(probabilities, k)]

@@ -1,0 +1,159 @@
+"""Photos in: read one from a file (or take one from memory) as RGB, and scale its pixels for a network."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .backend import file_descriptor_silenced, import_keras
+from .errors import DeepvizError, UsageError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+HERE = Path(__file__).resolve().parent.parent
+SAMPLE_IMAGE_NAME = "grace_hopper.jpg"
+SAMPLE_IMAGE_DIRS = (HERE / "images", HERE / "deepviz_data" / "images")  # checkout, installed
+
+
+def load_image(path: Path, notes: list[str] | None = None) -> Image.Image:
+    """Read any image Pillow can, apply its EXIF orientation and return it as RGB.
+
+    Animated and multi-page files give their first frame. Pillow's pixel limit
+    (Image.MAX_IMAGE_PIXELS) is enforced before decoding, so a decompression bomb
+    is refused without using its memory. Whatever else reading or decoding raises is
+    this photo's failure, a DeepvizError. When `notes` is a list, the warnings that
+    reading gave are added to it, and what C libraries (libtiff) write to stderr
+    meanwhile is kept off the terminal; with `notes` None, both go through.
+    """
+    path = Path(path)
+    capture = notes is not None
+    try:
+        with warnings.catch_warnings(record=capture) as caught:
+            warnings.simplefilter("always" if capture else "default")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with file_descriptor_silenced(2) if capture else contextlib.nullcontext():
+                photo = decode_image(path)
+    finally:
+        if capture:
+            notes.extend(str(warning.message) for warning in caught or [])
+    return photo
+
+
+def decode_image(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)  # also loads the first frame
+            return to_rgb(image)
+    except FileNotFoundError:
+        raise DeepvizError(f"{path}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise DeepvizError(f"{path}: is a directory, expected an image file") from None
+    except PermissionError:
+        raise DeepvizError(f"{path}: permission denied; make the file readable (chmod +r)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise DeepvizError(
+            f"{path}: refused before decoding: {error} "
+            f"Shrink the image below {Image.MAX_IMAGE_PIXELS:,} pixels first."
+        ) from None
+    except MemoryError:
+        raise
+    except Exception as error:  # Pillow's plugins raise many kinds (NotImplementedError for some DDS files)
+        reason = str(error) or type(error).__name__
+        raise DeepvizError(f"{path}: not a readable image ({reason})") from None
+
+
+def as_photo(image) -> Image.Image:
+    """An RGB photo from a path, a PIL image or a (H, W, 3) / (H, W) uint8 array."""
+    if isinstance(image, (str, Path)):
+        return load_image(Path(image))
+    if isinstance(image, Image.Image):
+        return to_rgb(ImageOps.exif_transpose(image))
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and (
+            image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
+        return Image.fromarray(image).convert("RGB")
+    received = (f"an array of shape {image.shape} and dtype {image.dtype}" if isinstance(image, np.ndarray)
+                else type(image).__name__)
+    raise UsageError(f"image: expected a path, a PIL.Image.Image or a uint8 array of shape (H, W, 3) or (H, W); "
+                     f"received {received}. Convert a float array with (array * 255).astype('uint8').")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is laid over white."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        grey = np.asarray(image, dtype=np.float64)  # 16/32-bit or float grey
+        top = 255.0 if grey.max(initial=0) <= 255 else 65535.0 if grey.max() <= 65535 else grey.max()
+        grey8 = np.clip(grey * (255.0 / top), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey8, mode="L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def preprocess(photo: Image.Image, network) -> np.ndarray:
+    """Squash the whole photo to the network's input size and scale its pixels for it.
+
+    No cropping: a non-square photo is resized without keeping its aspect ratio, as
+    keras.utils.load_img(target_size=...) does.
+    """
+    height, width = network.input_size
+    resized = photo.resize((width, height), Image.Resampling.BILINEAR)
+    pixels = np.asarray(resized, dtype=np.float32).copy()  # (H, W, 3), a copy: preprocessing may work in place
+    return np.asarray(network.preprocess(pixels), dtype=np.float32)
+
+
+def scale_like_inception(pixels: np.ndarray) -> np.ndarray:
+    return pixels / 127.5 - 1.0  # [-1, 1]
+
+
+def scale_like_caffe(pixels: np.ndarray) -> np.ndarray:
+    return import_keras().applications.imagenet_utils.preprocess_input(pixels, mode="caffe")  # BGR, mean removed
+
+
+def scale_like_torch(pixels: np.ndarray) -> np.ndarray:
+    return import_keras().applications.imagenet_utils.preprocess_input(pixels, mode="torch")  # [0, 1], standardised
+
+
+def scale_to_unit(pixels: np.ndarray) -> np.ndarray:
+    return pixels / 255.0  # [0, 1]
+
+
+def keep_pixels(pixels: np.ndarray) -> np.ndarray:
+    return pixels  # [0, 255]: the model scales them itself
+
+
+PREPROCESSING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "inception": scale_like_inception,
+    "caffe": scale_like_caffe,
+    "torch": scale_like_torch,
+    "unit": scale_to_unit,
+    "none": keep_pixels,
+}
+
+
+def expand_inputs(inputs: Sequence[str], recursive: bool) -> list[Path]:
+    """Image paths from files and directories (a directory gives its images, sorted)."""
+    paths = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DeepvizError(f"{path}: directory holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            paths.extend(found)
+        else:
+            paths.append(path)
+    return paths
+
+
+def sample_image() -> Path:
+    for folder in SAMPLE_IMAGE_DIRS:
+        if (folder / SAMPLE_IMAGE_NAME).is_file():
+            return folder / SAMPLE_IMAGE_NAME
+    raise UsageError(f"no IMAGE given and the sample photo {SAMPLE_IMAGE_NAME} is missing; pass an image path")

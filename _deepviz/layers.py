@@ -1,0 +1,79 @@
+"""A model's layers by path ("outer/inner" inside nested models): list them, check names, describe them."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Sequence
+
+from .backend import import_keras
+from .errors import UsageError
+
+
+def layer_paths(model, prefix: str = "") -> dict:
+    """Every layer by path, in order; layers inside a nested model are "outer/inner"."""
+    keras = import_keras()
+    paths = {}
+    for layer in model.layers:
+        paths[prefix + layer.name] = layer
+        if isinstance(layer, keras.Model):
+            paths.update(layer_paths(layer, f"{prefix}{layer.name}/"))
+    return paths
+
+
+def output_shape(layer) -> tuple:
+    """A layer's output shape without the batch axis, () if it has no single output."""
+    try:
+        return tuple(layer.output.shape[1:])
+    except (AttributeError, ValueError):  # a layer used in several places has no single output
+        return ()
+
+
+def is_input_layer(layer) -> bool:
+    return type(layer).__name__ == "InputLayer"
+
+
+def check_layer_names(network, names: Sequence[str]) -> list[str]:
+    """Return `names` without repeats, or raise UsageError for the first unknown one."""
+    known = list(layer_paths(network.model))
+    for name in names:
+        if name not in known:
+            raise UsageError(unknown_layer_message(network, name, known))
+    return list(dict.fromkeys(names))
+
+
+def unknown_layer_message(network, name: str, known: Sequence[str]) -> str:
+    by_case = [layer for layer in known if layer.lower() == name.lower()]
+    close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
+    suggestions = list(dict.fromkeys(by_case + close))
+    message = f"{network.label} has no layer {name!r}"
+    if suggestions:
+        message += "; did you mean " + " or ".join(repr(s) for s in suggestions) + "?"
+    if Path(name).exists():
+        message += f" ({name!r} is a file: put images before --layers, or end the layer list with --)"
+    return message + f" Run `deepviz --list-layers` to see all {len(known)} layers."
+
+
+def describe_layers(network) -> list[str]:
+    """One line per layer: index, path, type, output shape; block outputs marked."""
+    paths = layer_paths(network.model)
+    width = max(26, *map(len, paths))
+    lines = []
+    for index, (path, layer) in enumerate(paths.items()):
+        marked = network.block_pattern and re.fullmatch(network.block_pattern, path)
+        mark = "  <- block output" if marked else ""
+        lines.append(f"{index:4d}  {path:<{width}} {type(layer).__name__:<24} {output_shape(layer)}{mark}")
+    return lines
+
+
+def check_channels(network, layer_names: Sequence[str], channels: Sequence[int] | None) -> None:
+    """Every --channels index must exist in every chosen layer with spatial maps."""
+    if channels is None:
+        return
+    paths = layer_paths(network.model)
+    for name in layer_names:
+        shape = output_shape(paths[name])
+        if len(shape) == 3 and max(channels) >= shape[-1]:
+            raise UsageError(f"--channels {max(channels)}: layer {name} has {shape[-1]} channels "
+                             f"(0 to {shape[-1] - 1})")

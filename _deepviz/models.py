@@ -1,0 +1,355 @@
+"""Build the network: a built-in keras.applications classifier, or the user's own model, saved or in memory."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import functools
+import json
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .backend import import_keras
+from .errors import DeepvizError, UsageError
+from .images import HERE, PREPROCESSING
+from .layers import is_input_layer, layer_paths, output_shape
+
+DEFAULT_MODEL = "inception_v3"
+DEFAULT_WEIGHTS = "imagenet"
+DEFAULT_PREPROCESS = "inception"  # for a model of the user's own
+OWN_MODEL_INPUT_SIZE = (224, 224)  # when the user's model accepts any size
+OWN_MODEL_DEFAULT_LAYER_COUNT = 5
+OWN_WEIGHTS_LABEL = "its own weights"  # a saved or in-memory model carries them
+WEIGHTS_SUFFIXES = (".weights.h5", ".h5")
+MODEL_SUFFIXES = (".keras", ".h5")
+NUM_CLASSES = 1000
+DOWNLOAD_TIMEOUT_SECONDS = 30  # per socket operation, so a dead network fails fast
+CLASS_INDEX_PATH = HERE / "deepviz_data" / "imagenet_class_index.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A keras.applications ImageNet classifier: what deepviz needs to run and draw it."""
+
+    builder: str  # its constructor in keras.applications
+    module: str  # the keras.applications submodule with its preprocess_input
+    input_size: int  # side of its square input, in pixels
+    default_layers: tuple[str, ...]  # a spread from early to late layers
+    block_pattern: str  # regular expression of its block outputs, marked by --list-layers
+
+
+MODELS = {
+    "inception_v3": ModelSpec("InceptionV3", "inception_v3", 299,
+                              ("conv2d_1", "mixed0", "mixed3", "mixed7", "mixed10"), r"mixed\d+"),
+    "vgg16": ModelSpec("VGG16", "vgg16", 224,
+                       ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3"),
+                       r"block\d_pool"),
+    "vgg19": ModelSpec("VGG19", "vgg19", 224,
+                       ("block1_conv2", "block2_conv2", "block3_conv4", "block4_conv4", "block5_conv4"),
+                       r"block\d_pool"),
+    "resnet50": ModelSpec("ResNet50", "resnet50", 224,
+                          ("conv1_relu", "conv2_block3_out", "conv3_block4_out", "conv4_block6_out",
+                           "conv5_block3_out"), r"conv\d_block\d+_out"),
+    "resnet50_v2": ModelSpec("ResNet50V2", "resnet_v2", 224,
+                             ("conv1_conv", "conv2_block3_out", "conv3_block4_out", "conv4_block6_out",
+                              "post_relu"), r"conv\d_block\d+_out|post_relu"),
+    "xception": ModelSpec("Xception", "xception", 299,
+                          ("block1_conv2_act", "add", "add_2", "add_10", "block14_sepconv2_act"),
+                          r"add(_\d+)?|block14_sepconv2_act"),
+    "mobilenet_v2": ModelSpec("MobileNetV2", "mobilenet_v2", 224,
+                              ("Conv1_relu", "block_2_add", "block_5_add", "block_12_add", "out_relu"),
+                              r"block_\d+_add|out_relu"),
+    "densenet121": ModelSpec("DenseNet121", "densenet", 224,
+                             ("conv1_relu", "pool2_relu", "pool3_relu", "pool4_relu", "relu"), r"pool\d_relu|relu"),
+    "efficientnet_b0": ModelSpec("EfficientNetB0", "efficientnet", 224,
+                                 ("stem_activation", "block2b_add", "block3b_add", "block5c_add",
+                                  "top_activation"), r"block\d[a-z]_add|top_activation"),
+    "convnext_tiny": ModelSpec("ConvNeXtTiny", "convnext", 224,
+                               ("convnext_tiny_stem", "convnext_tiny_downsampling_block_0",
+                                "convnext_tiny_downsampling_block_1", "convnext_tiny_downsampling_block_2",
+                                "convnext_tiny_stage_3_block_2_gelu"),
+                               r"convnext_tiny_(stem|downsampling_block_\d)"),
+}
+
+
+@dataclasses.dataclass
+class Network:
+    """A Keras model and what deepviz needs to know to run and describe it."""
+
+    model: object  # keras.Model
+    label: str  # what to call it: "InceptionV3", "my_model.keras"
+    weights_label: str  # "imagenet", "untrained", a file name
+    input_size: tuple[int, int]  # (height, width)
+    preprocess: Callable[[np.ndarray], np.ndarray]
+    class_names: list[str] | None  # None: no predictions, for the reason below
+    no_predictions_reason: str = ""
+    trained: bool = True
+    default_layers: tuple[str, ...] = ()
+    block_pattern: str = ""  # regular expression of the layer paths --list-layers marks
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkChoice:
+    """What the command line asked for: a built-in model name or a saved model's path, and so on."""
+
+    model: str = DEFAULT_MODEL
+    weights: str = "imagenet"
+    preprocess: str | None = None  # a key of PREPROCESSING; None: the built-in model's own
+    labels: str | None = None  # a file of class names, one per line
+
+
+def build_network(choice: NetworkChoice = NetworkChoice()) -> Network:
+    """The network `choice` names, built once per process for each choice (files reloaded if changed)."""
+    stamps = tuple(Path(p).stat().st_mtime_ns for p in (choice.model, choice.weights, choice.labels or "")
+                   if Path(p).is_file())
+    return build_network_once(choice, stamps)
+
+
+@functools.lru_cache(maxsize=4)
+def build_network_once(choice: NetworkChoice, stamps: tuple) -> Network:
+    if choice.model in MODELS:
+        return build_application(choice)
+    return load_own_model(choice)
+
+
+def build_application(choice: NetworkChoice) -> Network:
+    """A keras.applications model with ImageNet, random or file weights."""
+    spec = MODELS[choice.model]
+    keras = import_keras()
+    preprocess = (PREPROCESSING[choice.preprocess] if choice.preprocess
+                  else getattr(keras.applications, spec.module).preprocess_input)
+    if choice.weights == "imagenet":
+        model, include_top, trained, label = build_imagenet_model(spec), True, True, "imagenet"
+    elif choice.weights == "none":
+        model, include_top, trained, label = build_model(spec, include_top=True), True, False, "untrained"
+    else:
+        model, include_top = build_model_from_file(spec, Path(choice.weights))
+        trained, label = True, Path(choice.weights).name
+    return Network(
+        model=model,
+        label=spec.builder,
+        weights_label=label,
+        input_size=(spec.input_size, spec.input_size),
+        preprocess=preprocess,
+        class_names=load_class_names() if include_top else None,
+        no_predictions_reason="" if include_top else f"weights {label} have no classifier head",
+        trained=trained,
+        default_layers=spec.default_layers,
+        block_pattern=spec.block_pattern,
+    )
+
+
+def build_model(spec: ModelSpec, include_top: bool, weights=None):
+    """Keras 3 numbers layer names per process, so each build clears the session first:
+    layer names are those of a first build (conv2d, conv2d_1, ...), whatever came before.
+    """
+    keras = import_keras()
+    keras.backend.clear_session()
+    builder = getattr(keras.applications, spec.builder)
+    return builder(weights=weights, include_top=include_top, input_shape=(spec.input_size, spec.input_size, 3))
+
+
+def build_imagenet_model(spec: ModelSpec):
+    """Keras's own download and cache of the ImageNet weights; a clear error offline."""
+    import socket
+
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # Keras prints download progress
+            return build_model(spec, include_top=True, weights="imagenet")
+    except Exception as error:  # Keras raises a bare Exception for a failed fetch
+        if "URL fetch failure" not in str(error) and not isinstance(error, OSError):
+            raise
+        raise DeepvizError(download_failure_message(spec, error)) from None
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
+
+
+def download_failure_message(spec: ModelSpec, error: Exception) -> str:
+    found = re.search(r"https?://\S+?(?=:?\s|$)", str(error))
+    url = found.group(0).rstrip(":") if found else f"the {spec.builder} ImageNet weights"
+    reason = str(error.__context__ or error).strip()
+    cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+    return (
+        f"could not download the ImageNet weights from {url} ({reason}).\n"
+        f"Keras caches them in {cache} once fetched. Connect to the internet and retry, "
+        f"or pass a local weights file: --weights PATH (.h5 or .weights.h5)."
+    )
+
+
+def build_model_from_file(spec: ModelSpec, path: Path):
+    """(model, has classifier head) from a Keras weights file, with the head or without it."""
+    check_weights_file(path)
+    include_top = weights_have_classifier(path)
+    model = build_model(spec, include_top=include_top)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras warns about each skipped sub-container
+            model.load_weights(str(path))
+    except (ValueError, KeyError, TypeError, OSError) as error:
+        head = "with" if include_top else "without"
+        reason = str(error).strip().splitlines()[0]
+        raise DeepvizError(
+            f"{path}: not {spec.builder} weights; Keras could not load it into {spec.builder} {head} the "
+            f"classifier head ({reason}). Pass weights saved from keras.applications.{spec.builder}, "
+            f"or --weights imagenet."
+        ) from None
+    return model, include_top
+
+
+def weights_have_classifier(path: Path) -> bool:
+    """Whether a Keras weights file holds an ImageNet classifier head (a Dense layer, "predictions")."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            if "layers" in file:  # Keras 3 .weights.h5: one group per layer, named after its class
+                return "dense" in file["layers"]
+            group = file["model_weights"] if "model_weights" in file else file  # legacy .h5: layer names
+            names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs.get("layer_names", [])]
+            return "predictions" in names
+    except OSError as error:
+        raise DeepvizError(f"--weights {path}: unreadable HDF5 file ({error})") from None
+
+
+def check_weights_file(path: Path) -> None:
+    import h5py
+
+    if not path.name.endswith(WEIGHTS_SUFFIXES):
+        raise UsageError(
+            f"--weights {path}: expected 'imagenet', 'none' or a Keras weights file "
+            f"ending in {' or '.join(WEIGHTS_SUFFIXES)}"
+        )
+    check_readable_file(path, "--weights")
+    if not h5py.is_hdf5(path):
+        raise DeepvizError(
+            f"--weights {path}: not an HDF5 file, so not Keras weights; "
+            f"pass a .h5 or .weights.h5 file saved by Keras"
+        )
+
+
+def check_readable_file(path: Path, option: str) -> None:
+    if not path.is_file():
+        reason = "is a directory" if path.is_dir() else "no such file"
+        raise DeepvizError(f"{option} {path}: {reason}; check the path")
+    if not os.access(path, os.R_OK):
+        raise DeepvizError(f"{option} {path}: permission denied; make the file readable")
+
+
+def load_own_model(choice: NetworkChoice) -> Network:
+    """A saved Keras model (.keras, or a full-model .h5) with the user's preprocessing and labels."""
+    path = Path(choice.model)
+    check_readable_file(path, "--model")
+    keras = import_keras()
+    keras.backend.clear_session()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = keras.models.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many kinds for a file it cannot read
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DeepvizError(f"--model {path}: Keras could not load it as a saved model ({reason})") from None
+    return network_from_model(model, path.name, f"--model {path}", choice.preprocess, choice.labels)
+
+
+def network_from_model(model, label: str, source: str, preprocess: str | None = None,
+                       labels: str | Sequence[str] | None = None) -> Network:
+    """The user's own model, saved or in memory; `source` names it in errors ("--model my.keras")."""
+    input_size = own_model_input_size(model, source)
+    class_names, reason = own_model_classes(model, label, source, labels)
+    paths = layer_paths(model)
+    spatial = [p for p, layer in paths.items() if len(output_shape(layer)) == 3 and not is_input_layer(layer)]
+    picks = np.linspace(0, len(spatial) - 1, min(OWN_MODEL_DEFAULT_LAYER_COUNT, len(spatial))).round()
+    return Network(
+        model=model,
+        label=label,
+        weights_label=OWN_WEIGHTS_LABEL,
+        input_size=input_size,
+        preprocess=PREPROCESSING[preprocess or DEFAULT_PREPROCESS],
+        class_names=class_names,
+        no_predictions_reason=reason,
+        default_layers=tuple(dict.fromkeys(spatial[int(i)] for i in picks)),
+    )
+
+
+def own_model_input_size(model, source: str) -> tuple[int, int]:
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise DeepvizError(f"{source}: expected one image input and one output, "
+                           f"found {len(model.inputs)} inputs and {len(model.outputs)} outputs")
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4 or shape[-1] != 3:
+        raise DeepvizError(f"{source}: expected an input of RGB images (batch, height, width, 3), "
+                           f"found {shape}")
+    height, width = shape[1:3]
+    return (height, width) if height and width else OWN_MODEL_INPUT_SIZE
+
+
+def own_model_classes(model, label: str, source: str, labels: str | Sequence[str] | None):
+    """(class names or None, why there are no predictions) for the user's model's output."""
+    shape = tuple(model.outputs[0].shape[1:])
+    names = read_labels(Path(labels)) if isinstance(labels, (str, Path)) else labels
+    if len(shape) != 1 or shape[0] < 2:
+        return None, f"the output of {label}, shape {shape}, is not a class vector"
+    if names is not None:
+        if len(names) != shape[0]:
+            given = f"--labels {labels}" if isinstance(labels, (str, Path)) else "labels"
+            raise DeepvizError(f"{given}: {len(names)} names, but {label} has {shape[0]} classes; "
+                               "give one name per class, one per line")
+        return list(names), ""
+    if not ends_in_softmax(model):
+        return None, (f"the output of {label}, shape {shape}, does not end in a softmax; "
+                      "pass --labels FILE if it is a class vector")
+    return [f"class_{i}" for i in range(shape[0])], ""
+
+
+def ends_in_softmax(model) -> bool:
+    """Whether the model's output comes out of a softmax: a Softmax layer, Activation("softmax"),
+    a layer with activation="softmax" (Dense, Conv), or a nested model that ends in one of those."""
+    keras = import_keras()
+    layer = output_layer(model)
+    if isinstance(layer, keras.Model):
+        return ends_in_softmax(layer)
+    if isinstance(layer, keras.layers.Softmax):
+        return True
+    return getattr(getattr(layer, "activation", None), "__name__", "") == "softmax"
+
+
+def output_layer(model):
+    """The layer whose output is the model's output (a nested model's own tensors are its own)."""
+    for layer in reversed(model.layers):
+        with contextlib.suppress(AttributeError, ValueError):  # a shared layer has no single output
+            if layer.output is model.outputs[0]:
+                return layer
+    return model.layers[-1]
+
+
+def read_labels(path: Path) -> list[str]:
+    check_readable_file(path, "--labels")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    return [line for line in lines if line]
+
+
+def load_class_names(path: Path = CLASS_INDEX_PATH) -> list[str]:
+    """ImageNet class names by index, from the class index shipped with deepviz."""
+    index = json.loads(path.read_text(encoding="utf-8"))
+    return [index[str(i)][1] for i in range(len(index))]
+
+
+def check_model_argument(model: str, weights: str | None) -> None:
+    """A model that is not a built-in name must be a saved model file, and takes no weights."""
+    if not model.endswith(MODEL_SUFFIXES):
+        close = difflib.get_close_matches(model, list(MODELS), n=3)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise UsageError(f"--model {model}: not a built-in model{hint} Expected one of "
+                         f"{', '.join(MODELS)} (see --list-models) or a saved model ending in "
+                         f"{' or '.join(MODEL_SUFFIXES)}")
+    if weights is not None:
+        raise UsageError(f"--weights applies to the built-in models; {model} carries its own weights")

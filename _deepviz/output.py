@@ -1,0 +1,147 @@
+"""What a run writes, and where: figures, JSON records and arrays, each written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import __version__
+from .backend import import_keras
+from .errors import UsageError
+from .stats import LayerSummary
+
+
+FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+DEFAULT_OUT_DIR = Path("result")
+
+
+def save_figure(figure, path: Path, dpi: int) -> None:
+    file_format = path.suffix.lower().lstrip(".")
+    write_atomically(path, lambda stream: figure.savefig(stream, format=file_format, dpi=dpi))
+
+
+def write_atomically(path: Path, write: Callable) -> None:
+    """Call write(binary stream) on a temporary file beside `path`, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o666 & ~current_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def figure_paths(images: Sequence[Path], out: str | None) -> list[Path]:
+    """Where each image's figure goes; two images with one stem get distinct names."""
+    if out is not None and not is_directory_target(out):
+        if len(images) > 1:
+            raise UsageError(f"--out {out} names one file but {len(images)} images were given; pass a directory")
+        return [Path(out)]
+    folder = Path(out) if out is not None else DEFAULT_OUT_DIR
+    paths, taken = [], set()
+    for image in images:
+        name, number = f"{image.stem}.png", 2
+        while name in taken:
+            name, number = f"{image.stem}-{number}.png", number + 1
+        taken.add(name)
+        paths.append(folder / name)
+    return paths
+
+
+def is_directory_target(out: str) -> bool:
+    return Path(out).is_dir() or out.endswith(("/", os.sep)) or not Path(out).suffix
+
+
+def check_out_path(out: str | None) -> None:
+    if out is None or is_directory_target(out):
+        return
+    suffix = Path(out).suffix.lower().lstrip(".")
+    if suffix not in FIGURE_FORMATS:
+        raise UsageError(
+            f"--out {out}: unsupported figure format '.{suffix}'; use one of "
+            + ", ".join(f".{f}" for f in FIGURE_FORMATS)
+        )
+
+
+def run_record(path: Path, network, predictions, layers: Sequence[LayerSummary], analysis, style,
+               preprocess: str | None) -> dict:
+    """Everything --json writes about one photo's run."""
+    return {
+        "image": str(path),
+        "model": network.label,
+        "weights": network.weights_label,
+        "trained": network.trained,
+        "versions": library_versions(),
+        "settings": {
+            "layers": [layer.name for layer in layers],
+            "top": analysis.top,
+            "max_maps": analysis.max_maps,
+            "rank": analysis.rank,
+            "channels": list(analysis.channels) if analysis.channels else None,
+            "norm": style.norm,
+            "summary": analysis.summary,
+            "cmap": style.cmap,
+            "dpi": style.dpi,
+            "preprocess": preprocess,
+            "input_size": list(network.input_size),
+        },
+        "predictions": None if predictions is None else [
+            {"rank": rank, "class": name, "probability": probability}
+            for rank, (name, probability) in enumerate(predictions, start=1)
+        ],
+        "predictions_unavailable": network.no_predictions_reason or None,
+        "layers": [layer_record(layer) for layer in layers],
+    }
+
+
+def layer_record(layer: LayerSummary) -> dict:
+    record = {
+        "name": layer.name,
+        "shape": list(layer.shape),
+        "min": layer.minimum,
+        "mean": layer.mean,
+        "max": layer.maximum,
+        "zeros_percent": layer.zeros * 100,
+        "dead_channels": layer.dead if layer.is_spatial else None,
+        "ranking": layer.ranking,
+    }
+    if layer.is_spatial:
+        record["channels"] = [
+            {"index": int(c), "mean": float(m), "max": float(x)}
+            for c, m, x in zip(layer.channels, layer.channel_means, layer.channel_maxima)
+        ]
+    return record
+
+
+def library_versions() -> dict:
+    import matplotlib
+    import PIL
+
+    keras = import_keras()
+    return {
+        "deepviz": __version__,
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "numpy": np.__version__,
+        "matplotlib": matplotlib.__version__,
+        "pillow": PIL.__version__,
+        "python": sys.version.split()[0],
+    }

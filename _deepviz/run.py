@@ -1,0 +1,202 @@
+"""The command line's run: arguments in, each photo's lines on stdout and its files out, errors as one line.
+
+Everything here goes through the Visualizer that `deepviz.main` hands over, the same object
+notebook users hold; this module adds batching over many photos, printing and progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .analysis import Analysis, PhotoResult
+from .cli import Reporter, check_cmap, format_predictions
+from .errors import DeepvizError
+from .figure import FigureStyle, draw_figure, photo_title
+from .images import expand_inputs, load_image, sample_image
+from .layers import describe_layers
+from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, check_model_argument
+from .output import check_out_path, figure_paths, run_record, save_figure, write_atomically
+from .stats import format_layer_line
+
+
+def run_guarded(command: Callable[[], int], debug: bool) -> int:
+    """Run `command`; every failure becomes one line on stderr and an exit status, never a traceback.
+
+    With `debug`, an unexpected exception shows its full traceback instead.
+    """
+    try:
+        return command()
+    except SystemExit as exit:  # parser.error from a late check
+        return int(exit.code or 0)
+    except DeepvizError as error:
+        print(f"deepviz: error: {error}", file=sys.stderr)
+        return error.exit_status
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("deepviz: error: out of memory; draw fewer layers, lower --max-maps or --batch-size", file=sys.stderr)
+        return 1
+    except Exception as error:  # a bug, or a library failing in a way deepviz does not know
+        if debug:
+            traceback.print_exc()
+        else:
+            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            print(f"deepviz: internal error: {type(error).__name__}: {message}\n"
+                  "Rerun with --debug (or DEEPVIZ_DEBUG=1) for the full traceback, and report it.", file=sys.stderr)
+        return 1
+
+
+def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser, make_visualizer: Callable) -> int:
+    """What the parsed command line asks for; `make_visualizer(model, weights, preprocess, labels)`."""
+    reporter = Reporter(args.quiet)
+    if args.list_models:
+        return list_models()
+    if args.list_layers:
+        return list_layers(args, reporter, make_visualizer)
+    check_out_path(args.out)
+    check_cmap(parser, args.cmap)
+    return visualize(args, reporter, make_visualizer)
+
+
+def check_model_options(args, for_listing: bool = False) -> str | None:
+    """The weights to build with; listing layers needs no download, so no ImageNet weights."""
+    if args.model not in MODELS:
+        check_model_argument(args.model, args.weights)
+        return None
+    weights = args.weights or DEFAULT_WEIGHTS
+    return "none" if for_listing and weights == DEFAULT_WEIGHTS else weights
+
+
+def list_models() -> int:
+    for name, spec in MODELS.items():
+        size = f"{spec.input_size}x{spec.input_size}"
+        print(f"{name:<16} {spec.builder:<15} {size:<8} {' '.join(spec.default_layers)}")
+    return 0
+
+
+def list_layers(args, reporter: Reporter, make_visualizer: Callable) -> int:
+    weights = check_model_options(args, for_listing=True)
+    reporter.status(f"building {args.model}")
+    visualizer = make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
+    for line in describe_layers(visualizer.network):
+        print(line)
+    return 0
+
+
+def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
+    image_paths = expand_inputs(args.images, args.recursive) if args.images else [sample_image()]
+    out_paths = figure_paths(image_paths, args.out)
+    batch_size = min(args.batch_size, len(image_paths))
+    failures = FailureLog(several=len(image_paths) > 1, debug=args.debug)
+    batches = load_batches(image_paths, batch_size, failures)
+    first_batch = next(batches)  # read before building the network: a bad photo fails at once
+
+    weights = check_model_options(args)
+    reporter.status(f"building {args.model} (weights: {weights or OWN_WEIGHTS_LABEL})")
+    visualizer = make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
+    analysis = Analysis(
+        layers=tuple(args.layers or visualizer.default_layers), top=args.top, max_maps=args.max_maps,
+        rank=args.rank, channels=args.channels, summary=args.summary, cam=args.cam, cam_layer=args.cam_layer,
+        keep_arrays=args.save_arrays,
+    )
+    style = FigureStyle("", args.norm, args.cmap, args.dpi)
+    visualizer.prepare(analysis)  # every layer name checked, the models built, before the first photo
+    with reporter.progress(len(image_paths)) as progress:
+        task = progress.add_task("drawing", total=len(image_paths)) if progress else None
+        for positions, photos in itertools.chain([first_batch], batches):
+            if photos:
+                results = visualizer.analyse([photo for _, photo in photos], analysis, batch_size)
+                for (index, photo), result in zip(photos, results):
+                    path = image_paths[index]
+                    failures.attempt(path, report_image, path, photo, visualizer, result, out_paths[index],
+                                     analysis, style, args, failures.several)
+            if progress:
+                progress.advance(task, len(positions))
+    if failures.several:
+        drawn = len(image_paths) - len(failures.paths)
+        failed = f"; failed: {', '.join(map(str, failures.paths))}" if failures.paths else ""
+        print(f"{drawn} of {len(image_paths)} images drawn{failed}")
+    return 1 if failures.paths else 0
+
+
+class FailureLog:
+    """Images that failed: with several images each is reported and the run goes on; with one, it stops."""
+
+    def __init__(self, several: bool, debug: bool = False):
+        self.several = several
+        self.debug = debug
+        self.paths: list[Path] = []
+
+    def attempt(self, path: Path, step, *step_args):
+        try:
+            return step(*step_args)
+        except DeepvizError as error:
+            if not self.several:
+                raise
+            self.paths.append(path)
+            print(f"deepviz: error: {error}", file=sys.stderr, flush=True)
+            return None
+
+    def read(self, path: Path):
+        """The photo at `path`, or None when it failed; its reading warnings as one line on stderr."""
+        notes = None if self.debug else []
+        photo = self.attempt(path, load_image, path, notes)
+        if notes:
+            more = f" (and {len(notes) - 1} more)" if len(notes) > 1 else ""
+            print(f"deepviz: warning: {path}: {notes[0]}{more}", file=sys.stderr, flush=True)
+        return photo
+
+
+def load_batches(image_paths: Sequence[Path], batch_size: int, failures: FailureLog):
+    """Yield (positions, [(position, photo)]) per batch; unreadable images are left out."""
+    for start in range(0, len(image_paths), batch_size):
+        positions = range(start, min(start + batch_size, len(image_paths)))
+        photos = [(i, failures.read(image_paths[i])) for i in positions]
+        yield positions, [(i, photo) for i, photo in photos if photo is not None]
+
+
+def report_image(path: Path, photo, visualizer, result: PhotoResult, out_path: Path, analysis: Analysis,
+                 style: FigureStyle, args, several: bool) -> None:
+    """Print one image's predictions and layer statistics, draw its figure and save it (and its numbers)."""
+    network, predictions, layers, arrays = visualizer.network, result.predictions, result.layers, result.arrays
+    if several:
+        print(f"== {path}")
+    if network.class_names is None:
+        print(f"predictions unavailable: {network.no_predictions_reason}")
+    else:
+        if not network.trained:
+            print("untrained network (--weights none): these predictions are meaningless")
+        for line in format_predictions(predictions):
+            print(line)
+    for layer in layers:
+        print(format_layer_line(layer))
+    cam_layer = visualizer.prepare(analysis).cam_layer or ""
+    style = dataclasses.replace(style, photo_title=photo_title(path.name, photo, network, predictions),
+                                cam_layer=cam_layer)
+    figure = draw_figure(photo, layers, style, result.cams)
+    writes = [(out_path, lambda: save_figure(figure, out_path, style.dpi), "the figure")]
+    if args.json:
+        record = run_record(path, network, predictions, layers, analysis, style, args.preprocess)
+        text = json.dumps(record, indent=2).encode("utf-8")
+        json_path = out_path.with_suffix(".json")
+        writes.append((json_path, lambda: write_atomically(json_path, lambda stream: stream.write(text)), "the JSON"))
+    if arrays is not None:
+        arrays_path = out_path.with_suffix(".npz")
+        writes.append((arrays_path, lambda: write_atomically(arrays_path, lambda s: np.savez_compressed(s, **arrays)),
+                       "the arrays"))
+    for target, write, what in writes:
+        try:
+            write()
+        except OSError as error:
+            raise DeepvizError(f"could not write {what} {target}: {error.strerror or error}") from None
+        print(f"wrote {target}", flush=True)
