@@ -37,7 +37,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import deepviz  # noqa: E402
 from _deepviz import cli, figure, images, mosaic, stats
 
 FLOOR_SCRIPT = """
@@ -118,9 +117,9 @@ def drawing_layers():
 
 def draw_with_deepviz(photo, layers, dpi: int) -> tuple[float, float]:
     style = figure.FigureStyle("photo", "channel", "viridis", dpi)
-    figure = figure.draw_figure(photo, layers, style)
-    figure.savefig(io.BytesIO(), format="png", dpi=dpi)
-    return figure.get_figwidth(), figure.get_figheight()
+    drawn = figure.draw_figure(photo, layers, style)
+    drawn.savefig(io.BytesIO(), format="png", dpi=dpi)
+    return drawn.get_figwidth(), drawn.get_figheight()
 
 
 def draw_naively(photo, layers, size: tuple[float, float], dpi: int) -> None:

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import deepviz
 from _deepviz import analysis, forward, images, models
 from conftest import SAMPLE_PHOTO
 

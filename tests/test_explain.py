@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import deepviz
 from _deepviz import backend, explain, figure, forward, models, stats
 from conftest import SAMPLE_PHOTO
 

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import os
 import re
 
 import numpy as np
@@ -12,7 +11,7 @@ from PIL import Image
 
 import deepviz
 from _deepviz import analysis, backend, cli, figure, forward, images, models, mosaic, output, stats
-from conftest import ROOT, SAMPLE_PHOTO, run_cli
+from conftest import SAMPLE_PHOTO, run_cli
 
 KERAS_CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
 PREDICTION = re.compile(r"(\d+)\. (\S+) +(\d+\.\d\d)%")
