@@ -23,6 +23,8 @@ PANEL_WIDTH_INCHES = FIGURE_WIDTH_INCHES * (1 - COLORBAR_WIDTH_RATIO) - 1.0  # a
 MIN_LABEL_TILE_PIXELS = 24  # a tile's channel-index label is drawn on at least this many pixels
 PHOTO_MAX_HEIGHT_INCHES = 5.0
 PHOTO_DISPLAY_MAX_PIXELS = 1600  # longest side of the photo as drawn in the figure
+CAM_CMAP = "inferno"  # Grad-CAM heat, laid over the photo in grey
+CAM_MAX_OPACITY = 0.85  # the heat's opacity where it is largest; 0 where there is none
 
 
 def check_colormap(name: str) -> None:
@@ -80,9 +82,10 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
     photo_axes.set_title(style.photo_title, fontsize=11)
     photo_axes.set_axis_off()
     if cams:
-        cam_grid = grid[1, :].subgridspec(1, len(cams))
+        cam_grid = grid[1, 0].subgridspec(1, len(cams))
         for column, cam in enumerate(cams):
             draw_cam(figure.add_subplot(cam_grid[0, column]), display, cam, style.cam_layer)
+        draw_cam_colorbar(figure, figure.add_subplot(grid[1, 1]))
     for row, (layer, mosaic) in enumerate(zip(layers, mosaics), start=2 if cams else 1):
         axes, colorbar_axes = figure.add_subplot(grid[row, 0]), figure.add_subplot(grid[row, 1])
         if layer.is_spatial:
@@ -93,14 +96,37 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
 
 
 def draw_cam(axes, display: Image.Image, cam, layer: str) -> None:
-    """The photo with one class's Grad-CAM heatmap over it, stretched to the photo's size."""
+    """One class's Grad-CAM heatmap over the photo in grey: cold areas show the photo, hot ones the heat.
+
+    The heat's opacity rises with its value, so the photo's own colours never pass for heat.
+    """
     name, probability, heatmap = cam
     stretched = Image.fromarray(heatmap.astype(np.float32), mode="F").resize(display.size, Image.Resampling.BILINEAR)
-    axes.imshow(np.asarray(display), aspect="equal")
-    axes.imshow(np.asarray(stretched), cmap="jet", alpha=0.45, vmin=0, vmax=1, aspect="equal",
-                extent=(-0.5, display.width - 0.5, display.height - 0.5, -0.5))
-    axes.set_title(f"Grad-CAM ({layer}): {name} {probability * 100:.1f}%", fontsize=9)
+    heat = np.clip(np.asarray(stretched), 0.0, 1.0)  # (H, W) at the photo's size
+    colours = cam_colormap()(heat)  # (H, W, 4)
+    colours[..., 3] = CAM_MAX_OPACITY * heat
+    axes.imshow(np.asarray(display.convert("L")), cmap="gray", vmin=0, vmax=255, aspect="equal")
+    axes.imshow(colours, aspect="equal", interpolation="antialiased")
+    title = f"Grad-CAM ({layer}): {name} {probability * 100:.1f}%"
+    if not heatmap.any():
+        title = f"{name} {probability * 100:.1f}%: no positive evidence at {layer}"
+    axes.set_title(title, fontsize=9)
     axes.set_axis_off()
+
+
+def draw_cam_colorbar(figure, colorbar_axes) -> None:
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    colorbar = figure.colorbar(ScalarMappable(Normalize(0, 1), cam_colormap()), cax=colorbar_axes)
+    colorbar.set_label("fraction of this class's largest value", fontsize=8)
+    colorbar.ax.tick_params(labelsize=7)
+
+
+def cam_colormap():
+    import matplotlib
+
+    return matplotlib.colormaps[CAM_CMAP]
 
 
 def layer_mosaic(layer: LayerSummary, norm: str):

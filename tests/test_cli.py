@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from _deepviz import analysis
 from conftest import ROOT, SAMPLE_PHOTO, run_cli
 
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
@@ -155,3 +156,29 @@ def test_subprocess_prints_exact_formats(tmp_path):
     assert len(lines) == 7
     assert "Traceback" not in result.stderr
     assert "I0000" not in result.stderr  # TensorFlow's start-up logging stays off the terminal
+
+
+def broken_step(*args, **kwargs):
+    raise RuntimeError("the step broke\nsecond line")
+
+
+def test_an_internal_error_is_one_line_with_a_hint_and_nothing_written(run, tmp_path, monkeypatch):
+    monkeypatch.setattr(analysis, "summarize_layer", broken_step)
+    out = tmp_path / "figure.png"
+    status, stdout, err = run(SAMPLE_PHOTO, "--weights", "none", "--layers", "mixed0", "--quiet", "--out", out)
+    assert status == 1
+    assert err == ("deepviz: internal error: RuntimeError: the step broke\n"
+                   "Rerun with --debug (or DEEPVIZ_DEBUG=1) for the full traceback, and report it.\n")
+    assert stdout == "" and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("how", [["--debug"], []])
+def test_debug_shows_the_full_traceback(run, tmp_path, monkeypatch, how):
+    monkeypatch.setattr(analysis, "summarize_layer", broken_step)
+    if not how:
+        monkeypatch.setenv("DEEPVIZ_DEBUG", "1")
+    status, _, err = run(SAMPLE_PHOTO, "--weights", "none", "--layers", "mixed0", "--quiet", *how,
+                         "--out", tmp_path / "figure.png")
+    assert status == 1
+    assert err.startswith("Traceback (most recent call last):")
+    assert err.rstrip().endswith("RuntimeError: the step broke\nsecond line")

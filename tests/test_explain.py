@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import deepviz
 from _deepviz import backend, explain, figure, forward, models, stats
 from conftest import SAMPLE_PHOTO
 
@@ -147,3 +148,64 @@ def test_pca_summary_is_the_first_tile_of_each_panel(run, tmp_path):
     status, _, err = run(SAMPLE_PHOTO, "--weights", "none", "--summary", "pca", "--layers", "mixed10",
                          "--quiet", "--out", tmp_path)
     assert status == 0, err
+
+
+# --- Heatmaps that can be read on any photo -------------------------------------------
+def red_green_model():
+    """Class "red" scores a red detector over the left half, class "green" a green detector over the right."""
+    inputs = keras.Input((32, 32, 3))
+    maps = keras.layers.Conv2D(2, 1, activation="relu", name="maps")(inputs)
+    left = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 0), (0, 16)))(maps))
+    right = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 0), (16, 0)))(maps))
+    scores = keras.layers.Concatenate()([keras.layers.Dense(1, use_bias=False, name="left_score")(left),
+                                         keras.layers.Dense(1, use_bias=False, name="right_score")(right)])
+    model = keras.Model(inputs, keras.layers.Softmax()(scores), name="red_green")
+    kernel = np.zeros((1, 1, 3, 2), np.float32)
+    kernel[0, 0, 0, 0] = kernel[0, 0, 1, 1] = 1.0  # red -> channel 0, green -> channel 1
+    model.get_layer("maps").set_weights([kernel, np.zeros(2, np.float32)])
+    model.get_layer("left_score").set_weights([np.array([[5.0], [0.0]], np.float32)])
+    model.get_layer("right_score").set_weights([np.array([[0.0], [4.0]], np.float32)])
+    return model
+
+
+def saturation(pixels: np.ndarray) -> float:
+    """How far from grey the pixels are, on average: heat shows as colour over the grey photo."""
+    rgb = pixels[..., :3].astype(float)
+    return float((rgb.max(axis=-1) - rgb.min(axis=-1)).mean())
+
+
+def test_heat_is_drawn_over_the_photo_in_grey_and_shows_where_each_class_is(tmp_path):
+    photo = Image.new("RGB", (64, 64), (255, 0, 0))
+    photo.paste((0, 255, 0), (32, 0, 64, 64))  # red left, green right: the photo's own colours are saturated
+    viz = deepviz.Visualizer(red_green_model(), preprocess="unit", labels=["red", "green"])
+    drawn = viz.figure(np.asarray(photo), layers=["maps"], cam=True, cam_layer="maps", top=2, dpi=60)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(drawn)
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())
+    height = pixels.shape[0]
+    panels = [axes for axes in drawn.axes if axes.get_title().startswith("Grad-CAM")]
+    assert [axes.get_title().split()[2] for axes in panels] == ["red", "green"]  # the winner first
+    sides = []
+    for axes in panels:
+        x0, y0, x1, y1 = np.round(axes.get_window_extent().extents).astype(int)
+        panel = pixels[height - y1:height - y0, x0:x1]
+        middle = panel.shape[1] // 2
+        sides.append((saturation(panel[:, :middle - 2]), saturation(panel[:, middle + 2:])))
+    (red_left, red_right), (green_left, green_right) = sides
+    assert red_left > 3 * red_right + 10  # the winning class is hot on the left, grey on the right
+    assert green_right > 3 * green_left + 10  # the other class the other way round
+    colorbar = [axes for axes in drawn.axes if axes.get_ylabel() == "fraction of this class's largest value"]
+    assert len(colorbar) == 1 and colorbar[0].get_ylim() == (0.0, 1.0)
+
+
+def test_a_class_with_no_positive_evidence_says_so():
+    heatmap = np.zeros((4, 4), np.float32)
+    style = figure.FigureStyle("photo", "channel", "viridis", 50, cam_layer="mixed10")
+    drawn = figure.draw_figure(Image.new("RGB", (40, 40), (90, 90, 90)), [], style,
+                               cams=[("beagle", 0.6, np.eye(4, dtype=np.float32)),
+                                     ("Labrador_retriever", 0.237, heatmap)])
+    titles = [axes.get_title() for axes in drawn.axes]
+    assert "Grad-CAM (mixed10): beagle 60.0%" in titles
+    assert "Labrador_retriever 23.7%: no positive evidence at mixed10" in titles

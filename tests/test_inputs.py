@@ -346,3 +346,59 @@ def test_nothing_is_written_outside_the_announced_path(run, tmp_path, monkeypatc
     assert stdout.splitlines()[-1] == f"wrote {out}"
     assert list(work.iterdir()) == []
     assert [p.name for p in out.parent.iterdir()] == ["figure.png"]
+
+
+# --- One odd photo never ends a run; library noise is one line per photo -------------
+def dds_in_an_unimplemented_format(path):
+    """A DDS header whose pixel format flags Pillow does not implement: it raises NotImplementedError."""
+    header = (struct.pack("<7I", 124, 0x1007, 4, 4, 16, 0, 0) + b"\0" * 44
+              + struct.pack("<8I", 32, 0x80000000, 0, 0, 0, 0, 0, 0) + struct.pack("<5I", 0x1000, 0, 0, 0, 0))
+    path.write_bytes(b"DDS " + header + b"\0" * 64)
+    return path
+
+
+def test_any_decoding_failure_is_that_photos_failure_and_the_run_goes_on(run, tmp_path):
+    odd = dds_in_an_unimplemented_format(tmp_path / "odd.dds")
+    good = tmp_path / "good.png"
+    Image.new("RGB", (20, 20), RED).save(good)
+    status, out, err = run(odd, good, "--weights", "none", "--quiet", "--layers", "mixed0", "--out", tmp_path / "out")
+    assert status == 1
+    assert err == f"deepviz: error: {odd}: not a readable image (Unknown pixel format flags 2147483648)\n"
+    assert f"wrote {tmp_path / 'out' / 'good.png'}" in out
+    assert out.splitlines()[-1] == f"1 of 2 images drawn; failed: {odd}"
+
+
+def warn_twice_then_open(real_open):
+    def noisy_open(path, *args, **kwargs):
+        import warnings
+
+        os.write(2, b"TIFFFetchNormalTag: Defined set_get_field_type of custom tag 903\n")  # C-level chatter
+        warnings.warn("Tag data larger than file. Skipping tag 42112", UserWarning)
+        warnings.warn("Invalid APNG, will use default PNG image if possible", UserWarning)
+        return real_open(path, *args, **kwargs)
+
+    return noisy_open
+
+
+def test_reading_warnings_are_one_line_per_photo_and_c_chatter_stays_off(tmp_path, monkeypatch, capfd):
+    photo = tmp_path / "noisy.png"
+    Image.new("RGB", (20, 20), RED).save(photo)
+    monkeypatch.setattr(Image, "open", warn_twice_then_open(Image.open))
+    status = deepviz.main([str(photo), "--weights", "none", "--quiet", "--layers", "mixed0", "--out", str(tmp_path)])
+    err = capfd.readouterr().err
+    assert status == 0
+    assert err == f"deepviz: warning: {photo}: Tag data larger than file. Skipping tag 42112 (and 1 more)\n"
+
+
+def test_debug_shows_every_warning_and_the_c_chatter(tmp_path, monkeypatch, capfd):
+    photo = tmp_path / "noisy.png"
+    Image.new("RGB", (20, 20), RED).save(photo)
+    monkeypatch.setattr(Image, "open", warn_twice_then_open(Image.open))
+    with pytest.warns(UserWarning) as shown:  # pytest takes the warnings that would go to stderr
+        status = deepviz.main([str(photo), "--weights", "none", "--quiet", "--debug", "--layers", "mixed0",
+                               "--out", str(tmp_path)])
+    err = capfd.readouterr().err
+    assert status == 0
+    assert [str(warning.message).split(".")[0] for warning in shown] == ["Tag data larger than file",
+                                                                        "Invalid APNG, will use default PNG image if possible"]
+    assert "TIFFFetchNormalTag" in err and "deepviz: warning:" not in err

@@ -217,3 +217,71 @@ def test_a_built_in_models_backbone_weights_draw_without_predictions(run, tmp_pa
     lines = out.splitlines()
     assert lines[0] == "predictions unavailable: weights mobilenet_v2_notop.weights.h5 have no classifier head"
     assert [line.split(" (")[0] for line in lines[1:-1]] == list(deepviz.MODELS["mobilenet_v2"].default_layers)
+
+
+# --- Every way a Keras model can end in a softmax ---------------------------------
+def two_class_features():
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="features")(inputs)
+    return inputs, keras.layers.GlobalAveragePooling2D()(x)
+
+
+def softmax_layer_model():
+    inputs, x = two_class_features()
+    return keras.Model(inputs, keras.layers.Softmax(name="chance")(keras.layers.Dense(2)(x)))
+
+
+def softmax_activation_model():
+    inputs, x = two_class_features()
+    return keras.Model(inputs, keras.layers.Activation("softmax", name="squash")(keras.layers.Dense(2)(x)))
+
+
+def dense_softmax_sequential():
+    return keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2),
+                             keras.layers.Softmax()])
+
+
+def nested_softmax_model():
+    inner_inputs = keras.Input((4,))
+    head = keras.Model(inner_inputs, keras.layers.Softmax()(keras.layers.Dense(2)(inner_inputs)), name="head")
+    inputs, x = two_class_features()
+    return keras.Model(inputs, head(x))
+
+
+def dense_with_softmax_model():
+    inputs, x = two_class_features()
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="anything")(x))
+
+
+@pytest.mark.parametrize("build", [softmax_layer_model, softmax_activation_model, dense_softmax_sequential,
+                                   nested_softmax_model, dense_with_softmax_model])
+def test_a_model_ending_in_a_softmax_is_a_classifier(run, tmp_path, build):
+    keras.utils.set_random_seed(5)
+    path = save(build(), tmp_path / "model.keras")
+    status, out, err = run(SAMPLE_PHOTO, "--model", path, "--top", 2, "--cam", "--quiet", "--out", tmp_path)
+    assert status == 0, err
+    import re
+    assert sorted(re.fullmatch(PREDICTION_LINE, line).group(2) for line in out.splitlines()[:2]) == [
+        "class_0", "class_1"]
+    assert models.ends_in_softmax(keras.models.load_model(path))
+
+
+def test_a_model_ending_in_logits_is_not_a_classifier(run, tmp_path):
+    inputs, x = two_class_features()
+    path = save(keras.Model(inputs, keras.layers.Dense(2, name="logits")(x)), tmp_path / "logits.keras")
+    status, out, err = run(SAMPLE_PHOTO, "--model", path, "--top", 2, "--quiet", "--out", tmp_path)
+    assert status == 0, err
+    assert out.splitlines()[0] == ("predictions unavailable: the output of logits.keras, shape (2,), does not end "
+                                   "in a softmax; pass --labels FILE if it is a class vector")
+    status, _, err = run(SAMPLE_PHOTO, "--model", path, "--cam", "--quiet", "--out", tmp_path)
+    assert status == 2 and "--cam explains predictions, and there are none" in err
+
+
+def test_a_saved_model_is_built_with_its_own_weights(run, classifier, tmp_path):
+    _, path = classifier
+    status, _, err = run(SAMPLE_PHOTO, "--model", path, "--json", "--out", tmp_path / "figure.png")
+    assert status == 0, err
+    assert err.splitlines()[0] == f"deepviz: building {path} (weights: its own weights)"
+    import json
+    assert json.loads((tmp_path / "figure.json").read_text())["weights"] == "its own weights"
