@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import io
 import math
 from typing import Sequence
 
@@ -62,8 +64,6 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
 
     `cams` is a list of (class name, probability, heatmap in [0, 1]).
     """
-    from matplotlib.figure import Figure
-
     display = photo.copy()
     display.thumbnail((PHOTO_DISPLAY_MAX_PIXELS, PHOTO_DISPLAY_MAX_PIXELS))
     photo_height = min(PHOTO_MAX_HEIGHT_INCHES, PANEL_WIDTH_INCHES * display.height / display.width)
@@ -73,7 +73,7 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
         cam_height = min(PHOTO_MAX_HEIGHT_INCHES, PANEL_WIDTH_INCHES / len(cams) * display.height / display.width)
         heights.insert(1, max(cam_height, 0.3) + 0.6)
 
-    figure = Figure(figsize=(FIGURE_WIDTH_INCHES, sum(heights)), layout="constrained")
+    figure = notebook_figure_class()(figsize=(FIGURE_WIDTH_INCHES, sum(heights)), dpi=style.dpi, layout="constrained")
     grid = figure.add_gridspec(
         len(heights), 2, height_ratios=heights, width_ratios=[1 - COLORBAR_WIDTH_RATIO, COLORBAR_WIDTH_RATIO]
     )
@@ -93,6 +93,20 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
         else:
             draw_vector(axes, colorbar_axes, layer)
     return figure
+
+
+@functools.cache
+def notebook_figure_class():
+    """matplotlib's Figure, able to show itself in Jupyter without pyplot (whose global state stays untouched)."""
+    from matplotlib.figure import Figure
+
+    class NotebookFigure(Figure):
+        def _repr_png_(self) -> bytes:
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png")
+            return buffer.getvalue()
+
+    return NotebookFigure
 
 
 def draw_cam(axes, display: Image.Image, cam, layer: str) -> None:

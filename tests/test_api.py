@@ -1,0 +1,239 @@
+"""The Python API: deepviz.Visualizer over built-in, saved and in-memory models."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import deepviz
+from _deepviz import analysis, backend, images
+from conftest import SAMPLE_PHOTO
+
+keras = backend.import_keras()
+
+
+def functional_classifier():
+    keras.utils.set_random_seed(21)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(6, 3, activation="relu", name="conv_a")(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="conv_b")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="probs")(x), name="functional")
+
+
+def sequential_classifier():
+    keras.utils.set_random_seed(22)
+    return keras.Sequential([
+        keras.Input((32, 32, 3)),
+        keras.layers.Conv2D(6, 3, activation="relu", name="conv_a"),
+        keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="conv_b"),
+        keras.layers.GlobalAveragePooling2D(name="pool"),
+        keras.layers.Dense(3, name="logits"),
+        keras.layers.Softmax(name="probs"),
+    ], name="sequential")
+
+
+def transfer_classifier():
+    """A backbone nested in a classifier, as transfer learning builds it."""
+    keras.utils.set_random_seed(23)
+    base_inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(6, 3, activation="relu", name="conv_a")(base_inputs)
+    base = keras.Model(base_inputs, keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="conv_b")(x),
+                       name="base")
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(base(inputs))
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="probs")(x), name="transfer")
+
+
+def photo_array(seed=0, size=(40, 48)):
+    return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+
+
+def expected_maps(layer_model, path, pixels):
+    """What Keras itself gives for `path`, on the input deepviz feeds the model."""
+    inner = layer_model.get_layer(path.split("/")[-1])
+    return keras.ops.convert_to_numpy(keras.Model(layer_model.inputs, inner.output)([pixels[None]], training=False))[0]
+
+
+@pytest.mark.parametrize("build, layers, inner", [
+    (functional_classifier, ["conv_a", "conv_b", "pool"], None),
+    (sequential_classifier, ["conv_a", "conv_b", "pool"], None),
+    (transfer_classifier, ["base/conv_a", "base/conv_b", "pool"], "base"),
+])
+def test_in_memory_models_give_keras_own_maps_and_predictions(build, layers, inner):
+    model = build()
+    viz = deepviz.Visualizer(model, preprocess="unit")
+    photo = photo_array()
+    pixels = images.preprocess(images.as_photo(photo), viz.network)  # (32, 32, 3) in [0, 1]
+    maps = viz.maps(photo, layers)
+    assert list(maps) == layers
+    for path in layers:
+        owner = model.get_layer(inner) if inner and path.startswith(inner + "/") else model
+        if owner is model:
+            expected = keras.ops.convert_to_numpy(
+                keras.Model(model.inputs, model.get_layer(path).output)([pixels[None]], training=False))[0]
+        else:
+            expected = expected_maps(owner, path, pixels)
+        np.testing.assert_allclose(maps[path], expected, rtol=1e-5, atol=1e-6)
+    assert maps["pool"].shape == (8,)  # a vector layer
+    probabilities = keras.ops.convert_to_numpy(model(pixels[None], training=False))[0]
+    predicted = viz.predict(photo, top=3)
+    assert [name for name, _ in predicted] == [f"class_{i}" for i in np.argsort(-probabilities)]
+    np.testing.assert_allclose([p for _, p in predicted], np.sort(probabilities)[::-1], rtol=1e-5)
+
+
+def test_images_may_be_paths_pil_images_or_arrays_and_lists_give_lists(tmp_path):
+    viz = deepviz.Visualizer(functional_classifier(), preprocess="unit")
+    pixels = photo_array(1)
+    path = tmp_path / "photo.png"
+    Image.fromarray(pixels).save(path)
+    from_path, from_str, from_pil, from_array = (viz.maps(image, ["conv_b"])["conv_b"]
+                                                 for image in (path, str(path), Image.fromarray(pixels), pixels))
+    for maps in (from_str, from_pil, from_array):
+        np.testing.assert_allclose(maps, from_path, atol=1e-6)
+    grey = viz.maps(pixels[..., 0], ["conv_a"])["conv_a"]
+    assert grey.shape == (30, 30, 6)
+    several = viz.maps([pixels, photo_array(2), pixels] * 4, ["conv_b"])  # 12 images: two batches
+    assert len(several) == 12
+    np.testing.assert_allclose(several[0]["conv_b"], from_array, atol=1e-5)
+    np.testing.assert_allclose(several[11]["conv_b"], several[2]["conv_b"], atol=1e-6)
+    assert not np.allclose(several[1]["conv_b"], several[0]["conv_b"])
+    predictions = viz.predict([pixels, photo_array(2)])
+    assert len(predictions) == 2 and predictions[0] == viz.predict(pixels)
+
+
+def test_layers_and_default_layers():
+    viz = deepviz.Visualizer(transfer_classifier())
+    paths = viz.layers()
+    assert paths[1:2] + paths[3:] == ["base", "base/conv_a", "base/conv_b", "pool", "probs"]
+    assert paths[2].startswith("base/input_layer")
+    assert viz.default_layers == ["base", "base/conv_a", "base/conv_b"]
+    builtin = deepviz.Visualizer("inception_v3", weights="none")
+    assert builtin.default_layers == ["conv2d_1", "mixed0", "mixed3", "mixed7", "mixed10"]
+    assert "mixed5" in builtin.layers() and len(builtin.layers()) == 313
+
+
+def left_right_model():
+    """Class "left" scores a red detector over the left half, class "right" a blue one over the right half."""
+    inputs = keras.Input((32, 32, 3))
+    maps = keras.layers.Conv2D(2, 1, activation="relu", name="maps")(inputs)
+    left = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 0), (0, 16)))(maps))
+    right = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 0), (16, 0)))(maps))
+    scores = keras.layers.Concatenate()([keras.layers.Dense(1, use_bias=False, name="left_score")(left),
+                                         keras.layers.Dense(1, use_bias=False, name="right_score")(right)])
+    model = keras.Model(inputs, keras.layers.Softmax()(scores))
+    kernel = np.zeros((1, 1, 3, 2), np.float32)
+    kernel[0, 0, 0, 0] = kernel[0, 0, 2, 1] = 1.0
+    model.get_layer("maps").set_weights([kernel, np.zeros(2, np.float32)])
+    model.get_layer("left_score").set_weights([np.array([[4.0], [0.0]], np.float32)])
+    model.get_layer("right_score").set_weights([np.array([[0.0], [4.0]], np.float32)])
+    return model
+
+
+def test_grad_cam_of_an_in_memory_model_puts_each_class_where_its_evidence_is():
+    photo = np.zeros((64, 64, 3), np.uint8)
+    photo[:, :32, 0] = 255  # red left
+    photo[:, 32:, 2] = 255  # blue right
+    viz = deepviz.Visualizer(left_right_model(), preprocess="unit", labels=["left", "right"])
+    heatmaps = viz.grad_cam(photo, top=2, layer="maps")
+    assert sorted(heatmaps) == ["left", "right"]
+    for name, side in (("left", slice(0, 16)), ("right", slice(16, 32))):
+        heatmap = heatmaps[name]
+        assert heatmap.shape == (32, 32) and heatmap.min() >= 0 and heatmap.max() == pytest.approx(1.0)
+        assert heatmap[:, side].sum() / heatmap.sum() > 0.9, name
+    by_index = viz.grad_cam(photo, classes=[1], layer="maps")
+    np.testing.assert_allclose(by_index["right"], heatmaps["right"], atol=1e-6)
+    assert list(viz.grad_cam(photo, classes=["left"], layer="maps")) == ["left"]
+
+
+def test_the_network_and_feature_model_are_built_once(monkeypatch):
+    builds = []
+    real_build = analysis.build_pipeline
+    monkeypatch.setattr(deepviz, "build_pipeline", lambda *a: builds.append(a[1]) or real_build(*a))
+    viz = deepviz.Visualizer(functional_classifier(), preprocess="unit")
+    network = viz.network
+    photo = photo_array(3)
+    first = viz.figure(photo, ["conv_a", "conv_b"], dpi=30)
+    second = viz.figure(photo, ["conv_a", "conv_b"], dpi=30, norm="layer", cmap="magma")
+    viz.maps(photo, ["conv_a", "conv_b"])
+    assert builds == [["conv_a", "conv_b"]]  # the same layers: one feature model
+    viz.maps(photo, ["conv_a"])
+    assert builds == [["conv_a", "conv_b"], ["conv_a"]]
+    assert viz.network is network
+    assert first is not second
+
+
+def test_figure_is_a_matplotlib_figure_that_leaves_pyplot_alone(tmp_path):
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    viz = deepviz.Visualizer(functional_classifier(), preprocess="unit")
+    before = plt.get_fignums()
+    drawn = viz.figure(photo_array(4), cam=True, top=2, dpi=30)
+    assert isinstance(drawn, Figure) and plt.get_fignums() == before
+    assert drawn._repr_png_().startswith(b"\x89PNG")  # what Jupyter shows inline
+    titles = [axes.get_title() for axes in drawn.axes]
+    assert titles[0].startswith("image (48×40)\n1. class_")
+    assert sum(title.startswith("Grad-CAM (conv_b)") or "no positive evidence" in title for title in titles) == 2
+    out = viz.save(photo_array(4), tmp_path / "deep" / "figure.png", dpi=30)
+    with Image.open(out) as saved:
+        assert saved.format == "PNG" and saved.width == 360
+    with Image.open(io.BytesIO(drawn._repr_png_())) as shown:
+        assert shown.width == 360  # inline too, at the dpi asked for
+    assert [p.name for p in out.parent.iterdir()] == ["figure.png"]  # no temporary file left
+
+
+def test_bad_arguments_raise_usage_errors_a_python_user_can_catch(tmp_path):
+    viz = deepviz.Visualizer(functional_classifier())
+    photo = photo_array()
+    with pytest.raises(deepviz.UsageError, match=r"functional has no layer 'conv_c'; did you mean 'conv_b' or 'conv_a'\?"):
+        viz.maps(photo, ["conv_c"])
+    with pytest.raises(ValueError, match="rank: expected one of mean, max, index, received 'loudest'"):
+        viz.figure(photo, rank="loudest")
+    with pytest.raises(ValueError, match="norm: expected one of channel, layer"):
+        viz.figure(photo, norm="global")
+    with pytest.raises(ValueError, match="unknown colormap 'viridiss'; did you mean viridis"):
+        viz.figure(photo, cmap="viridiss")
+    with pytest.raises(deepviz.UsageError, match=r"image: expected a path, a PIL.Image.Image or a uint8 array"):
+        viz.predict(photo.astype(np.float32))
+    with pytest.raises(deepviz.UsageError, match=r"classes: 'dog' is not a class of functional"):
+        viz.grad_cam(photo, classes=["dog"])
+    with pytest.raises(deepviz.UsageError, match=r"--channels 9: layer conv_a has 6 channels"):
+        viz.figure(photo, ["conv_a"], channels=[9])
+
+
+def test_runtime_failures_raise_deepviz_errors(tmp_path):
+    viz = deepviz.Visualizer(functional_classifier())
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not a photo")
+    with pytest.raises(deepviz.DeepvizError, match="broken.jpg: not a readable image"):
+        viz.predict(broken)
+    with pytest.raises(deepviz.DeepvizError, match="no such file"):
+        viz.maps(tmp_path / "missing.png")
+    with pytest.raises(deepviz.UsageError, match="--model vgg61: not a built-in model; did you mean vgg19"):
+        deepviz.Visualizer("vgg61")
+    assert not issubclass(deepviz.DeepvizError, ValueError) and issubclass(deepviz.UsageError, ValueError)
+
+
+def test_a_model_without_a_class_vector_predicts_nothing():
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, name="maps")(inputs))
+    viz = deepviz.Visualizer(model)
+    assert viz.predict(photo_array()) == [] and viz.predict([photo_array()] * 2) == [[], []]
+    with pytest.raises(deepviz.UsageError, match="--cam explains predictions, and there are none"):
+        viz.grad_cam(photo_array())
+
+
+def test_the_api_and_the_command_line_give_the_same_numbers(run, tmp_path):
+    model = functional_classifier()
+    path = tmp_path / "model.keras"
+    model.save(str(path))
+    status, out, err = run(SAMPLE_PHOTO, "--model", path, "--preprocess", "unit", "--layers", "conv_b",
+                           "--save-arrays", "--quiet", "--out", tmp_path / "cli.png")
+    assert status == 0, err
+    viz = deepviz.Visualizer(model, preprocess="unit")
+    arrays = np.load(tmp_path / "cli.npz")
+    np.testing.assert_allclose(viz.maps(SAMPLE_PHOTO, ["conv_b"])["conv_b"], arrays["conv_b"], atol=1e-6)
+    printed = [line.split()[1] for line in out.splitlines()[:3]]
+    assert printed == [name for name, _ in viz.predict(SAMPLE_PHOTO)]
