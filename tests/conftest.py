@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -79,3 +80,28 @@ def run_cli(*args, cwd=None, env=None, timeout=300):
         env={**os.environ, "MPLBACKEND": "Agg", **(env or {})},
         timeout=timeout,
     )
+
+
+def half_and_half_model(right_colour: int, scores=(4.0, 4.0)):
+    """A 32x32 two-class model: class 0 is decided by the left half, class 1 by the right half.
+
+    Its layer "maps" has two detectors: red (channel 0) and colour `right_colour` (1 green,
+    2 blue). Class 0 scores the first over the left half, class 1 the second over the right
+    half, each times its score; a Softmax layer makes them probabilities.
+    """
+    from _deepviz.backend import import_keras
+
+    keras = import_keras()
+    inputs = keras.Input((32, 32, 3))
+    maps = keras.layers.Conv2D(2, 1, activation="relu", name="maps")(inputs)
+    left = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 0), (0, 16)))(maps))
+    right = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 0), (16, 0)))(maps))
+    class_scores = keras.layers.Concatenate()([keras.layers.Dense(1, use_bias=False, name="left_score")(left),
+                                               keras.layers.Dense(1, use_bias=False, name="right_score")(right)])
+    model = keras.Model(inputs, keras.layers.Softmax(name="classes")(class_scores), name="half_and_half")
+    kernel = np.zeros((1, 1, 3, 2), np.float32)
+    kernel[0, 0, 0, 0] = kernel[0, 0, right_colour, 1] = 1.0
+    model.get_layer("maps").set_weights([kernel, np.zeros(2, np.float32)])
+    model.get_layer("left_score").set_weights([np.array([[scores[0]], [0.0]], np.float32)])
+    model.get_layer("right_score").set_weights([np.array([[0.0], [scores[1]]], np.float32)])
+    return model

@@ -8,7 +8,7 @@ from PIL import Image
 
 import deepviz
 from _deepviz import analysis, backend, images
-from conftest import SAMPLE_PHOTO
+from conftest import SAMPLE_PHOTO, half_and_half_model
 
 keras = backend.import_keras()
 
@@ -114,28 +114,11 @@ def test_layers_and_default_layers():
     assert "mixed5" in builtin.layers() and len(builtin.layers()) == 313
 
 
-def left_right_model():
-    """Class "left" scores a red detector over the left half, class "right" a blue one over the right half."""
-    inputs = keras.Input((32, 32, 3))
-    maps = keras.layers.Conv2D(2, 1, activation="relu", name="maps")(inputs)
-    left = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 0), (0, 16)))(maps))
-    right = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 0), (16, 0)))(maps))
-    scores = keras.layers.Concatenate()([keras.layers.Dense(1, use_bias=False, name="left_score")(left),
-                                         keras.layers.Dense(1, use_bias=False, name="right_score")(right)])
-    model = keras.Model(inputs, keras.layers.Softmax()(scores))
-    kernel = np.zeros((1, 1, 3, 2), np.float32)
-    kernel[0, 0, 0, 0] = kernel[0, 0, 2, 1] = 1.0
-    model.get_layer("maps").set_weights([kernel, np.zeros(2, np.float32)])
-    model.get_layer("left_score").set_weights([np.array([[4.0], [0.0]], np.float32)])
-    model.get_layer("right_score").set_weights([np.array([[0.0], [4.0]], np.float32)])
-    return model
-
-
 def test_grad_cam_of_an_in_memory_model_puts_each_class_where_its_evidence_is():
     photo = np.zeros((64, 64, 3), np.uint8)
     photo[:, :32, 0] = 255  # red left
     photo[:, 32:, 2] = 255  # blue right
-    viz = deepviz.Visualizer(left_right_model(), preprocess="unit", labels=["left", "right"])
+    viz = deepviz.Visualizer(half_and_half_model(right_colour=2), preprocess="unit", labels=["left", "right"])
     heatmaps = viz.grad_cam(photo, top=2, layer="maps")
     assert sorted(heatmaps) == ["left", "right"]
     for name, side in (("left", slice(0, 16)), ("right", slice(16, 32))):

@@ -6,30 +6,14 @@ from PIL import Image
 
 import deepviz
 from _deepviz import backend, explain, figure, forward, models, stats
-from conftest import SAMPLE_PHOTO
+from conftest import SAMPLE_PHOTO, half_and_half_model
 
 keras = backend.import_keras()
 
 
 def left_right_model(path):
-    """Class 0 depends only on the left half of the image, class 1 only on the right half.
-
-    "maps" has a red detector (channel 0) and a blue detector (channel 1); class 0 scores
-    the red detector over the left half, class 1 the blue detector over the right half.
-    """
-    inputs = keras.Input((32, 32, 3))
-    maps = keras.layers.Conv2D(2, 1, activation="relu", name="maps")(inputs)
-    left = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 0), (0, 16)))(maps))
-    right = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 0), (16, 0)))(maps))
-    scores = keras.layers.Concatenate()([keras.layers.Dense(1, use_bias=False, name="left_score")(left),
-                                         keras.layers.Dense(1, use_bias=False, name="right_score")(right)])
-    model = keras.Model(inputs, keras.layers.Activation("softmax", name="classes")(scores))
-    kernel = np.zeros((1, 1, 3, 2), np.float32)
-    kernel[0, 0, 0, 0] = kernel[0, 0, 2, 1] = 1.0  # red -> channel 0, blue -> channel 1
-    model.get_layer("maps").set_weights([kernel, np.zeros(2, np.float32)])
-    model.get_layer("left_score").set_weights([np.array([[4.0], [0.0]], np.float32)])
-    model.get_layer("right_score").set_weights([np.array([[0.0], [4.0]], np.float32)])
-    model.save(str(path))
+    """Class 0 depends only on the red in the left half of the image, class 1 only on the blue in the right half."""
+    half_and_half_model(right_colour=2).save(str(path))
     return path
 
 
@@ -151,23 +135,6 @@ def test_pca_summary_is_the_first_tile_of_each_panel(run, tmp_path):
 
 
 # --- Heatmaps that can be read on any photo -------------------------------------------
-def red_green_model():
-    """Class "red" scores a red detector over the left half, class "green" a green detector over the right."""
-    inputs = keras.Input((32, 32, 3))
-    maps = keras.layers.Conv2D(2, 1, activation="relu", name="maps")(inputs)
-    left = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 0), (0, 16)))(maps))
-    right = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 0), (16, 0)))(maps))
-    scores = keras.layers.Concatenate()([keras.layers.Dense(1, use_bias=False, name="left_score")(left),
-                                         keras.layers.Dense(1, use_bias=False, name="right_score")(right)])
-    model = keras.Model(inputs, keras.layers.Softmax()(scores), name="red_green")
-    kernel = np.zeros((1, 1, 3, 2), np.float32)
-    kernel[0, 0, 0, 0] = kernel[0, 0, 1, 1] = 1.0  # red -> channel 0, green -> channel 1
-    model.get_layer("maps").set_weights([kernel, np.zeros(2, np.float32)])
-    model.get_layer("left_score").set_weights([np.array([[5.0], [0.0]], np.float32)])
-    model.get_layer("right_score").set_weights([np.array([[0.0], [4.0]], np.float32)])
-    return model
-
-
 def saturation(pixels: np.ndarray) -> float:
     """How far from grey the pixels are, on average: heat shows as colour over the grey photo."""
     rgb = pixels[..., :3].astype(float)
@@ -177,7 +144,8 @@ def saturation(pixels: np.ndarray) -> float:
 def test_heat_is_drawn_over_the_photo_in_grey_and_shows_where_each_class_is(tmp_path):
     photo = Image.new("RGB", (64, 64), (255, 0, 0))
     photo.paste((0, 255, 0), (32, 0, 64, 64))  # red left, green right: the photo's own colours are saturated
-    viz = deepviz.Visualizer(red_green_model(), preprocess="unit", labels=["red", "green"])
+    model = half_and_half_model(right_colour=1, scores=(5.0, 4.0))  # red decides class "red", green "green"
+    viz = deepviz.Visualizer(model, preprocess="unit", labels=["red", "green"])
     drawn = viz.figure(np.asarray(photo), layers=["maps"], cam=True, cam_layer="maps", top=2, dpi=60)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
