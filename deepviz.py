@@ -11,11 +11,13 @@ Python, on a built-in keras.applications classifier, a saved model or a model in
     viz.grad_cam("dog.jpg")                # {"beagle": (8, 8) heatmap in [0, 1], ...}
     viz.figure("dog.jpg")                  # a matplotlib Figure, shown inline in Jupyter
     viz.save("dog.jpg", "result/dog.png")
+    viz.synthesize("mixed3", [97, 12])    # {97: (224, 224, 3) uint8 image that excites channel 97, ...}
 
 The pipeline, in the order it runs, one module of the private package `_deepviz` each:
     images (read, preprocess) -> models (build the network) -> layers (check names)
     -> forward (one multi-output model, one pass) -> explain (Grad-CAM)
     -> stats (statistics, channel ranking) -> mosaic, figure (draw) -> output (save)
+    and, for feature visualisation, synthesis (optimise a pattern per channel) -> synthesis_figure
 `analysis` runs one batch through all of it; `run` and `cli` are the command line on top.
 
 TensorFlow, Keras and Matplotlib are imported only when a step needs them, so
@@ -45,6 +47,8 @@ from _deepviz.mosaic import NORMALISATIONS
 from _deepviz.output import save_figure
 from _deepviz.run import run_command, run_guarded
 from _deepviz.stats import DEFAULT_MAX_MAPS, DEFAULT_TOP
+from _deepviz.synthesis import DEFAULT_SEED, DEFAULT_STEPS, layer_patterns, synthesis_settings, synthesize_patterns
+from _deepviz.synthesis_figure import draw_synthesis_figure
 
 __all__ = ["Visualizer", "DeepvizError", "UsageError", "main", "MODELS", "__version__"]
 
@@ -123,8 +127,14 @@ class Visualizer:
     def figure(self, image, layers: Sequence[str] | None = None, *, max_maps: int | None = DEFAULT_MAX_MAPS,
                rank: str = "mean", norm: str = "channel", cmap: str = DEFAULT_CMAP,
                channels: Sequence[int] | None = None, summary: str | None = None, cam: bool = False,
-               cam_layer: str | None = None, top: int = DEFAULT_TOP, dpi: int = DEFAULT_DPI):
-        """The command line's figure of one photo, as a matplotlib Figure (pyplot's state untouched)."""
+               cam_layer: str | None = None, top: int = DEFAULT_TOP, dpi: int = DEFAULT_DPI,
+               synthesize: bool = False, steps: int = DEFAULT_STEPS, size: int | None = None,
+               seed: int = DEFAULT_SEED):
+        """The command line's figure of one photo, as a matplotlib Figure (pyplot's state untouched).
+
+        `synthesize`: per layer, pairs of each drawn channel's map on the photo and the pattern
+        optimised to excite it (see `synthesize`; pass max_maps=8 or a few `channels`: each takes time).
+        """
         if norm not in NORMALISATIONS:
             raise UsageError(f"norm: expected one of {', '.join(NORMALISATIONS)}, received {norm!r}")
         check_colormap(cmap)
@@ -136,7 +146,24 @@ class Visualizer:
         name = Path(image).name if isinstance(image, (str, Path)) else "image"
         style = FigureStyle(photo_title(name, photo, self.network, result.predictions), norm, cmap, dpi,
                             self.prepare(analysis).cam_layer or "")
+        if synthesize:
+            chosen = [(layer.name, list(layer.channels)) for layer in result.layers]
+            patterns = layer_patterns(self.network, chosen, synthesis_settings(self.network, steps, size, seed))
+            return draw_synthesis_figure(photo, style.photo_title, chosen, patterns,
+                                         {layer.name: layer for layer in result.layers}, cmap)
         return draw_figure(photo, result.layers, style, result.cams)
+
+    def synthesize(self, layer: str, channels: Sequence[int], steps: int = DEFAULT_STEPS, size: int | None = None,
+                   seed: int = DEFAULT_SEED) -> dict[int, np.ndarray]:
+        """{channel: (size, size, 3) uint8 RGB image} optimised to excite each channel of `layer` (its mean).
+
+        Feature visualisation as in Lucid (decorrelated Fourier image, random transforms, Adam,
+        each channel before its ReLU); all channels in one batch; cached under $DEEPVIZ_CACHE.
+        `size` None: 224, or the model's input if smaller. The same seed gives the same images.
+        """
+        settings = synthesis_settings(self.network, steps, size, seed)
+        patterns = synthesize_patterns(self.network, layer, [int(c) for c in channels], settings)
+        return {channel: pattern.image for channel, pattern in patterns.items()}
 
     def save(self, image, path, **options) -> Path:
         """Draw `figure(image, **options)` and write it to `path` atomically (format from its suffix)."""

@@ -13,6 +13,10 @@ from .images import PREPROCESSING, SAMPLE_IMAGE_NAME
 from .mosaic import NORMALISATIONS
 from .models import DEFAULT_MODEL, DEFAULT_PREPROCESS, MODELS, NUM_CLASSES
 from .output import DEFAULT_OUT_DIR, FIGURE_FORMATS
+from .synthesis import DEFAULT_MAX_MAPS as SYNTHESIS_MAX_MAPS
+from .synthesis import DEFAULT_SEED as SYNTHESIS_SEED
+from .synthesis import DEFAULT_SIZE as SYNTHESIS_SIZE
+from .synthesis import DEFAULT_STEPS as SYNTHESIS_STEPS
 from .stats import DEFAULT_MAX_MAPS, DEFAULT_TOP, RANKINGS, SUMMARIES
 
 DEFAULT_BATCH_SIZE = 8
@@ -52,6 +56,14 @@ def channel_list(text: str) -> tuple[int, ...]:
     if min(channels) < 0:
         raise argparse.ArgumentTypeError(f"expected channel indices of 0 or more, got {text!r}")
     return channels
+
+
+class StoreGiven(argparse.Action):
+    """Stores the value and notes that the option was given (`<dest>_given`), so a mode can change its default."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -118,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top", type=positive_int(1, NUM_CLASSES), default=DEFAULT_TOP, metavar="K",
                         help=f"how many predictions to print (1 to {NUM_CLASSES})")
     parser.add_argument("--max-maps", type=max_maps_value, default=DEFAULT_MAX_MAPS, metavar="N|all",
-                        help="channels drawn per layer, the highest-ranked first")
+                        action=StoreGiven,
+                        help=f"channels drawn per layer, the highest-ranked first (default: {DEFAULT_MAX_MAPS}; "
+                        f"{SYNTHESIS_MAX_MAPS} with --synthesize)")
     parser.add_argument("--rank", choices=list(RANKINGS), default="mean",
                         help="order of channels: by mean or max activation, or by channel index")
     parser.add_argument("--norm", choices=list(NORMALISATIONS), default="channel",
@@ -144,6 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cam-layer", metavar="NAME",
                         help="the layer Grad-CAM explains (default: the model's last default layer, "
                         f"{MODELS[DEFAULT_MODEL].default_layers[-1]} for InceptionV3)")
+    parser.add_argument("--synthesize", action="store_true",
+                        help="for each drawn channel, optimise an image that excites it most and draw it beside the "
+                        "channel's map on the photo; without IMAGE, only the patterns of --channels "
+                        "(cached under $DEEPVIZ_CACHE, default ~/.cache/deepviz)")
+    parser.add_argument("--steps", type=positive_int(1, 100_000), default=SYNTHESIS_STEPS, metavar="N",
+                        help="--synthesize: optimisation steps per pattern")
+    parser.add_argument("--size", type=positive_int(16, 4096), metavar="PIXELS",
+                        help=f"--synthesize: side of each square pattern (default: {SYNTHESIS_SIZE}, or the "
+                        "model's input if smaller)")
+    parser.add_argument("--seed", type=positive_int(0, 2**32 - 1), default=SYNTHESIS_SEED,
+                        help="--synthesize: random seed of the starting noise and transforms; the same seed "
+                        "gives the same pattern")
     parser.add_argument("--json", action="store_true",
                         help="also write <figure stem>.json: predictions, model, weights, versions, settings, "
                         "and each layer's statistics and ranked channels")
@@ -185,6 +211,25 @@ class Reporter:
             TextColumn("drawing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             console=Console(stderr=True), transient=False,
         )
+
+
+    @contextlib.contextmanager
+    def synthesis_progress(self):
+        """Yields progress(layer, steps) -> advance(n): a rich bar per layer optimised, steps and time left;
+        None with --quiet."""
+        if self.quiet:
+            yield None
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("synthesizing {task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("steps"), TimeRemainingColumn(), console=Console(stderr=True)) as progress:
+            def start(layer: str, steps: int):
+                task = progress.add_task(layer, total=steps)
+                return lambda done: progress.advance(task, done)
+
+            yield start
 
 
 def format_predictions(predictions) -> list[str]:

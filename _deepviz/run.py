@@ -19,13 +19,16 @@ import numpy as np
 
 from .analysis import Analysis, PhotoResult
 from .cli import Reporter, check_cmap, format_predictions
-from .errors import DeepvizError
+from .errors import DeepvizError, UsageError
 from .figure import FigureStyle, draw_figure, photo_title
 from .images import expand_inputs, load_image, sample_image
 from .layers import describe_layers
 from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, check_model_argument
 from .output import check_out_path, figure_paths, run_record, save_figure, write_atomically
 from .stats import format_layer_line
+from .synthesis import DEFAULT_MAX_MAPS as SYNTHESIS_MAX_MAPS
+from .synthesis import check_synthesis_layer, layer_patterns, pattern_arrays, synthesis_settings
+from .synthesis_figure import draw_synthesis_figure
 
 
 def run_guarded(command: Callable[[], int], debug: bool) -> int:
@@ -65,6 +68,10 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser, make_
         return list_layers(args, reporter, make_visualizer)
     check_out_path(args.out)
     check_cmap(parser, args.cmap)
+    if args.synthesize and not getattr(args, "max_maps_given", False):
+        args.max_maps = SYNTHESIS_MAX_MAPS
+    if args.synthesize and not args.images:
+        return draw_patterns_only(args, reporter, make_visualizer)
     return visualize(args, reporter, make_visualizer)
 
 
@@ -111,7 +118,11 @@ def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
     )
     style = FigureStyle("", args.norm, args.cmap, args.dpi)
     visualizer.prepare(analysis)  # every layer name checked, the models built, before the first photo
-    with reporter.progress(len(image_paths)) as progress:
+    if args.synthesize:
+        for layer in analysis.layers:
+            check_synthesis_layer(visualizer.network, layer)
+    # --synthesize shows its own bar per layer; rich shows one live display at a time
+    with reporter.progress(0 if args.synthesize else len(image_paths)) as progress:
         task = progress.add_task("drawing", total=len(image_paths)) if progress else None
         for positions, photos in itertools.chain([first_batch], batches):
             if photos:
@@ -183,7 +194,11 @@ def report_image(path: Path, photo, visualizer, result: PhotoResult, out_path: P
     cam_layer = visualizer.prepare(analysis).cam_layer or ""
     style = dataclasses.replace(style, photo_title=photo_title(path.name, photo, network, predictions),
                                 cam_layer=cam_layer)
-    figure = draw_figure(photo, layers, style, result.cams)
+    if args.synthesize:
+        figure, patterns = draw_with_patterns(visualizer.network, photo, style.photo_title, layers, args)
+        arrays = None if arrays is None else {**arrays, **pattern_arrays(patterns)}
+    else:
+        figure = draw_figure(photo, layers, style, result.cams)
     writes = [(out_path, lambda: save_figure(figure, out_path, style.dpi), "the figure")]
     if args.json:
         record = run_record(path, network, predictions, layers, analysis, style, args.preprocess)
@@ -194,9 +209,57 @@ def report_image(path: Path, photo, visualizer, result: PhotoResult, out_path: P
         arrays_path = out_path.with_suffix(".npz")
         writes.append((arrays_path, lambda: write_atomically(arrays_path, lambda s: np.savez_compressed(s, **arrays)),
                        "the arrays"))
+    write_all(writes)
+
+
+def write_all(writes) -> None:
+    """Each (path, write(), what) in turn; a failure is a DeepvizError naming the file."""
     for target, write, what in writes:
         try:
             write()
         except OSError as error:
             raise DeepvizError(f"could not write {what} {target}: {error.strerror or error}") from None
         print(f"wrote {target}", flush=True)
+
+
+def draw_with_patterns(network, photo, title: str, layers, args):
+    """(the figure of pairs (map on the photo | pattern), {layer: {channel: Pattern}}) for the drawn channels."""
+    settings = synthesis_settings(network, args.steps, args.size, args.seed)
+    chosen = [(layer.name, list(layer.channels)) for layer in layers]
+    with Reporter(args.quiet).synthesis_progress() as progress:
+        patterns = layer_patterns(network, chosen, settings, progress)
+    for layer, by_channel in patterns.items():
+        print(f"{layer} patterns (channel: mean activation): "
+              + ", ".join(f"{channel}: {pattern.activation:.4g}" for channel, pattern in by_channel.items()))
+    summaries = {layer.name: layer for layer in layers}
+    return draw_synthesis_figure(photo, title, chosen, patterns, summaries, args.cmap), patterns
+
+
+def draw_patterns_only(args, reporter: Reporter, make_visualizer: Callable) -> int:
+    """--synthesize without IMAGE: the patterns of --channels of each layer, in one figure."""
+    if args.channels is None:
+        raise UsageError("--synthesize without IMAGE draws the patterns of chosen channels; pass --channels I,J,... "
+                         "(for example --layers mixed4 --channels 97,12) or an image to take its top channels from")
+    weights = check_model_options(args)
+    reporter.status(f"building {args.model} (weights: {weights or OWN_WEIGHTS_LABEL})")
+    visualizer = make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
+    network = visualizer.network
+    layers = list(dict.fromkeys(args.layers or visualizer.default_layers))
+    settings = synthesis_settings(network, args.steps, args.size, args.seed)
+    chosen = [(layer, list(args.channels)) for layer in layers]
+    with reporter.synthesis_progress() as progress:
+        patterns = layer_patterns(network, chosen, settings, progress)
+    for layer, by_channel in patterns.items():
+        for channel, pattern in by_channel.items():
+            print(f"{layer} channel {channel}: mean activation {pattern.activation:.4g} on its pattern")
+    out_path = figure_paths([Path("synthesis.png")], args.out)[0]
+    title = f"{network.label} ({network.weights_label})"
+    figure = draw_synthesis_figure(None, title, chosen, patterns, cmap=args.cmap)
+    writes = [(out_path, lambda: save_figure(figure, out_path, args.dpi), "the figure")]
+    if args.save_arrays:
+        arrays = pattern_arrays(patterns)
+        arrays_path = out_path.with_suffix(".npz")
+        writes.append((arrays_path, lambda: write_atomically(arrays_path, lambda s: np.savez_compressed(s, **arrays)),
+                       "the arrays"))
+    write_all(writes)
+    return 0

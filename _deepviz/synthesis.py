@@ -390,3 +390,18 @@ def synthesize_patterns(network, layer: str, channels: Sequence[int], settings: 
             patterns[channel] = pattern
             write_cached(paths[channel], pattern)
     return {int(c): patterns[int(c)] for c in channels}
+
+
+def layer_patterns(network, layers: Sequence[tuple[str, Sequence[int]]], settings: Settings,
+                   progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict[str, dict[int, Pattern]]:
+    """{layer: {channel: Pattern}} for [(layer, channels)], each layer's channels optimised together."""
+    for layer, _ in layers:
+        check_synthesis_layer(network, layer)  # every layer checked before the first is optimised
+    return {layer: synthesize_patterns(network, layer, [int(c) for c in channels], settings, progress)
+            for layer, channels in layers}
+
+
+def pattern_arrays(patterns: dict[str, dict[int, Pattern]]) -> dict[str, np.ndarray]:
+    """{"synth/<layer>/<channel>": uint8 pattern}, for --save-arrays."""
+    return {f"synth/{layer}/{channel}": pattern.image
+            for layer, by_channel in patterns.items() for channel, pattern in by_channel.items()}

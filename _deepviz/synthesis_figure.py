@@ -1,0 +1,97 @@
+"""Draw synthesised patterns: per layer a row of pairs (the channel's map on the photo | its pattern).
+
+Without a photo, only the patterns are drawn, one row of them per layer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from .stats import LayerSummary
+
+FIGURE_WIDTH_INCHES = 12.0
+PAIRS_PER_ROW = 4  # (map | pattern) pairs in one row of the figure
+PATTERNS_PER_ROW = 8  # without a photo
+MAP_ALPHA = 0.6
+PHOTO_HEIGHT_INCHES = 4.0
+TITLE_INCHES = 0.45
+PHOTO_DISPLAY_MAX_PIXELS = 1200  # longest side of the photo as drawn
+
+
+def draw_synthesis_figure(photo: Image.Image | None, photo_title: str, layers: Sequence[tuple[str, Sequence[int]]],
+                          patterns: dict, summaries: dict[str, LayerSummary] | None = None, cmap: str = "viridis"):
+    """A Matplotlib Figure. `layers`: [(layer, channels)]; `patterns`: {layer: {channel: Pattern}};
+    `summaries`: {layer: LayerSummary} of the photo, whose drawn channels include `channels`."""
+    from matplotlib.figure import Figure
+
+    if photo is not None:
+        photo = photo.copy()
+        photo.thumbnail((PHOTO_DISPLAY_MAX_PIXELS, PHOTO_DISPLAY_MAX_PIXELS))
+    columns = PAIRS_PER_ROW * 2 if photo is not None else PATTERNS_PER_ROW
+    per_row = columns // 2 if photo is not None else columns
+    rows_per_layer = [math.ceil(len(channels) / per_row) for _, channels in layers]
+    cell = FIGURE_WIDTH_INCHES / columns
+    heights = [PHOTO_HEIGHT_INCHES + TITLE_INCHES] if photo is not None else []
+    for count in rows_per_layer:
+        heights += [TITLE_INCHES * 0.7] + [cell + TITLE_INCHES] * count
+    figure = Figure(figsize=(FIGURE_WIDTH_INCHES, sum(heights)), layout="constrained")
+    grid = figure.add_gridspec(len(heights), columns, height_ratios=heights)
+    row = 0
+    if photo is not None:
+        axes = figure.add_subplot(grid[0, :])
+        axes.imshow(np.asarray(photo), aspect="equal")
+        axes.set_title(photo_title, fontsize=11)
+        axes.set_axis_off()
+        row = 1
+    for (layer, channels), count in zip(layers, rows_per_layer):
+        heading = figure.add_subplot(grid[row, :])
+        heading.set_axis_off()
+        heading.set_title(layer_heading(layer, photo is not None), fontsize=10, loc="left")
+        row += 1
+        for slot, channel in enumerate(channels):
+            line, place = divmod(slot, per_row)
+            pattern = patterns[layer][channel]
+            if photo is not None:
+                summary = summaries[layer]
+                draw_map_on_photo(figure.add_subplot(grid[row + line, 2 * place]), photo, summary, channel, cmap)
+                photo_mean = float(summary.channel_means[list(summary.channels).index(channel)])
+                draw_pattern(figure.add_subplot(grid[row + line, 2 * place + 1]), pattern, photo_mean)
+            else:
+                draw_pattern(figure.add_subplot(grid[row + line, place]), pattern, None, channel)
+        row += count
+    return figure
+
+
+def layer_heading(layer: str, with_photo: bool) -> str:
+    if with_photo:
+        return (f"{layer}: each channel's map on the photo, then the image optimised to excite it "
+                "(mean activation: photo | pattern)")
+    return f"{layer}: images optimised to excite each channel (its mean activation on the image)"
+
+
+def draw_map_on_photo(axes, photo: Image.Image, summary: LayerSummary, channel: int, cmap: str) -> None:
+    """The photo with one channel's map over it, stretched to the photo's size, scaled to the map's own range."""
+    index = list(summary.channels).index(channel)
+    channel_map = summary.maps[:, :, index].astype(np.float32)
+    low, high = float(channel_map.min()), float(channel_map.max())
+    scaled = (channel_map - low) / (high - low) if high > low else np.zeros_like(channel_map)
+    stretched = Image.fromarray(scaled, mode="F").resize(photo.size, Image.Resampling.BILINEAR)
+    axes.imshow(np.asarray(photo), aspect="equal")
+    axes.imshow(np.asarray(stretched), cmap=cmap, alpha=MAP_ALPHA, vmin=0, vmax=1, aspect="equal",
+                extent=(-0.5, photo.width - 0.5, photo.height - 0.5, -0.5))
+    axes.set_title(f"{channel}: photo {summary.channel_means[index]:.3g}", fontsize=8)
+    axes.set_axis_off()
+
+
+def draw_pattern(axes, pattern, photo_mean: float | None, channel: int | None = None) -> None:
+    axes.imshow(pattern.image, aspect="equal")
+    if photo_mean is not None:
+        times = f" ({pattern.activation / photo_mean:.0f}×)" if photo_mean > 0 else ""
+        axes.set_title(f"pattern {pattern.activation:.3g}{times}", fontsize=8)
+    else:
+        axes.set_title(f"{channel}: {pattern.activation:.3g}", fontsize=8)
+    axes.set_axis_off()

@@ -1,0 +1,165 @@
+"""Feature visualisation by optimisation: the objective and its sign, pre-ReLU, the cache, the CLI and API.
+
+A tiny model of InceptionV3's shape (a Concatenate of branches that each end in a ReLU)
+keeps every test to a few seconds on any backend.
+"""
+
+import numpy as np
+import pytest
+
+import deepviz
+from _deepviz import backend, models, synthesis
+
+SIZE = 32
+STEPS = 40
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """conv (relu) -> [conv -> ReLU layer | conv with activation="relu"] -> Concatenate "mixed" (8 channels).
+
+    Channel 2 has a bias of -0.1: zero everywhere on a grey image, so only its pre-ReLU value has a gradient there.
+    """
+    keras = backend.import_keras()
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(inputs)
+    left = keras.layers.Conv2D(4, 3, padding="same", name="left_conv")(x)
+    left = keras.layers.Activation("relu", name="left_relu")(left)
+    right = keras.layers.Conv2D(4, 1, activation="relu", name="right_conv")(x)
+    mixed = keras.layers.Concatenate(name="mixed")([left, right])
+    pooled = keras.layers.GlobalAveragePooling2D()(mixed)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(pooled), name="tiny")
+    kernel, bias = model.get_layer("left_conv").get_weights()
+    bias[2] = -0.1
+    model.get_layer("left_conv").set_weights([kernel, bias])
+    return model
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPVIZ_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def network(tiny_model):
+    return models.network_from_model(tiny_model, "tiny", "model 'tiny'")
+
+
+def test_inverse_fourier_bases_are_irfft2(network):
+    """The matmul form of the parametrisation is Lucid's irfft2(spectrum / frequency * sqrt(pixels))."""
+    size = 10
+    spectrum = np.random.default_rng(0).normal(size=(2, size, size // 2 + 1)).astype(np.float32)
+    scale, width_cos, width_sin, height_cos, height_sin = synthesis.inverse_fourier_bases(size)
+    real, imaginary = spectrum * scale
+    ours = height_cos @ (real @ width_cos - imaginary @ width_sin) - height_sin @ (real @ width_sin + imaginary @ width_cos)
+    frequencies = np.sqrt(np.fft.fftfreq(size)[:size // 2 + 1] ** 2 + np.fft.fftfreq(size)[:, None] ** 2)
+    lucid_scale = 1 / np.maximum(frequencies, 1 / size) * size  # sqrt(pixels) = size
+    expected = np.fft.irfft2((spectrum[0] + 1j * spectrum[1]) * lucid_scale, s=(size, size))
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
+
+
+def test_each_pattern_excites_its_own_channel_most(network, cache):
+    """Fails if the objective or its sign is wrong: each channel is driven up on its own pattern, above
+    the other channels' patterns and above a grey image, including the channel that is zero on grey."""
+    channels = list(range(8))
+    settings = synthesis.Settings(steps=STEPS, size=SIZE)
+    patterns = synthesis.synthesize_patterns(network, "mixed", channels, settings)
+    models_ = synthesis.build_synthesis_models(network, "mixed", SIZE)
+    means = synthesis.channel_means(network, models_, np.stack([patterns[c].image for c in channels]))  # (8, 8)
+    grey = synthesis.channel_means(network, models_, np.full((1, SIZE, SIZE, 3), 128, np.uint8))[0]
+    assert grey[2] == 0  # dead on grey: only the pre-ReLU objective moves it
+    for row, channel in enumerate(channels):
+        assert means[row, channel] > grey[channel]
+        assert means[row, channel] > np.median(means[:, channel])  # above other channels' patterns
+        assert patterns[channel].activation == pytest.approx(means[row, channel], rel=1e-4)
+    # Random tiny channels overlap, so one may share its best pattern; most must have their own.
+    assert sum(means[row, c] == means[:, c].max() for row, c in enumerate(channels)) >= 6
+    assert means[2, 2] > 0
+    assert all(p.image.dtype == np.uint8 and p.image.shape == (SIZE, SIZE, 3) for p in patterns.values())
+
+
+def test_the_objective_is_the_layer_before_its_relu(network):
+    """The Concatenate's branches are read before their ReLUs: negative values appear, the layer's own never."""
+    keras = backend.import_keras()
+    source_input, before, after = synthesis.layer_before_relu(network.model, "mixed")
+    probe = keras.Model(source_input, [before, after])
+    values, output = (keras.ops.convert_to_numpy(t) for t in probe(np.random.default_rng(1).normal(
+        size=(2, SIZE, SIZE, 3)).astype(np.float32)))
+    assert values.min() < 0 <= output.min()
+    np.testing.assert_allclose(np.maximum(values, 0), output, atol=1e-5)
+
+
+def test_patterns_are_cached_and_reproducible(network, cache, monkeypatch):
+    settings = synthesis.Settings(steps=3, size=SIZE, seed=5)
+    first = synthesis.synthesize_patterns(network, "mixed", [1, 4], settings)
+    assert len(list((cache / "synthesis").glob("*.npz"))) == 2
+
+    def no_optimising(*args, **kwargs):
+        raise AssertionError("optimised again despite the cache")
+
+    monkeypatch.setattr(synthesis, "optimise_patterns", no_optimising)
+    again = synthesis.synthesize_patterns(network, "mixed", [4, 1], settings)
+    assert list(again) == [4, 1]
+    np.testing.assert_array_equal(again[1].image, first[1].image)
+    with pytest.raises(AssertionError, match="optimised again"):  # another seed is another pattern
+        synthesis.synthesize_patterns(network, "mixed", [1], synthesis.Settings(steps=3, size=SIZE, seed=6))
+    monkeypatch.undo()
+    monkeypatch.setenv("DEEPVIZ_CACHE", str(cache.parent / "elsewhere"))
+    fresh = synthesis.synthesize_patterns(network, "mixed", [1], settings)  # the same seed, computed again
+    np.testing.assert_array_equal(fresh[1].image, first[1].image)
+
+
+def test_cached_patterns_returns_only_what_is_cached_under_default_settings(network, cache):
+    assert synthesis.cached_patterns(network, "mixed", [0, 3]) == {}
+    synthesis.synthesize_patterns(network, "mixed", [0], synthesis.synthesis_settings(network, steps=2))
+    assert synthesis.cached_patterns(network, "mixed", [0, 3]) == {}  # other settings than the default
+    made = synthesis.synthesize_patterns(network, "mixed", [3], synthesis.synthesis_settings(network))
+    found = synthesis.cached_patterns(network, "mixed", [0, 3])
+    assert list(found) == [3]
+    np.testing.assert_array_equal(found[3], made[3].image)
+
+
+def test_visualizer_synthesize_and_errors(tiny_model, cache):
+    viz = deepviz.Visualizer(tiny_model)
+    images = viz.synthesize("mixed", [0, 5], steps=2, size=SIZE)
+    assert list(images) == [0, 5] and images[5].shape == (SIZE, SIZE, 3) and images[5].dtype == np.uint8
+    with pytest.raises(deepviz.UsageError, match="layer mixed has 8 channels"):
+        viz.synthesize("mixed", [8], steps=2)
+    with pytest.raises(deepviz.UsageError, match="expected a layer with spatial maps"):
+        viz.synthesize(viz.layers()[-1], [0], steps=2)
+    with pytest.raises(deepviz.UsageError, match="steps: expected a whole number of at least 1"):
+        viz.synthesize("mixed", [0], steps=0)
+
+
+def test_cli_draws_patterns_without_an_image(tiny_model, cache, tmp_path, run):
+    saved = tmp_path / "tiny.keras"
+    tiny_model.save(saved)
+    out = tmp_path / "patterns.png"
+    status, stdout, stderr = run("--model", saved, "--layers", "mixed", "--channels", "2,6", "--synthesize",
+                                 "--steps", "3", "--save-arrays", "--out", out, "--quiet")
+    assert status == 0, stderr
+    assert "mixed channel 2: mean activation" in stdout and stderr == ""
+    assert out.is_file()
+    with np.load(out.with_suffix(".npz")) as arrays:
+        assert sorted(arrays.files) == ["synth/mixed/2", "synth/mixed/6"]
+        assert arrays["synth/mixed/6"].shape == (SIZE, SIZE, 3)
+    status, _, stderr = run("--model", saved, "--layers", "mixed", "--synthesize", "--quiet")
+    assert status == 2 and "pass --channels I,J" in stderr and "Traceback" not in stderr
+
+
+def test_cli_pairs_the_photos_maps_with_patterns(tiny_model, cache, tmp_path, run):
+    from conftest import SAMPLE_PHOTO
+
+    saved = tmp_path / "tiny.keras"
+    tiny_model.save(saved)
+    out = tmp_path / "photo.png"
+    status, stdout, stderr = run(SAMPLE_PHOTO, "--model", saved, "--layers", "mixed", "--synthesize", "--steps", "2",
+                                 "--save-arrays", "--out", out)
+    assert status == 0, stderr
+    assert "mixed patterns (channel: mean activation):" in stdout
+    assert "synthesizing mixed" in stderr  # the progress bar, on stderr
+    with np.load(out.with_suffix(".npz")) as arrays:
+        synthesized = [name for name in arrays.files if name.startswith("synth/mixed/")]
+    assert len(synthesized) == 8  # --max-maps defaults to 8 with --synthesize; the layer has 8
