@@ -131,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"how many predictions to print (1 to {NUM_CLASSES})")
     parser.add_argument("--max-maps", type=max_maps_value, default=DEFAULT_MAX_MAPS, metavar="N|all",
                         action=StoreGiven,
-                        help=f"channels drawn per layer, the highest-ranked first (default: {DEFAULT_MAX_MAPS}; "
-                        f"{SYNTHESIS_MAX_MAPS} with --synthesize)")
+                        help=f"channels drawn per layer, the highest-ranked first ({SYNTHESIS_MAX_MAPS} with "
+                        "--synthesize, unless given)")
     parser.add_argument("--rank", choices=list(RANKINGS), default="mean",
                         help="order of channels: by mean or max activation, or by channel index")
     parser.add_argument("--norm", choices=list(NORMALISATIONS), default="channel",
@@ -167,9 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=positive_int(16, 4096), metavar="PIXELS",
                         help=f"--synthesize: side of each square pattern (default: {SYNTHESIS_SIZE}, or the "
                         "model's input if smaller)")
-    parser.add_argument("--seed", type=positive_int(0, 2**32 - 1), default=SYNTHESIS_SEED,
+    parser.add_argument("--seed", type=positive_int(0, 2**32 - 1), default=SYNTHESIS_SEED, metavar="N",
                         help="--synthesize: random seed of the starting noise and transforms; the same seed "
-                        "gives the same pattern")
+                        f"gives the same pattern (default: {SYNTHESIS_SEED})")
     parser.add_argument("--json", action="store_true",
                         help="also write <figure stem>.json: predictions, model, weights, versions, settings, "
                         "and each layer's statistics and ranked channels")
