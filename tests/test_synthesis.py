@@ -11,7 +11,7 @@ import deepviz
 from _deepviz import backend, models, synthesis
 
 SIZE = 32
-STEPS = 40
+STEPS = 24
 
 
 @pytest.fixture(scope="module")
@@ -115,10 +115,14 @@ def test_cached_patterns_returns_only_what_is_cached_under_default_settings(netw
     assert synthesis.cached_patterns(network, "mixed", [0, 3]) == {}
     synthesis.synthesize_patterns(network, "mixed", [0], synthesis.synthesis_settings(network, steps=2))
     assert synthesis.cached_patterns(network, "mixed", [0, 3]) == {}  # other settings than the default
-    made = synthesis.synthesize_patterns(network, "mixed", [3], synthesis.synthesis_settings(network))
+    # What synthesize_patterns stores under the default settings (256 steps: too slow to run here).
+    defaults = synthesis.synthesis_settings(network)
+    assert (defaults.steps, defaults.size, defaults.seed) == (256, SIZE, 0)  # the model's input is under 224
+    stored = synthesis.Pattern(np.full((SIZE, SIZE, 3), 7, np.uint8), 1.5)
+    synthesis.write_cached(synthesis.cache_path(synthesis.model_identity(network), "mixed", 3, defaults), stored)
     found = synthesis.cached_patterns(network, "mixed", [0, 3])
     assert list(found) == [3]
-    np.testing.assert_array_equal(found[3], made[3].image)
+    np.testing.assert_array_equal(found[3], stored.image)
 
 
 def test_visualizer_synthesize_and_errors(tiny_model, cache):
