@@ -81,13 +81,14 @@ def test_each_pattern_excites_its_own_channel_most(network, cache):
 
 
 def test_the_objective_is_the_layer_before_its_relu(network):
-    """The Concatenate's branches are read before their ReLUs: negative values appear, the layer's own never."""
+    """The Concatenate's branches are read before their ReLUs (a ReLU layer's input; a conv with
+    activation="relu" without it): negative values appear in both, never in the layer's own output."""
     keras = backend.import_keras()
     source_input, before, after = synthesis.layer_before_relu(network.model, "mixed")
     probe = keras.Model(source_input, [before, after])
     values, output = (keras.ops.convert_to_numpy(t) for t in probe(np.random.default_rng(1).normal(
         size=(2, SIZE, SIZE, 3)).astype(np.float32)))
-    assert values.min() < 0 <= output.min()
+    assert values[..., :4].min() < 0 and values[..., 4:].min() < 0 <= output.min()  # both branches
     np.testing.assert_allclose(np.maximum(values, 0), output, atol=1e-5)
 
 
