@@ -16,8 +16,8 @@ from .stats import LayerSummary
 FIGURE_WIDTH_INCHES = 12.0
 PAIRS_PER_ROW = 4  # (map | pattern) pairs in one row of the figure
 PATTERNS_PER_ROW = 8  # without a photo
-MAP_ALPHA = 0.6
-PHOTO_HEIGHT_INCHES = 4.0
+MAP_ALPHA = 0.85  # opacity of a map's highest value over the grey photo
+PHOTO_HEIGHT_INCHES = 3.0
 TITLE_INCHES = 0.45
 PHOTO_DISPLAY_MAX_PIXELS = 1200  # longest side of the photo as drawn
 
@@ -74,15 +74,19 @@ def layer_heading(layer: str, with_photo: bool) -> str:
 
 
 def draw_map_on_photo(axes, photo: Image.Image, summary: LayerSummary, channel: int, cmap: str) -> None:
-    """The photo with one channel's map over it, stretched to the photo's size, scaled to the map's own range."""
+    """The photo in grey with one channel's map over it in colour, its opacity rising with the value
+    (the map's own range), stretched to the photo's size: where the channel is silent, the grey photo."""
+    import matplotlib
+
     index = list(summary.channels).index(channel)
     channel_map = summary.maps[:, :, index].astype(np.float32)
     low, high = float(channel_map.min()), float(channel_map.max())
     scaled = (channel_map - low) / (high - low) if high > low else np.zeros_like(channel_map)
-    stretched = Image.fromarray(scaled, mode="F").resize(photo.size, Image.Resampling.BILINEAR)
-    axes.imshow(np.asarray(photo), aspect="equal")
-    axes.imshow(np.asarray(stretched), cmap=cmap, alpha=MAP_ALPHA, vmin=0, vmax=1, aspect="equal",
-                extent=(-0.5, photo.width - 0.5, photo.height - 0.5, -0.5))
+    stretched = np.asarray(Image.fromarray(scaled, mode="F").resize(photo.size, Image.Resampling.BILINEAR))
+    overlay = matplotlib.colormaps[cmap](np.clip(stretched, 0, 1))  # (H, W, 4)
+    overlay[..., 3] = np.clip(stretched, 0, 1) * MAP_ALPHA
+    axes.imshow(np.asarray(photo.convert("L")), cmap="gray", vmin=0, vmax=255, aspect="equal")
+    axes.imshow(overlay, aspect="equal")
     axes.set_title(f"{channel}: photo {summary.channel_means[index]:.3g}", fontsize=8)
     axes.set_axis_off()
 
