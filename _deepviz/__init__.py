@@ -9,6 +9,8 @@
     mosaic    scale a layer's tiles and lay them out in one image
     figure    draw the photo, its heatmaps and the mosaics as a Matplotlib figure
     output    write figures, JSON and arrays atomically; where they go
+    synthesis  feature visualisation: per channel, an image optimised to excite it; the cache of them
+    synthesis_figure  draw each channel's map on the photo beside its pattern
     analysis  one batch of photos reduced to what is printed and drawn
     cli       the command line's parser and progress
     run       the command line's run over many photos
