@@ -41,6 +41,8 @@ def draw_synthesis_figure(photo: Image.Image | None, photo_title: str, layers: S
     figure = Figure(figsize=(FIGURE_WIDTH_INCHES, sum(heights)), layout="constrained")
     grid = figure.add_gridspec(len(heights), columns, height_ratios=heights)
     row = 0
+    if photo is None and photo_title:
+        figure.suptitle(photo_title, fontsize=11)
     if photo is not None:
         axes = figure.add_subplot(grid[0, :])
         axes.imshow(np.asarray(photo), aspect="equal")
