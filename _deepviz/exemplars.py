@@ -260,3 +260,41 @@ def exemplar_records(result: ExemplarResult, layer: str) -> list[dict]:
                         "grid": list(e.grid)} for e in exemplars]}
         for channel, exemplars in result.exemplars[layer].items()
     ]
+
+
+# --- Either engine ---------------------------------------------------------------------
+def run_local(network, choice, plan: ExemplarPlan, paths: Sequence[Path], batch_size: int, address: str | None,
+              advance: Callable[[int], None]) -> Partial:
+    return search_local(network, plan, paths, batch_size, advance)
+
+
+def run_on_ray(network, choice, plan: ExemplarPlan, paths: Sequence[Path], batch_size: int, address: str | None,
+               advance: Callable[[int], None]) -> Partial:
+    if choice is None:
+        raise UsageError("engine 'ray' builds the network again in each worker, so it needs a built-in model name "
+                         "or a saved model's path, not a model in memory: model.save('model.keras') and pass "
+                         "'model.keras'")
+    check_plan(network, plan)  # before Ray starts
+    from .ray_engine import search_ray  # Ray is imported only when asked for
+
+    return search_ray(choice, plan, paths, batch_size, address, advance)
+
+
+ENGINES: dict[str, Callable[..., Partial]] = {"local": run_local, "ray": run_on_ray}
+
+
+def find_exemplars(network, choice, plan: ExemplarPlan, paths: Sequence[Path], engine: str = "local",
+                   batch_size: int = 8, address: str | None = None,
+                   advance: Callable[[int], None] = lambda done: None) -> ExemplarResult:
+    """The exemplars of the plan's channels among `paths`, found by `engine` ("local" or "ray").
+
+    `choice` (a models.NetworkChoice) is what Ray workers build the network from; `address`
+    is the Ray cluster to join (None: start a local Ray; "auto": the running one).
+    """
+    if engine not in ENGINES:
+        raise UsageError(f"engine: expected one of {', '.join(ENGINES)}, received {engine!r}")
+    paths = [Path(path) for path in paths]
+    result = finish(ENGINES[engine](network, choice, plan, paths, batch_size, address, advance), plan, paths)
+    if paths and result.photos == 0:
+        raise DeepvizError(f"none of the {len(paths)} photos could be read; the first: {result.failed[0][1]}")
+    return result

@@ -27,7 +27,7 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise UsageError('--engine ray needs Ray: pip install "deepviz[ray]" (or pip install "ray[data]>=2.9"), '
+        raise UsageError('--engine ray needs Ray: pip install "deepviz[ray]" (or "ray[data]>=2.9"), '
                          "or use the default --engine local") from None
     return ray
 
@@ -46,7 +46,8 @@ class ExemplarWorker:
         indexed_paths = list(zip(batch["index"].tolist(), batch["path"].tolist()))
         partial = reduce_batch(self.network, self.maps_model, self.plan, self.layer_names, indexed_paths,
                                self.batch_size)
-        return {"partial": np.array([pickle.dumps(partial)], dtype=object), "photos": np.array([len(indexed_paths)])}
+        photos = np.array([len(indexed_paths)])
+        return {"partial": np.array([pickle.dumps(partial)], dtype=object), "photos": photos}
 
 
 def search_ray(choice: NetworkChoice, plan: ExemplarPlan, paths: Sequence[Path], batch_size: int,
@@ -62,8 +63,8 @@ def search_ray(choice: NetworkChoice, plan: ExemplarPlan, paths: Sequence[Path],
     workers = gpus or max(1, int(resources.get("CPU", 1)) // CPUS_PER_CPU_WORKER)
     dataset = ray.data.from_items([{"index": i, "path": str(path)} for i, path in enumerate(paths)])
     partials = dataset.map_batches(
-        ExemplarWorker, fn_constructor_args=(choice, plan, batch_size), batch_size=batch_size,
-        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
+        ExemplarWorker, fn_constructor_args=(choice, plan, batch_size), batch_size=batch_size, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
     )
     total = None
     for row in partials.iter_rows():  # streamed: merged as each batch comes back
