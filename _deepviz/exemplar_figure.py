@@ -28,7 +28,7 @@ CROP_PIXELS = 128  # longest side of a crop as stored in the figure: keeps files
 MAP_ALPHA = 0.35  # the channel's map over the crop, lightly
 TILE_INCHES = 1.35
 TITLE_CHARACTERS_PER_INCH = 12  # at the title's font size
-LABEL_CHARACTERS = 16  # file names longer than this are shortened in the labels
+LABEL_CHARACTERS = 18  # file names longer than this are shortened in the labels
 
 
 def crop_box(photo_size: tuple[int, int], position: tuple[int, int], grid: tuple[int, int]) -> tuple[int, ...]:
