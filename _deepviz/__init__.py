@@ -19,7 +19,7 @@
     backend   the few lines each Keras backend needs of its own
     errors    the exceptions deepviz raises
 
-Imports run one way: run and cli -> analysis -> stages -> backend and errors.
+Imports run one way: run and cli -> analysis and exemplars -> stages -> backend and errors.
 """
 
 __version__ = "0.1.0"

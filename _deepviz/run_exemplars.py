@@ -18,6 +18,8 @@ from .run import check_model_options
 
 def run_exemplars(args, reporter: Reporter, make_visualizer) -> int:
     """`deepviz --exemplars PHOTOS... --layers L [--channels I,J] [--per-channel K] [--engine ray]`."""
+    if args.ray_address is not None and args.engine != "ray":
+        raise UsageError(f"--ray-address {args.ray_address} joins a Ray cluster: add --engine ray")
     rank = args.rank or DEFAULT_RANK
     if rank not in RANKS:
         raise UsageError(f"--rank {rank}: exemplars are ranked by {' or '.join(RANKS)} activation")

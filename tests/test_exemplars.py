@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageOps
 
 import deepviz
-from _deepviz import backend, exemplar_figure, exemplars, images, models
+from _deepviz import backend, exemplar_figure, exemplars, images
 from conftest import ROOT
 
 keras = backend.import_keras()
@@ -160,6 +160,7 @@ def test_the_command_line_finds_the_strongest_photos_and_skips_unreadable_ones(r
     (["--channels", "2,6"], "--channels 6: layer conv_b has 6 channels (0 to 5)"),
     (["--rank", "index"], "--rank index: exemplars are ranked by max or mean activation"),
     (["--layers", "probs"], "layer probs gives (3,), not (height, width, channels) maps"),
+    (["--ray-address", "auto"], "--ray-address auto joins a Ray cluster: add --engine ray"),
 ])
 def test_bad_exemplar_options_are_usage_errors(run, tiny_model, photos, tmp_path, args, message):
     layers = [] if "--layers" in args else ["--layers", "conv_b"]
