@@ -161,6 +161,7 @@ def test_the_command_line_finds_the_strongest_photos_and_skips_unreadable_ones(r
     (["--rank", "index"], "--rank index: exemplars are ranked by max or mean activation"),
     (["--layers", "probs"], "layer probs gives (3,), not (height, width, channels) maps"),
     (["--ray-address", "auto"], "--ray-address auto joins a Ray cluster: add --engine ray"),
+    (["--cam"], "--cam belongs to one photo's figure and does not apply to --exemplars"),
 ])
 def test_bad_exemplar_options_are_usage_errors(run, tiny_model, photos, tmp_path, args, message):
     layers = [] if "--layers" in args else ["--layers", "conv_b"]
@@ -191,9 +192,9 @@ def test_the_ray_engine_needs_a_model_it_can_build_again(tiny_model, photos):
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray's own settings
 @pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
                     reason="Ray's start-up is slow; the engines are compared on the TensorFlow run only")
-def test_the_ray_engine_finds_what_the_local_engine_finds(tiny_model, photos):
+def test_the_ray_engine_finds_what_the_local_engine_finds(tiny_model, photos, monkeypatch):
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")  # Ray stays off the network
     ray = pytest.importorskip("ray")
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     viz = deepviz.Visualizer(str(tiny_model))
     with pytest.warns(UserWarning, match="broken.jpg"):
         local = viz.exemplars(photos, "conv_b", per_channel=3, max_maps=4, batch_size=3)
