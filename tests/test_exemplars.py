@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -180,6 +181,15 @@ def test_the_api_returns_exemplars_per_channel_and_warns_of_unreadable_photos(ti
     assert isinstance(first, deepviz.Exemplar) and first.grid == (30, 30) and first.map.shape == (30, 30)
     with pytest.raises(deepviz.UsageError, match="layer conv_a has 4 channels"):
         viz.exemplars(photos, "conv_a", channels=[9])
+
+
+def test_the_local_engine_needs_no_ray_and_the_ray_engine_says_how_to_get_it(tiny_model, photos, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails, as where it is not installed
+    viz = deepviz.Visualizer(str(tiny_model))
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        assert len(viz.exemplars(photos, "conv_b", channels=[2], per_channel=1)[2]) == 1
+    with pytest.raises(deepviz.UsageError, match=r'--engine ray needs Ray: pip install "deepviz\[ray\]"'):
+        viz.exemplars(photos, "conv_b", engine="ray")
 
 
 def test_the_ray_engine_needs_a_model_it_can_build_again(tiny_model, photos):
