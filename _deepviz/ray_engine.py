@@ -8,6 +8,7 @@ when the cluster has them. Ray is imported only here, and only with `--engine ra
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from pathlib import Path
@@ -26,6 +27,7 @@ def import_ray():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never report usage over the network
     try:
         import ray
+        import ray.data  # configures its loggers on import
     except ImportError:
         raise UsageError('--engine ray needs Ray: pip install "deepviz[ray]" (or "ray[data]>=2.9"), '
                          "or use the default --engine local") from None
@@ -54,8 +56,10 @@ def search_ray(choice: NetworkChoice, plan: ExemplarPlan, paths: Sequence[Path],
                address: str | None = None, advance: Callable[[int], None] = lambda done: None) -> Partial:
     """The same search as exemplars.search_local, run by Ray Data workers; `address` None starts a local Ray."""
     ray = import_ray()
+    for name in ("ray", "ray.data"):  # Ray's notes go to its session logs (/tmp/ray), not the terminal
+        logging.getLogger(name).setLevel(logging.ERROR)
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                  runtime_env={"env_vars": worker_environment()})
     ray.data.DataContext.get_current().enable_progress_bars = False
     resources = ray.cluster_resources()
