@@ -10,6 +10,7 @@ Python, on a built-in keras.applications classifier, a saved model or a model in
     viz.maps("dog.jpg", ["mixed3"])        # {"mixed3": (17, 17, 768) array}
     viz.grad_cam("dog.jpg")                # {"beagle": (8, 8) heatmap in [0, 1], ...}
     viz.figure("dog.jpg")                  # a matplotlib Figure, shown inline in Jupyter
+    viz.exemplars("photos/", "mixed5", [12])  # {12: [Exemplar(path, activation, position, ...)] best first}
     viz.save("dog.jpg", "result/dog.png")
     viz.synthesize("mixed3", [97, 12])    # {97: (224, 224, 3) uint8 image that excites channel 97, ...}
 
@@ -27,6 +28,7 @@ TensorFlow, Keras and Matplotlib are imported only when a step needs them, so
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -36,10 +38,11 @@ from _deepviz import __version__
 from _deepviz.analysis import Analysis, PhotoResult, analyse_batch, build_pipeline, check_analysis, forward_batch
 from _deepviz.cli import DEFAULT_BATCH_SIZE, build_parser
 from _deepviz.errors import DeepvizError, UsageError
+from _deepviz.exemplars import DEFAULT_PER_CHANNEL, DEFAULT_RANK, Exemplar, ExemplarPlan, find_exemplars
 from _deepviz.explain import grad_cam
 from _deepviz.figure import DEFAULT_CMAP, DEFAULT_DPI, FigureStyle, check_colormap, draw_figure, photo_title
 from _deepviz.forward import OUTPUT_KEY, top_classes, top_predictions
-from _deepviz.images import as_photo
+from _deepviz.images import as_photo, expand_inputs
 from _deepviz.layers import layer_paths
 from _deepviz.models import (DEFAULT_MODEL, DEFAULT_WEIGHTS, MODELS, NetworkChoice, build_network,
                              check_model_argument, network_from_model)
@@ -50,7 +53,7 @@ from _deepviz.stats import DEFAULT_MAX_MAPS, DEFAULT_TOP
 from _deepviz.synthesis import DEFAULT_SEED, DEFAULT_STEPS, layer_patterns, synthesis_settings, synthesize_patterns
 from _deepviz.synthesis_figure import draw_synthesis_figure
 
-__all__ = ["Visualizer", "DeepvizError", "UsageError", "main", "MODELS", "__version__"]
+__all__ = ["Visualizer", "Exemplar", "DeepvizError", "UsageError", "main", "MODELS", "__version__"]
 
 
 class Visualizer:
@@ -73,8 +76,10 @@ class Visualizer:
             model = str(model)
             if model not in MODELS:
                 check_model_argument(model, None if weights == DEFAULT_WEIGHTS else weights)
-            self.network = build_network(NetworkChoice(model, weights, preprocess, labels))
+            self.choice = NetworkChoice(model, weights, preprocess, labels)  # what Ray workers build again
+            self.network = build_network(self.choice)
         else:
+            self.choice = None
             self.network = network_from_model(model, model.name, f"model {model.name!r}", preprocess, labels)
         self._pipelines = {}  # (layer names, Grad-CAM layer) -> Pipeline, built once each
 
@@ -174,6 +179,26 @@ class Visualizer:
         except OSError as error:
             raise DeepvizError(f"could not write the figure {path}: {error.strerror or error}") from None
         return path
+
+    def exemplars(self, images, layer: str, channels: Sequence[int] | None = None,
+                  per_channel: int = DEFAULT_PER_CHANNEL, rank: str = DEFAULT_RANK, engine: str = "local", *,
+                  max_maps: int | None = DEFAULT_MAX_MAPS, ray_address: str | None = None,
+                  batch_size: int = DEFAULT_BATCH_SIZE) -> dict[int, list[Exemplar]]:
+        """{channel: the `per_channel` photos that excite it most, best first}, streaming `images` once.
+
+        `images`: photo paths and directories (a path or a list). Without `channels`, the
+        `max_maps` channels with the highest mean over the whole set, highest first. `rank`:
+        "max" (the strongest position) or "mean". `engine` "ray" runs Ray Data workers, on a
+        local Ray or the cluster at `ray_address` ("auto": the running one). Unreadable photos
+        are skipped with a warning that lists them.
+        """
+        paths = expand_inputs([images] if isinstance(images, (str, Path)) else list(images), recursive=False)
+        plan = ExemplarPlan((layer,), None if channels is None else tuple(channels), per_channel, rank, max_maps)
+        result = find_exemplars(self.network, self.choice, plan, paths, engine, batch_size, ray_address)
+        if result.failed:
+            skipped = ", ".join(str(path) for path, _ in result.failed)
+            warnings.warn(f"{len(result.failed)} of {len(paths)} photos unreadable, skipped: {skipped}", stacklevel=2)
+        return result.exemplars.get(layer, {})
 
     # --- The batched step the command line runs ---------------------------------------
     def prepare(self, analysis: Analysis):

@@ -11,13 +11,17 @@
     output    write figures, JSON and arrays atomically; where they go
     synthesis  feature visualisation: per channel, an image optimised to excite it; the cache of them
     synthesis_figure  draw each channel's map on the photo beside its pattern
+    exemplars the photos of a set that excite each channel most: bounded tallies, merged batch by batch
+    exemplar_figure  draw a layer's exemplars: one row per channel, each photo cropped around its peak
+    ray_engine       the exemplar search on Ray Data workers (imported only with --engine ray)
     analysis  one batch of photos reduced to what is printed and drawn
     cli       the command line's parser and progress
     run       the command line's run over many photos
+    run_exemplars    the command line's --exemplars mode
     backend   the few lines each Keras backend needs of its own
     errors    the exceptions deepviz raises
 
-Imports run one way: run and cli -> analysis -> stages -> backend and errors.
+Imports run one way: run and cli -> analysis and exemplars -> stages -> backend and errors.
 """
 
 __version__ = "0.1.0"

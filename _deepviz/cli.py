@@ -8,6 +8,7 @@ import sys
 
 from . import __version__
 from .errors import UsageError
+from .exemplars import DEFAULT_PER_CHANNEL, ENGINES, MAX_PER_CHANNEL
 from .figure import DEFAULT_CMAP, DEFAULT_DPI, check_colormap
 from .images import PREPROCESSING, SAMPLE_IMAGE_NAME
 from .mosaic import NORMALISATIONS
@@ -133,8 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
                         action=StoreGiven,
                         help=f"channels drawn per layer, the highest-ranked first ({SYNTHESIS_MAX_MAPS} with "
                         "--synthesize, unless given)")
-    parser.add_argument("--rank", choices=list(RANKINGS), default="mean",
-                        help="order of channels: by mean or max activation, or by channel index")
+    parser.add_argument("--rank", choices=list(RANKINGS),
+                        help="order of channels: by mean or max activation, or by channel index (default: mean); "
+                        "with --exemplars, how photos are ranked: max (the strongest position, the default there) "
+                        "or mean")
     parser.add_argument("--norm", choices=list(NORMALISATIONS), default="channel",
                         help="tile scaling: 'channel' (each tile its own min to max) or 'layer' (one scale per layer)")
     parser.add_argument("--cmap", default=DEFAULT_CMAP, help="any Matplotlib colormap name")
@@ -175,6 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "and each layer's statistics and ranked channels")
     parser.add_argument("--save-arrays", action="store_true",
                         help="also write <figure stem>.npz: each chosen layer's maps and the output vector")
+    parser.add_argument("--exemplars", nargs="+", metavar="PHOTO",
+                        help="dataset exemplars: stream these photos (files or directories) through the network "
+                        "once and draw, per layer, the photos that excite each channel most (--channels, or the "
+                        "top --max-maps by mean over the set), cropped around the strongest position")
+    parser.add_argument("--per-channel", type=positive_int(1, MAX_PER_CHANNEL), default=DEFAULT_PER_CHANNEL,
+                        metavar="K", help=f"with --exemplars: photos kept per channel (1 to {MAX_PER_CHANNEL})")
+    parser.add_argument("--engine", choices=list(ENGINES), default="local",
+                        help="with --exemplars: 'local' runs in this process; 'ray' runs Ray Data workers, "
+                        "one network each (pip install \"deepviz[ray]\")")
+    parser.add_argument("--ray-address", metavar="ADDRESS",
+                        help="with --engine ray: the cluster to join, 'auto' for the running one "
+                        "(default: start a local Ray)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     parser.add_argument("--debug", action="store_true",
                         help="show full tracebacks of internal errors, every library warning and what C "
@@ -200,7 +215,7 @@ class Reporter:
         if not self.quiet:
             print(f"deepviz: {message}", file=sys.stderr, flush=True)
 
-    def progress(self, total: int):
+    def progress(self, total: int, label: str = "drawing"):
         """A rich progress bar over the images, when there is more than one."""
         if self.quiet or total < 2:
             return contextlib.nullcontext(None)
@@ -208,7 +223,7 @@ class Reporter:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         return Progress(
-            TextColumn("drawing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             console=Console(stderr=True), transient=False,
         )
 

@@ -68,6 +68,10 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser, make_
         return list_layers(args, reporter, make_visualizer)
     check_out_path(args.out)
     check_cmap(parser, args.cmap)
+    if args.exemplars:
+        from .run_exemplars import run_exemplars  # it imports this module
+
+        return run_exemplars(args, reporter, make_visualizer)
     if args.synthesize and not getattr(args, "max_maps_given", False):
         args.max_maps = SYNTHESIS_MAX_MAPS
     if args.synthesize and not args.images:
@@ -113,8 +117,8 @@ def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
     visualizer = make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
     analysis = Analysis(
         layers=tuple(args.layers or visualizer.default_layers), top=args.top, max_maps=args.max_maps,
-        rank=args.rank, channels=args.channels, summary=args.summary, cam=args.cam, cam_layer=args.cam_layer,
-        keep_arrays=args.save_arrays,
+        rank=args.rank or "mean", channels=args.channels, summary=args.summary, cam=args.cam,
+        cam_layer=args.cam_layer, keep_arrays=args.save_arrays,
     )
     style = FigureStyle("", args.norm, args.cmap, args.dpi)
     visualizer.prepare(analysis)  # every layer name checked, the models built, before the first photo

@@ -1,0 +1,117 @@
+"""Draw a layer's dataset exemplars: one row per channel, each photo cropped around its strongest position.
+
+The crop of an exemplar: the channel's map grid is stretched over the whole photo (the
+network sees the photo squashed to its input, so each grid cell covers width/columns by
+height/rows photo pixels); the crop is the square centred on the strongest cell with a
+side of CROP_CELLS cells (the longer cell side) or MIN_CROP_FRACTION of the photo's
+shorter side, whichever is larger, at most the shorter side, moved inside the photo.
+The channel's map is laid over it lightly, stretched the same way; a thin box marks the cell.
+"""
+
+from __future__ import annotations
+
+import functools
+import textwrap
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from .errors import DeepvizError
+from .exemplars import Exemplar
+from .images import load_image
+
+CROP_CELLS = 3  # the crop's side, in grid cells, at least
+MIN_CROP_FRACTION = 1 / 3  # ... and at least this fraction of the photo's shorter side
+CROP_PIXELS = 128  # longest side of a crop as stored in the figure: keeps files small
+MAP_ALPHA = 0.35  # the channel's map over the crop, lightly
+TILE_INCHES = 1.35
+TITLE_CHARACTERS_PER_INCH = 12  # at the title's font size
+LABEL_CHARACTERS = 18  # file names longer than this are shortened in the labels
+
+
+def crop_box(photo_size: tuple[int, int], position: tuple[int, int], grid: tuple[int, int]) -> tuple[int, ...]:
+    """(left, top, right, bottom) in photo pixels: the square around the grid cell at `position`.
+
+    `photo_size` is (width, height); `position` (row, column) of a `grid` of (rows, columns).
+    """
+    width, height = photo_size
+    (row, column), (rows, columns) = position, grid
+    cell_width, cell_height = width / columns, height / rows
+    shorter = min(width, height)
+    side = min(shorter, max(CROP_CELLS * max(cell_width, cell_height), MIN_CROP_FRACTION * shorter))
+    centre_x, centre_y = (column + 0.5) * cell_width, (row + 0.5) * cell_height
+    left = min(max(centre_x - side / 2, 0), width - side)
+    top = min(max(centre_y - side / 2, 0), height - side)
+    return round(left), round(top), round(left + side), round(top + side)
+
+
+def synthesized_patterns(network, layer: str, channels: Sequence[int]) -> dict[int, np.ndarray]:
+    """The channels' synthesized patterns already cached by the synthesis stage; {} without it."""
+    try:
+        from .synthesis import cached_patterns
+    except ImportError:  # the feature-visualisation stage is not part of this installation
+        return {}
+    return cached_patterns(network, layer, channels)
+
+
+def draw_exemplars(layer: str, rows: dict[int, list[Exemplar]], channel_means: dict[int, float],
+                   patterns: dict[int, np.ndarray], title: str, cmap: str = "viridis", dpi: int = 100):
+    """A Matplotlib Figure: per channel, its synthesized pattern (when given) then its exemplars' crops."""
+    from matplotlib.figure import Figure
+
+    per_row = max((len(exemplars) for exemplars in rows.values()), default=1)
+    pattern_column = 1 if any(channel in patterns for channel in rows) else 0
+    columns = max(per_row + pattern_column, 1)
+    figure = Figure(figsize=(columns * TILE_INCHES, max(len(rows), 1) * (TILE_INCHES + 0.35) + 0.6),
+                    dpi=dpi, layout="constrained")
+    figure.suptitle("\n".join(textwrap.wrap(title, width=int(columns * TILE_INCHES * TITLE_CHARACTERS_PER_INCH))),
+                    fontsize=9)
+    grid = figure.add_gridspec(max(len(rows), 1), columns)
+    read_photo = functools.lru_cache(maxsize=8)(read_or_none)
+    for row, (channel, exemplars) in enumerate(rows.items()):
+        tiles = [figure.add_subplot(grid[row, column]) for column in range(columns)]
+        for axes in tiles:
+            axes.set_xticks([])
+            axes.set_yticks([])
+            axes.set_frame_on(False)
+        tiles[0].set_ylabel(f"{layer}\nchannel {channel}\nmean {channel_means.get(channel, float('nan')):.3g}",
+                            fontsize=7)
+        if pattern_column and channel in patterns:
+            tiles[0].imshow(patterns[channel], interpolation="antialiased")
+            tiles[0].set_title("synthesized", fontsize=7)
+        for axes, exemplar in zip(tiles[pattern_column:], exemplars):
+            draw_crop(axes, exemplar, read_photo(exemplar.path), cmap)
+    return figure
+
+
+def read_or_none(path: Path) -> Image.Image | None:
+    try:
+        return load_image(path, notes=[])
+    except DeepvizError:  # gone or changed since it was read: its tile says so
+        return None
+
+
+def draw_crop(axes, exemplar: Exemplar, photo: Image.Image | None, cmap: str) -> None:
+    """The exemplar's crop with the channel's map over it, labelled with file name and activation."""
+    from matplotlib.patches import Rectangle
+
+    name = exemplar.path.name
+    label = name if len(name) <= LABEL_CHARACTERS else name[:LABEL_CHARACTERS - 1] + "…"
+    axes.set_title(f"{label}\n{exemplar.activation:.3g}", fontsize=7)
+    if photo is None:
+        axes.text(0.5, 0.5, "unreadable now", ha="center", va="center", fontsize=7, transform=axes.transAxes)
+        return
+    left, top, right, bottom = crop_box(photo.size, exemplar.position, exemplar.grid)
+    crop = photo.crop((left, top, right, bottom))
+    crop.thumbnail((CROP_PIXELS, CROP_PIXELS))
+    axes.imshow(np.asarray(crop), extent=(left, right, bottom, top), interpolation="antialiased")
+    width, height = photo.size
+    axes.imshow(exemplar.map, extent=(0, width, height, 0), cmap=cmap, alpha=MAP_ALPHA, interpolation="bilinear")
+    (row, column), (rows, columns) = exemplar.position, exemplar.grid
+    cell_width, cell_height = width / columns, height / rows
+    axes.add_patch(Rectangle((column * cell_width, row * cell_height), cell_width, cell_height,
+                             fill=False, edgecolor="white", linewidth=0.6))
+    axes.set_xlim(left, right)
+    axes.set_ylim(bottom, top)

@@ -1,0 +1,86 @@
+"""The exemplar search scaled out with Ray Data: photo paths as the dataset, one network per worker.
+
+`map_batches` runs `ExemplarWorker`, an actor class that builds the network once and
+reduces each batch of paths to a `Partial` (a bounded tally per layer); the driver merges
+the partials as they stream back, so its memory stays flat too. Each worker takes a GPU
+when the cluster has them. Ray is imported only here, and only with `--engine ray`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import UsageError
+from .exemplars import ExemplarPlan, Partial, build_maps_model, check_plan, merge_partials, reduce_batch
+from .models import NetworkChoice, build_network
+
+CPUS_PER_CPU_WORKER = 2  # a CPU worker's framework uses several threads; one worker per two CPUs
+
+
+def import_ray():
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never report usage over the network
+    try:
+        import ray
+        import ray.data  # configures its loggers on import
+    except ImportError:
+        raise UsageError('--engine ray needs Ray: pip install "deepviz[ray]" (or "ray[data]>=2.9"), '
+                         "or use the default --engine local") from None
+    return ray
+
+
+class ExemplarWorker:
+    """A Ray Data actor: the network and its maps model built once, then one Partial per batch of paths."""
+
+    def __init__(self, choice: NetworkChoice, plan: ExemplarPlan, batch_size: int):
+        self.network = build_network(choice)
+        self.plan = plan
+        self.layer_names = check_plan(self.network, plan)
+        self.maps_model = build_maps_model(self.network, self.layer_names)
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        indexed_paths = list(zip(batch["index"].tolist(), batch["path"].tolist()))
+        partial = reduce_batch(self.network, self.maps_model, self.plan, self.layer_names, indexed_paths,
+                               self.batch_size)
+        photos = np.array([len(indexed_paths)])
+        return {"partial": np.array([pickle.dumps(partial)], dtype=object), "photos": photos}
+
+
+def search_ray(choice: NetworkChoice, plan: ExemplarPlan, paths: Sequence[Path], batch_size: int,
+               address: str | None = None, advance: Callable[[int], None] = lambda done: None) -> Partial:
+    """The same search as exemplars.search_local, run by Ray Data workers; `address` None starts a local Ray."""
+    ray = import_ray()
+    for name in ("ray", "ray.data"):  # Ray's notes go to its session logs (/tmp/ray), not the terminal
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                 runtime_env={"env_vars": worker_environment()})
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    workers = gpus or max(1, int(resources.get("CPU", 1)) // CPUS_PER_CPU_WORKER)
+    dataset = ray.data.from_items([{"index": i, "path": str(path)} for i, path in enumerate(paths)])
+    partials = dataset.map_batches(
+        ExemplarWorker, fn_constructor_args=(choice, plan, batch_size), batch_size=batch_size, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
+    )
+    total = None
+    for row in partials.iter_rows():  # streamed: merged as each batch comes back
+        total = merge_partials(total, pickle.loads(row["partial"]), plan.per_channel)
+        advance(int(row["photos"]))
+    return total or Partial({}, [])
+
+
+def worker_environment() -> dict[str, str]:
+    """What the workers share with the driver: the package, the Keras backend, quiet logs, no usage reports."""
+    names = ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "RAY_USAGE_STATS_ENABLED")
+    environment = {name: os.environ[name] for name in names if name in os.environ}
+    package_parent = str(Path(__file__).resolve().parent.parent)  # _deepviz importable from a checkout too
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
+    return environment

@@ -1,0 +1,86 @@
+"""The command line's --exemplars mode: stream the photos once, then a figure (and JSON) per layer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .cli import Reporter
+from .errors import DeepvizError, UsageError
+from .exemplar_figure import draw_exemplars, synthesized_patterns
+from .exemplars import DEFAULT_RANK, RANKS, ExemplarPlan, ExemplarResult, exemplar_records, find_exemplars
+from .images import expand_inputs
+from .models import DEFAULT_WEIGHTS, OWN_WEIGHTS_LABEL
+from .output import DEFAULT_OUT_DIR, is_directory_target, library_versions, save_figure, write_atomically
+from .run import check_model_options
+
+
+def run_exemplars(args, reporter: Reporter, make_visualizer) -> int:
+    """`deepviz --exemplars PHOTOS... --layers L [--channels I,J] [--per-channel K] [--engine ray]`."""
+    if args.ray_address is not None and args.engine != "ray":
+        raise UsageError(f"--ray-address {args.ray_address} joins a Ray cluster: add --engine ray")
+    for flag, given in [("--cam", args.cam), ("--summary", args.summary), ("--save-arrays", args.save_arrays)]:
+        if given:
+            raise UsageError(f"{flag} belongs to one photo's figure and does not apply to --exemplars; leave it out")
+    rank = args.rank or DEFAULT_RANK
+    if rank not in RANKS:
+        raise UsageError(f"--rank {rank}: exemplars are ranked by {' or '.join(RANKS)} activation")
+    photo_paths = expand_inputs([*args.exemplars, *args.images], args.recursive)
+    weights = check_model_options(args)
+    reporter.status(f"building {args.model} (weights: {weights or OWN_WEIGHTS_LABEL})")
+    visualizer = make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
+    layers = tuple(dict.fromkeys(args.layers or visualizer.default_layers))
+    out_paths = exemplar_figure_paths(layers, args.out)
+    plan = ExemplarPlan(layers, args.channels, args.per_channel, rank, args.max_maps)
+    with reporter.progress(len(photo_paths), "searching") as progress:
+        task = progress.add_task("searching", total=len(photo_paths)) if progress else None
+        advance = (lambda done: progress.advance(task, done)) if progress else (lambda done: None)
+        result = find_exemplars(visualizer.network, visualizer.choice, plan, photo_paths, args.engine,
+                                args.batch_size, args.ray_address, advance)
+    for path, reason in result.failed:
+        print(f"deepviz: warning: skipped: {reason}", file=sys.stderr, flush=True)
+    for layer in result.exemplars:
+        report_layer(layer, result, visualizer.network, plan, out_paths[layer], args)
+    skipped = f"; unreadable, skipped: {', '.join(str(p) for p, _ in result.failed)}" if result.failed else ""
+    print(f"{result.photos} of {len(photo_paths)} photos searched{skipped}")
+    return 0
+
+
+def exemplar_figure_paths(layers, out: str | None) -> dict[str, Path]:
+    """exemplars_<layer>.png in --out's directory (default result/), or --out itself for one layer."""
+    if out is not None and not is_directory_target(out):
+        if len(layers) > 1:
+            raise UsageError(f"--out {out} names one file but {len(layers)} layers were given; pass a directory")
+        return {layers[0]: Path(out)}
+    folder = Path(out) if out is not None else DEFAULT_OUT_DIR
+    return {layer: folder / f"exemplars_{layer.replace('/', '_')}.png" for layer in layers}
+
+
+def report_layer(layer: str, result: ExemplarResult, network, plan: ExemplarPlan, out_path: Path, args) -> None:
+    """Print each channel's exemplars, draw the layer's figure and write it (and its JSON)."""
+    rows = result.exemplars[layer]
+    for channel, exemplars in rows.items():
+        found = ", ".join(f"{e.path.name} {e.activation:.4g}" for e in exemplars)
+        print(f"{layer} channel {channel}: {found}")
+    title = (f"{layer}: the {plan.per_channel} of {result.photos} photos that excite each channel most "
+             f"({plan.rank} activation); {network.label}, weights {network.weights_label}")
+    patterns = synthesized_patterns(network, layer, list(rows))
+    figure = draw_exemplars(layer, rows, result.channel_means[layer], patterns, title, args.cmap, args.dpi)
+    writes = [(out_path, lambda: save_figure(figure, out_path, args.dpi), "the figure")]
+    if args.json:
+        record = {
+            "layer": layer, "model": network.label, "weights": network.weights_label, "rank": plan.rank,
+            "per_channel": plan.per_channel, "photos_searched": result.photos,
+            "unreadable": [{"path": str(path), "reason": reason} for path, reason in result.failed],
+            "versions": library_versions(), "channels": exemplar_records(result, layer),
+        }
+        text = json.dumps(record, indent=2).encode("utf-8")
+        json_path = out_path.with_suffix(".json")
+        writes.append((json_path, lambda: write_atomically(json_path, lambda stream: stream.write(text)), "the JSON"))
+    for target, write, what in writes:
+        try:
+            write()
+        except OSError as error:
+            raise DeepvizError(f"could not write {what} {target}: {error.strerror or error}") from None
+        print(f"wrote {target}", flush=True)
