@@ -168,3 +168,14 @@ def test_cli_pairs_the_photos_maps_with_patterns(tiny_model, cache, tmp_path, ru
     with np.load(out.with_suffix(".npz")) as arrays:
         synthesized = [name for name in arrays.files if name.startswith("synth/mixed/")]
     assert len(synthesized) == 8  # --max-maps defaults to 8 with --synthesize; the layer has 8
+
+
+def test_exemplar_rows_find_the_cached_pattern(network, cache):
+    """The dataset-exemplar figure (issue 13) reads patterns through cached_patterns."""
+    from _deepviz import exemplar_figure
+
+    defaults = synthesis.synthesis_settings(network)
+    stored = synthesis.Pattern(np.full((SIZE, SIZE, 3), 9, np.uint8), 2.0)
+    synthesis.write_cached(synthesis.cache_path(synthesis.model_identity(network), "mixed", 5, defaults), stored)
+    found = exemplar_figure.synthesized_patterns(network, "mixed", [4, 5])
+    assert list(found) == [5] and found[5][0, 0, 0] == 9
