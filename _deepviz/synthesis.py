@@ -9,9 +9,11 @@ Distill 2017; the Lucid library), in the order a step runs:
        less the highest mean of any other channel of the layer (after their ReLUs)
 and Adam follows the gradient up. The second term is deepviz's: with the channel's mean alone
 (Lucid's objective), a pattern often excites a correlated neighbour even more than its own channel
-(tried on InceptionV3's mixed3: 3 of 6 channels ranked third on their own patterns). All channels of a layer are optimised together, one per
-image of one batch; each channel's start and transforms come from its own seeded generator,
-so a channel's pattern does not depend on which other channels ran beside it.
+(tried on InceptionV3's mixed3: 3 of 6 channels ranked third on their own patterns).
+
+All channels of a layer are optimised together, one per image of one batch; each channel's
+start and transforms come from its own seeded generator, so a channel's pattern does not
+depend on which other channels ran beside it.
 
 Channels are optimised before their ReLU: on a near-grey start most post-ReLU maps are zero
 everywhere, so no gradient reaches them and they would stay grey.
@@ -404,7 +406,8 @@ def synthesize_patterns(network, layer: str, channels: Sequence[int], settings: 
 
 
 def layer_patterns(network, layers: Sequence[tuple[str, Sequence[int]]], settings: Settings,
-                   progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict[str, dict[int, Pattern]]:
+                   progress: Callable[[str, int], Callable[[int], None]] | None = None
+                   ) -> dict[str, dict[int, Pattern]]:
     """{layer: {channel: Pattern}} for [(layer, channels)], each layer's channels optimised together."""
     for layer, _ in layers:
         check_synthesis_layer(network, layer)  # every layer checked before the first is optimised

@@ -53,7 +53,8 @@ def test_inverse_fourier_bases_are_irfft2(network):
     spectrum = np.random.default_rng(0).normal(size=(2, size, size // 2 + 1)).astype(np.float32)
     scale, width_cos, width_sin, height_cos, height_sin = synthesis.inverse_fourier_bases(size)
     real, imaginary = spectrum * scale
-    ours = height_cos @ (real @ width_cos - imaginary @ width_sin) - height_sin @ (real @ width_sin + imaginary @ width_cos)
+    rows_real, rows_imaginary = real @ width_cos - imaginary @ width_sin, real @ width_sin + imaginary @ width_cos
+    ours = height_cos @ rows_real - height_sin @ rows_imaginary
     frequencies = np.sqrt(np.fft.fftfreq(size)[:size // 2 + 1] ** 2 + np.fft.fftfreq(size)[:, None] ** 2)
     lucid_scale = 1 / np.maximum(frequencies, 1 / size) * size  # sqrt(pixels) = size
     expected = np.fft.irfft2((spectrum[0] + 1j * spectrum[1]) * lucid_scale, s=(size, size))
