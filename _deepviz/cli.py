@@ -14,6 +14,7 @@ from .mosaic import NORMALISATIONS
 from .models import DEFAULT_MODEL, DEFAULT_PREPROCESS, MODELS, NUM_CLASSES
 from .output import DEFAULT_OUT_DIR, FIGURE_FORMATS
 from .stats import DEFAULT_MAX_MAPS, DEFAULT_TOP, RANKINGS, SUMMARIES
+from .workers import usable_cores
 
 DEFAULT_BATCH_SIZE = 8
 
@@ -132,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recursive", action="store_true", help="look for images in subdirectories too")
     parser.add_argument("--batch-size", type=positive_int(1, 1024), default=DEFAULT_BATCH_SIZE, metavar="N",
                         help="images per forward pass")
+    parser.add_argument("--workers", type=positive_int(1, 512), metavar="N",
+                        help="processes that draw and write the figures while the network runs; 1 draws in "
+                        f"this process (default: the cores this process may use, {usable_cores()} here, "
+                        "at most one per photo)")
     parser.add_argument("--channels", type=channel_list, metavar="I,J,...",
                         help="draw exactly these channels, in this order, for every chosen layer "
                         "(instead of the top-ranked ones)")

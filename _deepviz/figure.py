@@ -62,8 +62,7 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
     """
     from matplotlib.figure import Figure
 
-    display = photo.copy()
-    display.thumbnail((PHOTO_DISPLAY_MAX_PIXELS, PHOTO_DISPLAY_MAX_PIXELS))
+    display = display_photo(photo)
     photo_height = min(PHOTO_MAX_HEIGHT_INCHES, PANEL_WIDTH_INCHES * display.height / display.width)
     mosaics = [layer_mosaic(layer, style.norm) for layer in layers]
     heights = [max(photo_height, 0.3) + 0.8] + [panel_height(m) for m in mosaics]
@@ -90,6 +89,13 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
         else:
             draw_vector(axes, colorbar_axes, layer)
     return figure
+
+
+def display_photo(photo: Image.Image) -> Image.Image:
+    """The photo as the figure shows it: at most PHOTO_DISPLAY_MAX_PIXELS on its longer side."""
+    display = photo.copy()
+    display.thumbnail((PHOTO_DISPLAY_MAX_PIXELS, PHOTO_DISPLAY_MAX_PIXELS))
+    return display
 
 
 def draw_cam(axes, display: Image.Image, cam, layer: str) -> None:

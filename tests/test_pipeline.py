@@ -6,7 +6,6 @@ import re
 
 import numpy as np
 import pytest
-from matplotlib.figure import Figure
 from PIL import Image
 
 import deepviz
@@ -239,11 +238,11 @@ def test_save_is_atomic_when_writing_fails_halfway(run, tmp_path, monkeypatch):
     out = tmp_path / "figure.png"
     out.write_bytes(b"the previous figure")
 
-    def fail_halfway(self, stream, **kwargs):
+    def fail_halfway(figure, stream, dpi):
         stream.write(b"\x89PNG half a figure")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Figure, "savefig", fail_halfway)
+    monkeypatch.setattr(output, "write_png", fail_halfway)
     status, out_text, err = run(SAMPLE_PHOTO, "--weights", "none", "--quiet", "--layers", "mixed9", "--out", out)
     assert status == 1
     assert err == f"deepviz: error: could not write the figure {out}: No space left on device\n"
@@ -296,11 +295,11 @@ def test_ctrl_c_while_saving_leaves_no_partial_file(run, tmp_path, monkeypatch):
     out = tmp_path / "figure.png"
     out.write_bytes(b"the previous figure")
 
-    def interrupted_halfway(self, stream, **kwargs):
+    def interrupted_halfway(figure, stream, dpi):
         stream.write(b"\x89PNG half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Figure, "savefig", interrupted_halfway)
+    monkeypatch.setattr(output, "write_png", interrupted_halfway)
     status, _, err = run(SAMPLE_PHOTO, "--weights", "none", "--quiet", "--layers", "mixed9", "--out", out)
     assert (status, err) == (130, "interrupted\n")
     assert out.read_bytes() == b"the previous figure"
