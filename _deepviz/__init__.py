@@ -9,13 +9,14 @@
     mosaic    scale a layer's tiles and lay them out in one image
     figure    draw the photo, its heatmaps and the mosaics as a Matplotlib figure
     output    write figures, JSON and arrays atomically; where they go
+    workers   draw and write each photo's files in worker processes, reports in input order
     analysis  one batch of photos reduced to what is printed and drawn
     cli       the command line's parser and progress
     run       the command line's run over many photos
     backend   the few lines each Keras backend needs of its own
     errors    the exceptions deepviz raises
 
-Imports run one way: run and cli -> analysis -> stages -> backend and errors.
+Imports run one way: run and cli -> analysis, workers -> stages -> backend and errors.
 """
 
 __version__ = "0.1.0"

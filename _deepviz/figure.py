@@ -75,7 +75,8 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
         len(heights), 2, height_ratios=heights, width_ratios=[1 - COLORBAR_WIDTH_RATIO, COLORBAR_WIDTH_RATIO]
     )
     photo_axes = figure.add_subplot(grid[0, :])
-    photo_axes.imshow(np.asarray(display), aspect="equal", interpolation="antialiased")
+    shown = shrunk_to(display, PANEL_WIDTH_INCHES * style.dpi, photo_height * style.dpi)
+    photo_axes.imshow(np.asarray(shown), aspect="equal", interpolation="antialiased")
     photo_axes.set_title(style.photo_title, fontsize=11)
     photo_axes.set_axis_off()
     if cams:
@@ -96,6 +97,18 @@ def display_photo(photo: Image.Image) -> Image.Image:
     display = photo.copy()
     display.thumbnail((PHOTO_DISPLAY_MAX_PIXELS, PHOTO_DISPLAY_MAX_PIXELS))
     return display
+
+
+def shrunk_to(photo: Image.Image, width: float, height: float) -> Image.Image:
+    """The photo shrunk to fit width x height pixels, about as the figure draws it.
+
+    Pillow resamples far faster than Matplotlib, which then has little left to do.
+    """
+    if photo.width <= width and photo.height <= height:
+        return photo
+    shrunk = photo.copy()
+    shrunk.thumbnail((max(1, round(width)), max(1, round(height))), Image.Resampling.LANCZOS)
+    return shrunk
 
 
 def draw_cam(axes, display: Image.Image, cam, layer: str) -> None:
@@ -182,23 +195,39 @@ def label_tiles(axes, image, channels: Sequence, columns: int, tile_shape: tuple
 
 
 def render_tile_labels(channels: Sequence, columns: int, tile_shape: tuple, tile_pixels: float) -> np.ndarray:
-    """RGBA labels, (rows*(H+gap)-gap)*scale x (columns*(W+gap)-gap)*scale, transparent elsewhere."""
+    """RGBA labels, about (rows*(H+gap)-gap)*scale x (columns*(W+gap)-gap)*scale, transparent elsewhere.
+
+    `scale` (label pixels per map pixel) makes a tile as wide as it comes out in the figure,
+    at least MIN_LABEL_TILE_PIXELS, so that Matplotlib resamples the labels about 1:1.
+    """
     from PIL import ImageDraw, ImageFont
 
     height, width = tile_shape
-    scale = max(1, math.ceil(max(tile_pixels, MIN_LABEL_TILE_PIXELS) / width))  # label pixels per map pixel
+    label_tile = max(tile_pixels, MIN_LABEL_TILE_PIXELS)  # label pixels a tile wide
+    scale = label_tile / width
     rows = math.ceil(len(channels) / columns)
-    size = (columns * (width + TILE_GAP) - TILE_GAP) * scale, (rows * (height + TILE_GAP) - TILE_GAP) * scale
+    size = (round((columns * (width + TILE_GAP) - TILE_GAP) * scale),
+            round((rows * (height + TILE_GAP) - TILE_GAP) * scale))
     canvas = Image.new("RGBA", size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=int(np.clip(width * scale * 0.2, 9, 18)))
+    font = ImageFont.load_default(size=label_font_pixels(width, label_tile))
     for slot, channel in enumerate(channels):
         row, column = divmod(slot, columns)
-        corner = (column * (width + TILE_GAP) * scale, row * (height + TILE_GAP) * scale)
+        corner = (round(column * (width + TILE_GAP) * scale), round(row * (height + TILE_GAP) * scale))
         box = draw.textbbox(corner, str(channel), font=font, anchor="lt")
         draw.rectangle((corner[0], corner[1], box[2] + 1, box[3] + 1), fill=(0, 0, 0, 140))
         draw.text((corner[0] + 1, corner[1] + 1), str(channel), font=font, fill=(255, 255, 255, 255), anchor="lt")
     return np.asarray(canvas)
+
+
+def label_font_pixels(width: int, label_tile: float) -> int:
+    """A label's font size on a tile `label_tile` pixels wide: a fifth of the tile, from 9 to 18 pixels.
+
+    The size is measured on the tile enlarged by a whole factor to at least `label_tile`
+    pixels (at least its map's width), then brought back to `label_tile`.
+    """
+    whole_tile = width * max(1, math.ceil(label_tile / width))
+    return max(1, round(np.clip(whole_tile * 0.2, 9, 18) * label_tile / whole_tile))
 
 
 def draw_vector(axes, colorbar_axes, layer: LayerSummary) -> None:

@@ -328,3 +328,14 @@ def test_each_tile_is_labelled_with_its_channel_index():
 def test_predictions_are_printed_aligned():
     lines = cli.format_predictions([("golden_retriever", 0.8655), ("tabby", 0.0999), ("toy_poodle", 0.005)])
     assert lines == ["1. golden_retriever  86.55%", "2. tabby              9.99%", "3. toy_poodle         0.50%"]
+
+
+def test_png_figures_hold_the_pixels_savefig_draws_in_rgb_at_the_chosen_compression(tmp_path):
+    maps = np.random.default_rng(2).random((6, 6, 12), np.float32)
+    drawn = draw([stats.summarize_layer("layer", maps, 64, "mean")])
+    output.save_figure(drawn, tmp_path / "fast.png", dpi=40)
+    drawn.savefig(tmp_path / "savefig.png", dpi=40)
+    with Image.open(tmp_path / "fast.png") as fast, Image.open(tmp_path / "savefig.png") as reference:
+        assert (fast.mode, reference.mode) == ("RGB", "RGBA")
+        assert fast.info["dpi"] == pytest.approx(reference.info["dpi"])
+        np.testing.assert_array_equal(np.asarray(fast), np.asarray(reference.convert("RGB")))
