@@ -33,15 +33,25 @@ def save_figure(figure, path: Path, dpi: int) -> None:
 
 
 def write_png(figure, stream, dpi: int) -> None:
-    """The figure as `savefig` draws it, rendered once and written as RGB at PNG_COMPRESSION.
+    """The figure as `savefig` draws it, rendered once and written at PNG_COMPRESSION.
 
     `savefig` renders a figure with a layout engine twice (once to lay it out, once to
     draw it), resampling every image both times, and writes RGBA at zlib level 6; an
     opaque figure's pixels fit in RGB.
     """
     import matplotlib
+    from PIL import PngImagePlugin
+
+    metadata = PngImagePlugin.PngInfo()
+    metadata.add_text("Software", f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/")
+    render_figure(figure, dpi).save(stream, format="png", compress_level=PNG_COMPRESSION, pnginfo=metadata,
+                                    dpi=(dpi, dpi))
+
+
+def render_figure(figure, dpi: int):
+    """The figure's pixels at `dpi` as a PIL image: RGB if it is opaque, RGBA otherwise."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from PIL import Image, PngImagePlugin
+    from PIL import Image
 
     canvas, figure_dpi = figure.canvas, figure.dpi
     try:
@@ -49,13 +59,10 @@ def write_png(figure, stream, dpi: int) -> None:
         agg = FigureCanvasAgg(figure)
         agg.draw()  # lays the figure out, then draws it
         rgba = np.asarray(agg.buffer_rgba())  # (height, width, 4)
-        pixels = Image.fromarray(rgba[..., :3] if rgba[..., 3].min() == 255 else rgba.copy())
+        return Image.fromarray(rgba[..., :3] if rgba[..., 3].min() == 255 else rgba.copy())
     finally:
         figure.dpi = figure_dpi
         figure.set_canvas(canvas)
-    metadata = PngImagePlugin.PngInfo()
-    metadata.add_text("Software", f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/")
-    pixels.save(stream, format="png", compress_level=PNG_COMPRESSION, pnginfo=metadata, dpi=(dpi, dpi))
 
 
 def write_atomically(path: Path, write: Callable) -> None:
