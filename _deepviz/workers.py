@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import gc
 import multiprocessing
 import os
 import signal
@@ -78,13 +79,20 @@ def draw_and_write(job: DrawJob) -> DrawReport:
         writes.append((arrays_path, lambda: write_atomically(arrays_path, lambda s: np.savez_compressed(s, **job.arrays)),
                        "the arrays"))
     written = []
-    for target, write, what in writes:
-        try:
-            write()
-        except OSError as error:
-            return DrawReport(written, f"could not write {what} {target}: {error.strerror or error}")
-        written.append(target)
-    return DrawReport(written)
+    try:
+        for target, write, what in writes:
+            try:
+                write()
+            except OSError as error:
+                return DrawReport(written, f"could not write {what} {target}: {error.strerror or error}")
+            written.append(target)
+        return DrawReport(written)
+    finally:
+        # A Matplotlib figure is a web of reference cycles: free its arrays now (about 0.05 s),
+        # not at the collector's next turn, or a worker grows by a figure or more (263 MiB
+        # after 12 default figures instead of 179 MiB).
+        del figure, writes
+        gc.collect()
 
 
 def start_worker() -> None:
