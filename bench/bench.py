@@ -16,12 +16,16 @@ Machines are shared and noisy: read the ratios, which compare runs made minutes 
 4. memory: peak resident memory (VmHWM) of a run over all eleven mixed layers with
    --max-maps all, and of runs over 8 and 64 photos (the main process, and the
    largest drawing worker).
-5. throughput: 32 photos, default layers, in one run with --workers 1 and with the
-   default workers, against the bare network at the same batch size; one default
-   figure drawn and saved on one core; and where each photo's time goes in the main
-   process (read, forward, reduce) and in a worker (draw, encode, write).
+5. throughput: 32 photos (--throughput-photos), default layers, in one run with
+   --workers 1 and with the default workers, against the bare network at the same
+   batch size; one default figure drawn and saved on one core; and where each photo's
+   time goes in the main process (read, forward, reduce) and in a worker (draw,
+   encode, write).
 
-`--only` runs some of these: `--only figure throughput`.
+`--only` runs some of these. On a GPU machine, for example:
+
+    KERAS_BACKEND=torch python bench/bench.py --weights none --only throughput \\
+        --batch-size 32 --throughput-photos 64
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ THROUGHPUT_SCRIPT = """
 import os, sys, time, statistics
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras, numpy as np
-batch_size, weights = int(sys.argv[1]), sys.argv[2]
+batch_size, weights = int(sys.argv[1]), None if sys.argv[2] == "none" else sys.argv[2]
 model = keras.applications.InceptionV3(include_top=False, weights=weights, input_shape=(299, 299, 3))
 batch = np.random.default_rng(0).uniform(-1, 1, (batch_size, 299, 299, 3)).astype("float32")
 model.predict_on_batch(batch)  # trace once
@@ -74,14 +78,32 @@ print(batch_size / statistics.median(times))
 """
 
 # Runs deepviz.py as __main__ and writes the peak resident memory (kB) of the process and of
-# its largest child (a drawing worker) to a file.
+# its largest child (a drawing worker) to a file. A child's VmHWM is read while it runs:
+# its rusage would count the pages it shared with this process between fork and exec.
+# (Drawing workers only: their command line names multiprocessing's spawn_main.)
 PEAK_MEMORY_SCRIPT = """
-import atexit, re, resource, runpy, sys
+import atexit, glob, re, runpy, sys, threading, time
 report, script = sys.argv[1], sys.argv[2]
+def peak_kib(status_path):
+    try:
+        return int(re.search(r"VmHWM:\\s+(\\d+) kB", open(status_path).read()).group(1))
+    except (OSError, AttributeError):
+        return 0
+worker_peak = [0]
+def watch_children():
+    while True:
+        for children in glob.glob("/proc/self/task/*/children"):
+            for pid in open(children).read().split():
+                try:  # only once it runs a worker: before exec it still holds this process's pages
+                    started = b"spawn_main" in open(f"/proc/{pid}/cmdline", "rb").read()
+                except OSError:
+                    started = False
+                if started:
+                    worker_peak[0] = max(worker_peak[0], peak_kib(f"/proc/{pid}/status"))
+        time.sleep(0.1)
+threading.Thread(target=watch_children, daemon=True).start()
 def write_peak():
-    status = open("/proc/self/status").read()
-    worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    open(report, "w").write(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1) + f" {worker}")
+    open(report, "w").write(f"{peak_kib('/proc/self/status')} {worker_peak[0]}")
 atexit.register(write_peak)
 sys.argv = sys.argv[2:]
 runpy.run_path(script, run_name="__main__")
@@ -201,8 +223,15 @@ def stage_seconds(weights: Path, paths, batch_size: int, out: Path) -> tuple[dic
     return {stage: total / len(paths[:batch_size]) for stage, total in seconds.items()}, statistics.median(figure_cpu)
 
 
-def throughput_rows(args, folder: Path, copies, work: Path, progress) -> list[tuple]:
-    progress("throughput: 32 photos, default layers, --workers 1 and the default")
+def throughput_rows(args, work: Path, sources, progress) -> list[tuple]:
+    count = args.throughput_photos
+    folder = work / f"throughput{count}"
+    folder.mkdir()
+    copies = []
+    for i in range(count):
+        copies.append(folder / f"{i:03d}_{sources[i % len(sources)].name}")
+        shutil.copy(sources[i % len(sources)], copies[-1])
+    progress(f"throughput: {count} photos, default layers, --workers 1 and the default")
     common = ["--weights", args.weights, "--batch-size", args.batch_size]
     one = timed(lambda: tool(folder, *common, "--workers", 1, "--out", work / "one_worker"), args.repeats)
     default = timed(lambda: tool(folder, *common, "--out", work / "default_workers"), args.repeats)
@@ -210,14 +239,14 @@ def throughput_rows(args, folder: Path, copies, work: Path, progress) -> list[tu
     progress("throughput: where each photo's time goes")
     (work / "stages").mkdir()
     seconds, figure_cpu = stage_seconds(args.weights, copies, args.batch_size, work / "stages")
-    workers_used = workers.default_workers(len(copies))
     breakdown = ", ".join(f"{stage} {seconds[stage] * 1000:.0f}" for stage in STAGES)
     return [
-        ("32 photos, default layers, one run, --workers 1", f"{one:.1f} s", f"{32 / one:.2f} images/s", ""),
-        (f"32 photos, default layers, one run, default --workers ({workers_used})", f"{default:.1f} s",
-         f"{32 / default:.2f} images/s; {one / default:.2f}x --workers 1; {32 / default / network:.2f}x the network",
-         f"≥ 1.6x: {verdict(one / default >= 1.6)}; ≥ 3 images/s: {verdict(32 / default >= 3)}; "
-         f"≥ 0.2x the network: {verdict(32 / default / network >= 0.2)}"),
+        (f"{count} photos, default layers, one run, --workers 1", f"{one:.1f} s", f"{count / one:.2f} images/s", ""),
+        (f"{count} photos, default layers, one run, default --workers ({workers.default_workers(count)})",
+         f"{default:.1f} s",
+         f"{count / default:.2f} images/s; {one / default:.2f}x --workers 1; {count / default / network:.2f}x the network",
+         f"≥ 1.6x: {verdict(one / default >= 1.6)}; ≥ 3 images/s: {verdict(count / default >= 3)}; "
+         f"≥ 0.2x the network: {verdict(count / default / network >= 0.2)}"),
         (f"network alone, batches of {args.batch_size}", "", f"{network:.1f} images/s", "for scale"),
         ("per photo, ms: " + breakdown, f"{sum(seconds.values()) * 1000:.0f} ms", "", ""),
         ("one default figure (5 layers x 64 tiles) drawn and encoded, CPU time of one core",
@@ -236,10 +265,19 @@ def machine_description() -> str:
                 break
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     versions = run_python("-c", "import os; os.environ['TF_CPP_MIN_LOG_LEVEL']='3'; import keras, "
-                          "tensorflow, matplotlib; print(keras.__version__, tensorflow.__version__, "
-                          "matplotlib.__version__)").stdout.split()
-    return (f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB, no GPU; Python {platform.python_version()}, "
-            f"Keras {versions[0]} on TensorFlow {versions[1]}, Matplotlib {versions[2]}")
+                          "matplotlib; print(keras.__version__, keras.backend.backend(), matplotlib.__version__)"
+                          ).stdout.split()
+    return (f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB, {gpu_description()}; Python "
+            f"{platform.python_version()}, Keras {versions[0]} on {versions[1]}, Matplotlib {versions[2]}")
+
+
+def gpu_description() -> str:
+    try:
+        names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                               text=True, check=True).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return "no GPU"
+    return " + ".join(name.strip() for name in names if name.strip()) or "no GPU"
 
 
 def verdict(met: bool) -> str:
@@ -251,10 +289,12 @@ SECTIONS = ("floor", "drawing", "batch", "memory", "throughput")
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", required=True, type=Path, help="a local InceptionV3 weights file")
+    parser.add_argument("--weights", required=True, type=Path,
+                        help="a local InceptionV3 weights file, or 'none' (random: for timing on another machine)")
     parser.add_argument("--photos", type=Path, default=ROOT / "images", help="folder of photos to cycle through")
     parser.add_argument("--repeats", type=int, default=3, help="runs per median")
     parser.add_argument("--batch-size", type=int, default=cli.DEFAULT_BATCH_SIZE)
+    parser.add_argument("--throughput-photos", type=int, default=32, help="photos of the throughput runs")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS, help="the sections to run")
     args = parser.parse_args(argv)
 
@@ -334,7 +374,7 @@ def main(argv=None) -> int:
                          f"{sixty_four / eight:.2f}x the 8-photo run", f"≤ 1.2x: {verdict(sixty_four / eight <= 1.2)}"))
 
         if "throughput" in args.only:  # 5. Throughput
-            rows += throughput_rows(args, folder, copies, work, progress)
+            rows += throughput_rows(args, work, sources, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
