@@ -23,6 +23,10 @@ PANEL_WIDTH_INCHES = FIGURE_WIDTH_INCHES * (1 - COLORBAR_WIDTH_RATIO) - 1.0  # a
 MIN_LABEL_TILE_PIXELS = 24  # a tile's channel-index label is drawn on at least this many pixels
 PHOTO_MAX_HEIGHT_INCHES = 5.0
 PHOTO_DISPLAY_MAX_PIXELS = 1600  # longest side of the photo as drawn in the figure
+# Titles of axes drawn without axis (the photo, the tiles) sit on the axes' top edge, where
+# Matplotlib would put them; a given height spares it measuring the axes for each title on
+# each draw (0.07 s of a default figure's layout and 0.05 s of its building).
+TITLE_HEIGHT = 1.0
 
 
 def check_colormap(name: str) -> None:
@@ -77,7 +81,7 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
     photo_axes = figure.add_subplot(grid[0, :])
     shown = shrunk_to(display, PANEL_WIDTH_INCHES * style.dpi, photo_height * style.dpi)
     photo_axes.imshow(np.asarray(shown), aspect="equal", interpolation="antialiased")
-    photo_axes.set_title(style.photo_title, fontsize=11)
+    photo_axes.set_title(style.photo_title, fontsize=11, y=TITLE_HEIGHT)
     photo_axes.set_axis_off()
     if cams:
         cam_grid = grid[1, :].subgridspec(1, len(cams))
@@ -163,7 +167,7 @@ def draw_tiles(figure, axes, colorbar_axes, layer: LayerSummary, mosaic, style: 
     axes.set_title(
         f"{layer.name} {layer.shape}: {channel_phrase(layer)}; "
         f"{NORMALISATION_PHRASES[style.norm]}; {layer.dead} dead (constant) channels{summary_note}",
-        fontsize=10,
+        fontsize=10, y=TITLE_HEIGHT,
     )
     tile_pixels = PANEL_WIDTH_INCHES * style.dpi / columns  # about how wide a tile comes out
     label_tiles(axes, artist, labels, columns, scaled.tiles.shape[:2], tile_pixels)
