@@ -100,18 +100,21 @@ def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
     batches = load_batches(image_paths, batch_size, failures)
     first_batch = next(batches)  # read before building the network: a bad photo fails at once
     pool = DrawingPool(args.workers or default_workers(len(image_paths)))  # starts while the network is built
-
-    weights = check_model_options(args)
-    reporter.status(f"building {args.model} (weights: {weights or OWN_WEIGHTS_LABEL})")
-    visualizer = make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
-    analysis = Analysis(
-        layers=tuple(args.layers or visualizer.default_layers), top=args.top, max_maps=args.max_maps,
-        rank=args.rank, channels=args.channels, summary=args.summary, cam=args.cam, cam_layer=args.cam_layer,
-        keep_arrays=args.save_arrays,
-    )
+    try:
+        weights = check_model_options(args)
+        reporter.status(f"building {args.model} (weights: {weights or OWN_WEIGHTS_LABEL})")
+        visualizer = make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
+        analysis = Analysis(
+            layers=tuple(args.layers or visualizer.default_layers), top=args.top, max_maps=args.max_maps,
+            rank=args.rank, channels=args.channels, summary=args.summary, cam=args.cam, cam_layer=args.cam_layer,
+            keep_arrays=args.save_arrays,
+        )
+        versions = library_versions() if args.json else None  # imports Keras: once, here, never in a worker
+        visualizer.prepare(analysis)  # every layer name checked, the models built, before the first photo
+    except BaseException:
+        pool.close()
+        raise
     style = FigureStyle("", args.norm, args.cmap, args.dpi)
-    versions = library_versions() if args.json else None  # imports Keras: once, here, never in a worker
-    visualizer.prepare(analysis)  # every layer name checked, the models built, before the first photo
     with reporter.progress(len(image_paths)) as progress, pool:
         task = progress.add_task("drawing", total=len(image_paths)) if progress else None
 

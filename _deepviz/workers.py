@@ -144,6 +144,9 @@ class DrawingPool:
         return self
 
     def __exit__(self, *exception) -> None:
+        self.close()
+
+    def close(self) -> None:
         """Stop the workers: jobs not yet started are dropped, those being written are finished."""
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)

@@ -113,6 +113,14 @@ def test_ctrl_c_with_workers_stops_them_and_leaves_no_partial_file(run, tmp_path
             image.verify()
 
 
+def test_an_error_before_the_first_photo_stops_the_workers(run, tmp_path):
+    photos = make_photos(tmp_path / "in", [(40, 30), (40, 30)])
+    status, _, err = run(*photos, "--weights", "none", "--quiet", "--layers", "no_such_layer", "--workers", 2,
+                         "--out", tmp_path / "out")
+    assert status == 2 and err.startswith("deepviz: error: ")
+    assert multiprocessing.active_children() == []
+
+
 @pytest.mark.parametrize("cores, photos, expected", [(16, 64, 16), (16, 3, 3), (1, 64, 1)])
 def test_default_workers_are_the_usable_cores_at_most_one_per_photo(monkeypatch, cores, photos, expected):
     monkeypatch.setattr(workers, "usable_cores", lambda: cores)
