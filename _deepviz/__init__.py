@@ -14,6 +14,7 @@
     exemplars the photos of a set that excite each channel most: bounded tallies, merged batch by batch
     exemplar_figure  draw a layer's exemplars: one row per channel, each photo cropped around its peak
     ray_engine       the exemplar search on Ray Data workers (imported only with --engine ray)
+    workers   draw and write each photo's files in worker processes, reports in input order
     analysis  one batch of photos reduced to what is printed and drawn
     cli       the command line's parser and progress
     run       the command line's run over many photos
@@ -21,7 +22,7 @@
     backend   the few lines each Keras backend needs of its own
     errors    the exceptions deepviz raises
 
-Imports run one way: run and cli -> analysis and exemplars -> stages -> backend and errors.
+Imports run one way: run and cli -> analysis, exemplars, workers -> stages -> backend and errors.
 """
 
 __version__ = "0.1.0"

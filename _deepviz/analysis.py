@@ -101,8 +101,13 @@ def analyse_batch(network, pipeline: Pipeline, photos: Sequence[Image.Image], an
     before the next batch runs and memory stays flat however many photos there are.
     """
     outputs = forward_batch(network, pipeline.feature_model, photos, batch_size)
+    return reduce_batch(network, pipeline, outputs, len(photos), analysis)
+
+
+def reduce_batch(network, pipeline: Pipeline, outputs: dict, count: int, analysis: Analysis) -> list[PhotoResult]:
+    """The first `count` photos of a forward pass's outputs, each reduced to a PhotoResult."""
     results = []
-    for i in range(len(photos)):
+    for i in range(count):
         predictions = cams = None
         if network.class_names is not None:
             predictions = top_predictions(outputs[OUTPUT_KEY][i], network.class_names, analysis.top)

@@ -19,6 +19,7 @@ from .synthesis import DEFAULT_SEED as SYNTHESIS_SEED
 from .synthesis import DEFAULT_SIZE as SYNTHESIS_SIZE
 from .synthesis import DEFAULT_STEPS as SYNTHESIS_STEPS
 from .stats import DEFAULT_MAX_MAPS, DEFAULT_TOP, RANKINGS, SUMMARIES
+from .workers import usable_cores
 
 DEFAULT_BATCH_SIZE = 8
 
@@ -149,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recursive", action="store_true", help="look for images in subdirectories too")
     parser.add_argument("--batch-size", type=positive_int(1, 1024), default=DEFAULT_BATCH_SIZE, metavar="N",
                         help="images per forward pass")
+    parser.add_argument("--workers", type=positive_int(1, 512), metavar="N",
+                        help="processes that draw and write the figures while the network runs; 1 draws in "
+                        f"this process (default: the cores this process may use, {usable_cores()} here, "
+                        "at most one per photo)")
     parser.add_argument("--channels", type=channel_list, metavar="I,J,...",
                         help="draw exactly these channels, in this order, for every chosen layer "
                         "(instead of the top-ranked ones)")

@@ -19,11 +19,50 @@ from .stats import LayerSummary
 
 FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
 DEFAULT_OUT_DIR = Path("result")
+# zlib level of PNG figures. A default figure (1200x2311 px) as RGB: level 1 takes 0.11 s of CPU
+# for 1.67 MB, level 3 0.14 s for 1.61 MB, Matplotlib's level 6 0.32 s for 1.49 MB (README).
+PNG_COMPRESSION = 1
 
 
 def save_figure(figure, path: Path, dpi: int) -> None:
     file_format = path.suffix.lower().lstrip(".")
-    write_atomically(path, lambda stream: figure.savefig(stream, format=file_format, dpi=dpi))
+    if file_format == "png":
+        write_atomically(path, lambda stream: write_png(figure, stream, dpi))
+    else:
+        write_atomically(path, lambda stream: figure.savefig(stream, format=file_format, dpi=dpi))
+
+
+def write_png(figure, stream, dpi: int) -> None:
+    """The figure as `savefig` draws it, rendered once and written at PNG_COMPRESSION.
+
+    `savefig` renders a figure with a layout engine twice (once to lay it out, once to
+    draw it), resampling every image both times, and writes RGBA at zlib level 6; an
+    opaque figure's pixels fit in RGB.
+    """
+    import matplotlib
+    from PIL import PngImagePlugin
+
+    metadata = PngImagePlugin.PngInfo()
+    metadata.add_text("Software", f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/")
+    render_figure(figure, dpi).save(stream, format="png", compress_level=PNG_COMPRESSION, pnginfo=metadata,
+                                    dpi=(dpi, dpi))
+
+
+def render_figure(figure, dpi: int):
+    """The figure's pixels at `dpi` as a PIL image: RGB if it is opaque, RGBA otherwise."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    canvas, figure_dpi = figure.canvas, figure.dpi
+    try:
+        figure.dpi = dpi
+        agg = FigureCanvasAgg(figure)
+        agg.draw()  # lays the figure out, then draws it
+        rgba = np.asarray(agg.buffer_rgba())  # (height, width, 4)
+        return Image.fromarray(rgba[..., :3] if rgba[..., 3].min() == 255 else rgba.copy())
+    finally:
+        figure.dpi = figure_dpi
+        figure.set_canvas(canvas)
 
 
 def write_atomically(path: Path, write: Callable) -> None:
@@ -82,14 +121,14 @@ def check_out_path(out: str | None) -> None:
 
 
 def run_record(path: Path, network, predictions, layers: Sequence[LayerSummary], analysis, style,
-               preprocess: str | None) -> dict:
-    """Everything --json writes about one photo's run."""
+               preprocess: str | None, versions: dict | None = None) -> dict:
+    """Everything --json writes about one photo's run; `versions`: library_versions(), computed once."""
     return {
         "image": str(path),
         "model": network.label,
         "weights": network.weights_label,
         "trained": network.trained,
-        "versions": library_versions(),
+        "versions": versions or library_versions(),
         "settings": {
             "layers": [layer.name for layer in layers],
             "top": analysis.top,

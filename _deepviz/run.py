@@ -20,15 +20,16 @@ import numpy as np
 from .analysis import Analysis, PhotoResult
 from .cli import Reporter, check_cmap, format_predictions
 from .errors import DeepvizError, UsageError
-from .figure import FigureStyle, draw_figure, photo_title
+from .figure import FigureStyle, display_photo, photo_title
 from .images import expand_inputs, load_image, sample_image
 from .layers import describe_layers
 from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, check_model_argument
-from .output import check_out_path, figure_paths, run_record, save_figure, write_atomically
+from .output import check_out_path, figure_paths, library_versions, run_record, save_figure, write_atomically
 from .stats import format_layer_line
 from .synthesis import DEFAULT_MAX_MAPS as SYNTHESIS_MAX_MAPS
 from .synthesis import check_synthesis_layer, layer_patterns, pattern_arrays, synthesis_settings
 from .synthesis_figure import draw_synthesis_figure
+from .workers import DrawJob, DrawingPool, DrawReport, default_workers
 
 
 def run_guarded(command: Callable[[], int], debug: bool) -> int:
@@ -111,32 +112,51 @@ def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
     failures = FailureLog(several=len(image_paths) > 1, debug=args.debug)
     batches = load_batches(image_paths, batch_size, failures)
     first_batch = next(batches)  # read before building the network: a bad photo fails at once
-
-    weights = check_model_options(args)
-    reporter.status(f"building {args.model} (weights: {weights or OWN_WEIGHTS_LABEL})")
-    visualizer = make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
-    analysis = Analysis(
-        layers=tuple(args.layers or visualizer.default_layers), top=args.top, max_maps=args.max_maps,
-        rank=args.rank or "mean", channels=args.channels, summary=args.summary, cam=args.cam,
-        cam_layer=args.cam_layer, keep_arrays=args.save_arrays,
-    )
+    # --synthesize draws in this process: the patterns are made here, one layer at a time, with the network
+    workers = 1 if args.synthesize else args.workers or default_workers(len(image_paths))
+    pool = DrawingPool(workers)  # starts while the network is built
+    try:
+        weights = check_model_options(args)
+        reporter.status(f"building {args.model} (weights: {weights or OWN_WEIGHTS_LABEL})")
+        visualizer = make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
+        analysis = Analysis(
+            layers=tuple(args.layers or visualizer.default_layers), top=args.top, max_maps=args.max_maps,
+            rank=args.rank or "mean", channels=args.channels, summary=args.summary, cam=args.cam,
+            cam_layer=args.cam_layer, keep_arrays=args.save_arrays,
+        )
+        versions = library_versions() if args.json else None  # imports Keras: once, here, never in a worker
+        visualizer.prepare(analysis)  # every layer name checked, the models built, before the first photo
+        if args.synthesize:
+            for layer in analysis.layers:
+                check_synthesis_layer(visualizer.network, layer)
+    except BaseException:
+        pool.close()
+        raise
     style = FigureStyle("", args.norm, args.cmap, args.dpi)
-    visualizer.prepare(analysis)  # every layer name checked, the models built, before the first photo
-    if args.synthesize:
-        for layer in analysis.layers:
-            check_synthesis_layer(visualizer.network, layer)
     # --synthesize shows its own bar per layer; rich shows one live display at a time
-    with reporter.progress(0 if args.synthesize else len(image_paths)) as progress:
+    with reporter.progress(0 if args.synthesize else len(image_paths)) as progress, pool:
         task = progress.add_task("drawing", total=len(image_paths)) if progress else None
+
+        def show(reports):
+            for (path, lines), report in reports:
+                print_report(path, lines, report, failures)
+                if progress:
+                    progress.advance(task)
+
         for positions, photos in itertools.chain([first_batch], batches):
             if photos:
                 results = visualizer.analyse([photo for _, photo in photos], analysis, batch_size)
                 for (index, photo), result in zip(photos, results):
                     path = image_paths[index]
-                    failures.attempt(path, report_image, path, photo, visualizer, result, out_paths[index],
-                                     analysis, style, args, failures.several)
+                    lines = report_lines(path, visualizer.network, result, failures.several)
+                    job = draw_job(path, photo, visualizer, result, out_paths[index], analysis, style, args, versions)
+                    if args.synthesize:
+                        job, pattern_lines = with_patterns(job, visualizer.network, args)
+                        lines += pattern_lines
+                    show(pool.submit(job, (path, lines)))
             if progress:
-                progress.advance(task, len(positions))
+                progress.advance(task, len(positions) - len(photos))  # the unreadable ones
+        show(pool.finish())
     if failures.several:
         drawn = len(image_paths) - len(failures.paths)
         failed = f"; failed: {', '.join(map(str, failures.paths))}" if failures.paths else ""
@@ -156,11 +176,14 @@ class FailureLog:
         try:
             return step(*step_args)
         except DeepvizError as error:
-            if not self.several:
-                raise
-            self.paths.append(path)
-            print(f"deepviz: error: {error}", file=sys.stderr, flush=True)
+            self.record(path, error)
             return None
+
+    def record(self, path: Path, error: DeepvizError) -> None:
+        if not self.several:
+            raise error
+        self.paths.append(path)
+        print(f"deepviz: error: {error}", file=sys.stderr, flush=True)
 
     def read(self, path: Path):
         """The photo at `path`, or None when it failed; its reading warnings as one line on stderr."""
@@ -180,40 +203,53 @@ def load_batches(image_paths: Sequence[Path], batch_size: int, failures: Failure
         yield positions, [(i, photo) for i, photo in photos if photo is not None]
 
 
-def report_image(path: Path, photo, visualizer, result: PhotoResult, out_path: Path, analysis: Analysis,
-                 style: FigureStyle, args, several: bool) -> None:
-    """Print one image's predictions and layer statistics, draw its figure and save it (and its numbers)."""
-    network, predictions, layers, arrays = visualizer.network, result.predictions, result.layers, result.arrays
-    if several:
-        print(f"== {path}")
+def report_lines(path: Path, network, result: PhotoResult, several: bool) -> list[str]:
+    """One image's block on stdout, before its files: its predictions and layer statistics."""
+    lines = [f"== {path}"] if several else []
     if network.class_names is None:
-        print(f"predictions unavailable: {network.no_predictions_reason}")
+        lines.append(f"predictions unavailable: {network.no_predictions_reason}")
     else:
         if not network.trained:
-            print("untrained network (--weights none): these predictions are meaningless")
-        for line in format_predictions(predictions):
-            print(line)
-    for layer in layers:
-        print(format_layer_line(layer))
+            lines.append("untrained network (--weights none): these predictions are meaningless")
+        lines += format_predictions(result.predictions)
+    return lines + [format_layer_line(layer) for layer in result.layers]
+
+
+def draw_job(path: Path, photo, visualizer, result: PhotoResult, out_path: Path, analysis: Analysis,
+             style: FigureStyle, args, versions: dict | None) -> DrawJob:
+    """What a worker needs to draw and write one image: the photo as shown, the reduced layers, the JSON text."""
+    network = visualizer.network
     cam_layer = visualizer.prepare(analysis).cam_layer or ""
-    style = dataclasses.replace(style, photo_title=photo_title(path.name, photo, network, predictions),
+    style = dataclasses.replace(style, photo_title=photo_title(path.name, photo, network, result.predictions),
                                 cam_layer=cam_layer)
-    if args.synthesize:
-        figure, patterns = draw_with_patterns(visualizer.network, photo, style.photo_title, layers, args)
-        arrays = None if arrays is None else {**arrays, **pattern_arrays(patterns)}
-    else:
-        figure = draw_figure(photo, layers, style, result.cams)
-    writes = [(out_path, lambda: save_figure(figure, out_path, style.dpi), "the figure")]
+    json_text = None
     if args.json:
-        record = run_record(path, network, predictions, layers, analysis, style, args.preprocess)
-        text = json.dumps(record, indent=2).encode("utf-8")
-        json_path = out_path.with_suffix(".json")
-        writes.append((json_path, lambda: write_atomically(json_path, lambda stream: stream.write(text)), "the JSON"))
-    if arrays is not None:
-        arrays_path = out_path.with_suffix(".npz")
-        writes.append((arrays_path, lambda: write_atomically(arrays_path, lambda s: np.savez_compressed(s, **arrays)),
-                       "the arrays"))
-    write_all(writes)
+        record = run_record(path, network, result.predictions, result.layers, analysis, style, args.preprocess,
+                            versions)
+        json_text = json.dumps(record, indent=2).encode("utf-8")
+    return DrawJob(display_photo(photo), result.layers, result.cams, style, out_path, json_text, result.arrays)
+
+
+def print_report(path: Path, lines: list[str], report: DrawReport, failures: FailureLog) -> None:
+    """One image's block, whole: its lines, each file written, and the failure if one was not."""
+    block = lines + [f"wrote {target}" for target in report.written]
+    if block:
+        print("\n".join(block), flush=True)
+    if report.error:
+        failures.record(path, DeepvizError(report.error))
+
+
+def with_patterns(job: DrawJob, network, args) -> tuple[DrawJob, list[str]]:
+    """The job drawn as pairs (map on the photo | pattern) of its drawn channels, and a line per layer."""
+    settings = synthesis_settings(network, args.steps, args.size, args.seed)
+    chosen = [(layer.name, list(layer.channels)) for layer in job.layers]
+    with Reporter(args.quiet).synthesis_progress() as progress:
+        patterns = layer_patterns(network, chosen, settings, progress)
+    lines = [f"{layer} patterns (channel: mean activation): "
+             + ", ".join(f"{channel}: {pattern.activation:.4g}" for channel, pattern in by_channel.items())
+             for layer, by_channel in patterns.items()]
+    arrays = None if job.arrays is None else {**job.arrays, **pattern_arrays(patterns)}
+    return dataclasses.replace(job, patterns=patterns, arrays=arrays), lines
 
 
 def write_all(writes) -> None:
@@ -224,19 +260,6 @@ def write_all(writes) -> None:
         except OSError as error:
             raise DeepvizError(f"could not write {what} {target}: {error.strerror or error}") from None
         print(f"wrote {target}", flush=True)
-
-
-def draw_with_patterns(network, photo, title: str, layers, args):
-    """(the figure of pairs (map on the photo | pattern), {layer: {channel: Pattern}}) for the drawn channels."""
-    settings = synthesis_settings(network, args.steps, args.size, args.seed)
-    chosen = [(layer.name, list(layer.channels)) for layer in layers]
-    with Reporter(args.quiet).synthesis_progress() as progress:
-        patterns = layer_patterns(network, chosen, settings, progress)
-    for layer, by_channel in patterns.items():
-        print(f"{layer} patterns (channel: mean activation): "
-              + ", ".join(f"{channel}: {pattern.activation:.4g}" for channel, pattern in by_channel.items()))
-    summaries = {layer.name: layer for layer in layers}
-    return draw_synthesis_figure(photo, title, chosen, patterns, summaries, args.cmap), patterns
 
 
 def draw_patterns_only(args, reporter: Reporter, make_visualizer: Callable) -> int:

@@ -14,7 +14,18 @@ Machines are shared and noisy: read the ratios, which compare runs made minutes 
 3. batch: 32 photos in one run against 32 separate runs; the model's own forward-pass
    throughput at the same batch size for scale.
 4. memory: peak resident memory (VmHWM) of a run over all eleven mixed layers with
-   --max-maps all, and of runs over 8 and 64 photos.
+   --max-maps all, and of runs over 8 and 64 photos (the main process, and the
+   largest drawing worker).
+5. throughput: 32 photos (--throughput-photos), default layers, in one run with
+   --workers 1 and with the default workers, against the bare network at the same
+   batch size; one default figure drawn and saved on one core; and where each photo's
+   time goes in the main process (read, forward, reduce) and in a worker (draw,
+   encode, write).
+
+`--only` runs some of these. On a GPU machine, for example:
+
+    KERAS_BACKEND=torch python bench/bench.py --weights none --only throughput \\
+        --batch-size 32 --throughput-photos 64
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from _deepviz import cli, figure, images, mosaic, stats
+from _deepviz import cli, figure, images, mosaic, output, stats, workers
 
 FLOOR_SCRIPT = """
 import os, sys
@@ -54,7 +65,7 @@ THROUGHPUT_SCRIPT = """
 import os, sys, time, statistics
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras, numpy as np
-batch_size, weights = int(sys.argv[1]), sys.argv[2]
+batch_size, weights = int(sys.argv[1]), None if sys.argv[2] == "none" else sys.argv[2]
 model = keras.applications.InceptionV3(include_top=False, weights=weights, input_shape=(299, 299, 3))
 batch = np.random.default_rng(0).uniform(-1, 1, (batch_size, 299, 299, 3)).astype("float32")
 model.predict_on_batch(batch)  # trace once
@@ -66,13 +77,33 @@ for _ in range(5):
 print(batch_size / statistics.median(times))
 """
 
-# Runs deepviz.py as __main__ and writes the process's peak resident memory (kB) to a file.
+# Runs deepviz.py as __main__ and writes the peak resident memory (kB) of the process and of
+# its largest child (a drawing worker) to a file. A child's VmHWM is read while it runs:
+# its rusage would count the pages it shared with this process between fork and exec.
+# (Drawing workers only: their command line names multiprocessing's spawn_main.)
 PEAK_MEMORY_SCRIPT = """
-import atexit, re, runpy, sys
+import atexit, glob, re, runpy, sys, threading, time
 report, script = sys.argv[1], sys.argv[2]
+def peak_kib(status_path):
+    try:
+        return int(re.search(r"VmHWM:\\s+(\\d+) kB", open(status_path).read()).group(1))
+    except (OSError, AttributeError):
+        return 0
+worker_peak = [0]
+def watch_children():
+    while True:
+        for children in glob.glob("/proc/self/task/*/children"):
+            for pid in open(children).read().split():
+                try:  # only once it runs a worker: before exec it still holds this process's pages
+                    started = b"spawn_main" in open(f"/proc/{pid}/cmdline", "rb").read()
+                except OSError:
+                    started = False
+                if started:
+                    worker_peak[0] = max(worker_peak[0], peak_kib(f"/proc/{pid}/status"))
+        time.sleep(0.1)
+threading.Thread(target=watch_children, daemon=True).start()
 def write_peak():
-    status = open("/proc/self/status").read()
-    open(report, "w").write(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1))
+    open(report, "w").write(f"{peak_kib('/proc/self/status')} {worker_peak[0]}")
 atexit.register(write_peak)
 sys.argv = sys.argv[2:]
 runpy.run_path(script, run_name="__main__")
@@ -100,10 +131,12 @@ def tool(*args) -> subprocess.CompletedProcess:
     return run_python(str(ROOT / "deepviz.py"), *map(str, args), "--quiet")
 
 
-def peak_memory_mib(*args) -> float:
+def peak_memory_mib(*args) -> tuple[float, float]:
+    """(main process, largest worker) peak resident memory of a run, in MiB."""
     with tempfile.NamedTemporaryFile(suffix=".peak") as report:
         run_python("-c", PEAK_MEMORY_SCRIPT, report.name, str(ROOT / "deepviz.py"), *map(str, args), "--quiet")
-        return int(Path(report.name).read_text()) / 1024
+        main_kib, worker_kib = map(int, Path(report.name).read_text().split())
+        return main_kib / 1024, worker_kib / 1024
 
 
 # --- 2. Drawing ---------------------------------------------------------------------
@@ -118,7 +151,7 @@ def drawing_layers():
 def draw_with_deepviz(photo, layers, dpi: int) -> tuple[float, float]:
     style = figure.FigureStyle("photo", "channel", "viridis", dpi)
     drawn = figure.draw_figure(photo, layers, style)
-    drawn.savefig(io.BytesIO(), format="png", dpi=dpi)
+    output.write_png(drawn, io.BytesIO(), dpi)
     return drawn.get_figwidth(), drawn.get_figheight()
 
 
@@ -142,6 +175,85 @@ def draw_naively(photo, layers, size: tuple[float, float], dpi: int) -> None:
     figure.savefig(io.BytesIO(), format="png", dpi=dpi)
 
 
+# --- 5. Throughput --------------------------------------------------------------------
+STAGES = ("read", "forward", "reduce", "draw", "encode", "write")
+
+
+def bare_network_throughput(batch_size: int, weights: Path) -> float:
+    return float(run_python("-c", THROUGHPUT_SCRIPT, str(batch_size), str(weights)).stdout)
+
+
+def stage_seconds(weights: Path, paths, batch_size: int, out: Path) -> tuple[dict, float]:
+    """({stage: seconds per photo}, CPU seconds of one figure drawn and saved), over one batch, after a warm-up.
+
+    read, forward and reduce run in the main process; draw (build the figure and render
+    it), encode (PNG) and write in a worker, or the main process with --workers 1.
+    """
+    import deepviz
+    from _deepviz.analysis import Analysis, forward_batch, reduce_batch
+
+    visualizer = deepviz.Visualizer(weights=str(weights))
+    analysis = Analysis(layers=tuple(visualizer.default_layers))
+    pipeline = visualizer.prepare(analysis)
+    seconds = dict.fromkeys(STAGES, 0.0)
+    figure_cpu = []
+
+    def timed_stage(stage, function, *function_args):
+        start = time.perf_counter()
+        result = function(*function_args)
+        seconds[stage] += time.perf_counter() - start
+        return result
+
+    for _ in range(2):  # a warm-up batch, then the one measured
+        seconds = dict.fromkeys(STAGES, 0.0)  # the warm-up's are dropped
+        figure_cpu.clear()
+        photos = [timed_stage("read", images.load_image, path) for path in paths[:batch_size]]
+        outputs = timed_stage("forward", forward_batch, visualizer.network, pipeline.feature_model, photos, batch_size)
+        results = timed_stage("reduce", reduce_batch, visualizer.network, pipeline, outputs, len(photos), analysis)
+        for i, (photo, result) in enumerate(zip(photos, results)):
+            cpu = time.process_time()
+            style = figure.FigureStyle(figure.photo_title("photo", photo, visualizer.network, result.predictions),
+                                       "channel", figure.DEFAULT_CMAP, figure.DEFAULT_DPI)
+            drawn = timed_stage("draw", figure.draw_figure, figure.display_photo(photo), result.layers, style)
+            pixels = timed_stage("draw", output.render_figure, drawn, figure.DEFAULT_DPI)
+            stream = io.BytesIO()
+            timed_stage("encode", lambda: pixels.save(stream, "png", compress_level=output.PNG_COMPRESSION))
+            figure_cpu.append(time.process_time() - cpu)
+            timed_stage("write", output.write_atomically, out / f"{i}.png", lambda s: s.write(stream.getvalue()))
+    return {stage: total / len(paths[:batch_size]) for stage, total in seconds.items()}, statistics.median(figure_cpu)
+
+
+def throughput_rows(args, work: Path, sources, progress) -> list[tuple]:
+    count = args.throughput_photos
+    folder = work / f"throughput{count}"
+    folder.mkdir()
+    copies = []
+    for i in range(count):
+        copies.append(folder / f"{i:03d}_{sources[i % len(sources)].name}")
+        shutil.copy(sources[i % len(sources)], copies[-1])
+    progress(f"throughput: {count} photos, default layers, --workers 1 and the default")
+    common = ["--weights", args.weights, "--batch-size", args.batch_size]
+    one = timed(lambda: tool(folder, *common, "--workers", 1, "--out", work / "one_worker"), args.repeats)
+    default = timed(lambda: tool(folder, *common, "--out", work / "default_workers"), args.repeats)
+    network = bare_network_throughput(args.batch_size, args.weights)
+    progress("throughput: where each photo's time goes")
+    (work / "stages").mkdir()
+    seconds, figure_cpu = stage_seconds(args.weights, copies, args.batch_size, work / "stages")
+    breakdown = ", ".join(f"{stage} {seconds[stage] * 1000:.0f}" for stage in STAGES)
+    return [
+        (f"{count} photos, default layers, one run, --workers 1", f"{one:.1f} s", f"{count / one:.2f} images/s", ""),
+        (f"{count} photos, default layers, one run, default --workers ({workers.default_workers(count)})",
+         f"{default:.1f} s",
+         f"{count / default:.2f} images/s; {one / default:.2f}x --workers 1; {count / default / network:.2f}x the network",
+         f"≥ 1.6x: {verdict(one / default >= 1.6)}; ≥ 3 images/s: {verdict(count / default >= 3)}; "
+         f"≥ 0.2x the network: {verdict(count / default / network >= 0.2)}"),
+        (f"network alone, batches of {args.batch_size}", "", f"{network:.1f} images/s", "for scale"),
+        ("per photo, ms: " + breakdown, f"{sum(seconds.values()) * 1000:.0f} ms", "", ""),
+        ("one default figure (5 layers x 64 tiles) drawn and encoded, CPU time of one core",
+         f"{figure_cpu:.2f} s", "", f"≤ 0.4 s: {verdict(figure_cpu <= 0.4)}"),
+    ]
+
+
 # --- Report ---------------------------------------------------------------------------
 def machine_description() -> str:
     cpu = platform.processor() or platform.machine()
@@ -153,57 +265,49 @@ def machine_description() -> str:
                 break
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     versions = run_python("-c", "import os; os.environ['TF_CPP_MIN_LOG_LEVEL']='3'; import keras, "
-                          "tensorflow, matplotlib; print(keras.__version__, tensorflow.__version__, "
-                          "matplotlib.__version__)").stdout.split()
-    return (f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB, no GPU; Python {platform.python_version()}, "
-            f"Keras {versions[0]} on TensorFlow {versions[1]}, Matplotlib {versions[2]}")
+                          "matplotlib; print(keras.__version__, keras.backend.backend(), matplotlib.__version__)"
+                          ).stdout.split()
+    return (f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB, {gpu_description()}; Python "
+            f"{platform.python_version()}, Keras {versions[0]} on {versions[1]}, Matplotlib {versions[2]}")
+
+
+def gpu_description() -> str:
+    try:
+        names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                               text=True, check=True).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return "no GPU"
+    return " + ".join(name.strip() for name in names if name.strip()) or "no GPU"
 
 
 def verdict(met: bool) -> str:
     return "met" if met else "**missed**"
 
 
+SECTIONS = ("floor", "drawing", "batch", "memory", "throughput")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", required=True, type=Path, help="a local InceptionV3 weights file")
+    parser.add_argument("--weights", required=True, type=Path,
+                        help="a local InceptionV3 weights file, or 'none' (random: for timing on another machine)")
     parser.add_argument("--photos", type=Path, default=ROOT / "images", help="folder of photos to cycle through")
     parser.add_argument("--repeats", type=int, default=3, help="runs per median")
     parser.add_argument("--batch-size", type=int, default=cli.DEFAULT_BATCH_SIZE)
+    parser.add_argument("--throughput-photos", type=int, default=32, help="photos of the throughput runs")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS, help="the sections to run")
     args = parser.parse_args(argv)
 
     sources = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in images.IMAGE_SUFFIXES)
     image = sources[0]
     work = Path(tempfile.mkdtemp(prefix="deepviz-bench-"))
     rows = []
+    floor = None
 
     def progress(message):
         print(f"bench: {message}", file=sys.stderr, flush=True)
 
     try:
-        # 1. Floor vs tool
-        progress("floor vs tool")
-        floor = timed(lambda: run_python("-c", FLOOR_SCRIPT, str(args.weights), str(image)), args.repeats)
-        whole = timed(lambda: tool(image, "--layers", "conv2d_1", "mixed3", "--weights", args.weights,
-                                   "--out", work / "one.png"), args.repeats)
-        rows.append(("floor: import Keras, build, load weights, one forward pass", f"{floor:.2f} s", "", ""))
-        rows.append(("deepviz IMAGE --layers conv2d_1 mixed3", f"{whole:.2f} s",
-                     f"{whole / floor:.2f}x floor", f"≤ 1.3x: {verdict(whole / floor <= 1.3)}"))
-
-        # 2. Drawing
-        progress("drawing 2,816 tiles")
-        photo = images.load_image(image)
-        layers = drawing_layers()
-        size = draw_with_deepviz(photo, layers, figure.DEFAULT_DPI)  # warm up, and the size to match
-        ours = timed(lambda: draw_with_deepviz(photo, layers, figure.DEFAULT_DPI), args.repeats)
-        naive = timed(lambda: draw_naively(photo, layers, size, figure.DEFAULT_DPI), args.repeats)
-        rows.append(("drawing mixed3 + mixed10, all 2,816 channels: one subplot per channel", f"{naive:.2f} s", "",
-                     ""))
-        rows.append(("drawing mixed3 + mixed10, all 2,816 channels: deepviz", f"{ours:.2f} s",
-                     f"{naive / ours:.0f}x faster; {ours / floor:.2f}x floor",
-                     f"≥ 10x: {verdict(naive / ours >= 10)}; ≤ 0.25x floor: {verdict(ours / floor <= 0.25)}"))
-
-        # 3. Batch
-        progress("32 photos: one run, then 32 runs")
         folder = work / "photos32"
         folder.mkdir()
         copies = []
@@ -211,32 +315,66 @@ def main(argv=None) -> int:
             source = sources[i % len(sources)]
             copies.append(folder / f"{i:02d}_{source.name}")
             shutil.copy(source, copies[-1])
-        common = ["--layers", "conv2d_1", "mixed3", "--weights", args.weights, "--batch-size", args.batch_size]
-        batched = timed(lambda: tool(folder, *common, "--out", work / "batched"), args.repeats)
-        separate = timed(lambda: [tool(p, *common, "--out", work / "separate") for p in copies], 1)
-        throughput = float(run_python("-c", THROUGHPUT_SCRIPT, str(args.batch_size), str(args.weights)).stdout)
-        rows.append(("32 photos, 32 separate runs", f"{separate:.1f} s", f"{32 / separate:.2f} images/s", ""))
-        rows.append((f"32 photos, one run (batches of {args.batch_size})", f"{batched:.1f} s",
-                     f"{batched / separate:.3f}x the separate runs; {32 / batched:.2f} images/s",
-                     f"≤ 0.15x: {verdict(batched / separate <= 0.15)}"))
-        rows.append((f"model alone: forward passes of {args.batch_size} photos", "",
-                     f"{throughput:.1f} images/s", "for scale"))
 
-        # 4. Memory
-        progress("peak memory")
-        mixed = peak_memory_mib(image, "--layers", *[f"mixed{i}" for i in range(11)], "--max-maps", "all",
-                                "--weights", args.weights, "--out", work / "mixed.png")
-        rows.append(("peak memory: all eleven mixed layers, --max-maps all", f"{mixed:.0f} MiB", "",
-                     f"≤ 2 GB: {verdict(mixed * 2**20 <= 2e9)}"))
-        eight = peak_memory_mib(*copies[:8], "--weights", args.weights, "--out", work / "eight")
-        folder64 = work / "photos64"
-        folder64.mkdir()
-        for i in range(64):
-            shutil.copy(copies[i % 32], folder64 / f"{i:02d}_{copies[i % 32].name}")
-        sixty_four = peak_memory_mib(folder64, "--weights", args.weights, "--out", work / "sixty_four")
-        rows.append(("peak memory: 8 photos, default layers", f"{eight:.0f} MiB", "", ""))
-        rows.append(("peak memory: 64 photos, default layers", f"{sixty_four:.0f} MiB",
-                     f"{sixty_four / eight:.2f}x the 8-photo run", f"≤ 1.2x: {verdict(sixty_four / eight <= 1.2)}"))
+        if "floor" in args.only:  # 1. Floor vs tool
+            progress("floor vs tool")
+            floor = timed(lambda: run_python("-c", FLOOR_SCRIPT, str(args.weights), str(image)), args.repeats)
+            whole = timed(lambda: tool(image, "--layers", "conv2d_1", "mixed3", "--weights", args.weights,
+                                       "--out", work / "one.png"), args.repeats)
+            help_time = timed(lambda: run_python(str(ROOT / "deepviz.py"), "--help"), args.repeats)
+            rows.append(("floor: import Keras, build, load weights, one forward pass", f"{floor:.2f} s", "", ""))
+            rows.append(("deepviz IMAGE --layers conv2d_1 mixed3", f"{whole:.2f} s",
+                         f"{whole / floor:.2f}x floor", f"≤ 1.3x: {verdict(whole / floor <= 1.3)}"))
+            rows.append(("deepviz --help", f"{help_time:.2f} s", "", f"≤ 1 s: {verdict(help_time <= 1)}"))
+
+        if "drawing" in args.only:  # 2. Drawing
+            progress("drawing 2,816 tiles")
+            photo = images.load_image(image)
+            layers = drawing_layers()
+            size = draw_with_deepviz(photo, layers, figure.DEFAULT_DPI)  # warm up, and the size to match
+            ours = timed(lambda: draw_with_deepviz(photo, layers, figure.DEFAULT_DPI), args.repeats)
+            naive = timed(lambda: draw_naively(photo, layers, size, figure.DEFAULT_DPI), args.repeats)
+            rows.append(("drawing mixed3 + mixed10, all 2,816 channels: one subplot per channel", f"{naive:.2f} s",
+                         "", ""))
+            versus_floor = f"; {ours / floor:.2f}x floor" if floor else ""
+            floor_target = f"; ≤ 0.25x floor: {verdict(ours / floor <= 0.25)}" if floor else ""
+            rows.append(("drawing mixed3 + mixed10, all 2,816 channels: deepviz", f"{ours:.2f} s",
+                         f"{naive / ours:.0f}x faster{versus_floor}", f"≥ 10x: {verdict(naive / ours >= 10)}{floor_target}"))
+
+        if "batch" in args.only:  # 3. Batch
+            progress("32 photos: one run, then 32 runs")
+            common = ["--layers", "conv2d_1", "mixed3", "--weights", args.weights, "--batch-size", args.batch_size]
+            batched = timed(lambda: tool(folder, *common, "--out", work / "batched"), args.repeats)
+            separate = timed(lambda: [tool(p, *common, "--out", work / "separate") for p in copies], 1)
+            throughput = bare_network_throughput(args.batch_size, args.weights)
+            rows.append(("32 photos, 32 separate runs", f"{separate:.1f} s", f"{32 / separate:.2f} images/s", ""))
+            rows.append((f"32 photos, one run (batches of {args.batch_size})", f"{batched:.1f} s",
+                         f"{batched / separate:.3f}x the separate runs; {32 / batched:.2f} images/s",
+                         f"≤ 0.15x: {verdict(batched / separate <= 0.15)}"))
+            rows.append((f"model alone: forward passes of {args.batch_size} photos", "",
+                         f"{throughput:.1f} images/s", "for scale"))
+
+        if "memory" in args.only:  # 4. Memory
+            progress("peak memory")
+            mixed, _ = peak_memory_mib(image, "--layers", *[f"mixed{i}" for i in range(11)], "--max-maps", "all",
+                                       "--weights", args.weights, "--out", work / "mixed.png")
+            rows.append(("peak memory: all eleven mixed layers, --max-maps all", f"{mixed:.0f} MiB", "",
+                         f"≤ 2 GB: {verdict(mixed * 2**20 <= 2e9)}"))
+            eight, eight_worker = peak_memory_mib(*copies[:8], "--weights", args.weights, "--out", work / "eight")
+            folder64 = work / "photos64"
+            folder64.mkdir()
+            for i in range(64):
+                shutil.copy(copies[i % 32], folder64 / f"{i:02d}_{copies[i % 32].name}")
+            sixty_four, sixty_four_worker = peak_memory_mib(folder64, "--weights", args.weights,
+                                                            "--out", work / "sixty_four")
+            rows.append(("peak memory: 8 photos, default layers (main process; largest worker)",
+                         f"{eight:.0f} MiB; {eight_worker:.0f} MiB", "", ""))
+            rows.append(("peak memory: 64 photos, default layers (main process; largest worker)",
+                         f"{sixty_four:.0f} MiB; {sixty_four_worker:.0f} MiB",
+                         f"{sixty_four / eight:.2f}x the 8-photo run", f"≤ 1.2x: {verdict(sixty_four / eight <= 1.2)}"))
+
+        if "throughput" in args.only:  # 5. Throughput
+            rows += throughput_rows(args, work, sources, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -246,7 +384,6 @@ def main(argv=None) -> int:
     for row in rows:
         print("| " + " | ".join(row) + " |")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -14,7 +14,6 @@ activation against its highest mean over the photos.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path

@@ -6,7 +6,6 @@ import re
 
 import numpy as np
 import pytest
-from matplotlib.figure import Figure
 from PIL import Image
 
 import deepviz
@@ -239,11 +238,11 @@ def test_save_is_atomic_when_writing_fails_halfway(run, tmp_path, monkeypatch):
     out = tmp_path / "figure.png"
     out.write_bytes(b"the previous figure")
 
-    def fail_halfway(self, stream, **kwargs):
+    def fail_halfway(figure, stream, dpi):
         stream.write(b"\x89PNG half a figure")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Figure, "savefig", fail_halfway)
+    monkeypatch.setattr(output, "write_png", fail_halfway)
     status, out_text, err = run(SAMPLE_PHOTO, "--weights", "none", "--quiet", "--layers", "mixed9", "--out", out)
     assert status == 1
     assert err == f"deepviz: error: could not write the figure {out}: No space left on device\n"
@@ -296,11 +295,11 @@ def test_ctrl_c_while_saving_leaves_no_partial_file(run, tmp_path, monkeypatch):
     out = tmp_path / "figure.png"
     out.write_bytes(b"the previous figure")
 
-    def interrupted_halfway(self, stream, **kwargs):
+    def interrupted_halfway(figure, stream, dpi):
         stream.write(b"\x89PNG half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Figure, "savefig", interrupted_halfway)
+    monkeypatch.setattr(output, "write_png", interrupted_halfway)
     status, _, err = run(SAMPLE_PHOTO, "--weights", "none", "--quiet", "--layers", "mixed9", "--out", out)
     assert (status, err) == (130, "interrupted\n")
     assert out.read_bytes() == b"the previous figure"
@@ -329,3 +328,14 @@ def test_each_tile_is_labelled_with_its_channel_index():
 def test_predictions_are_printed_aligned():
     lines = cli.format_predictions([("golden_retriever", 0.8655), ("tabby", 0.0999), ("toy_poodle", 0.005)])
     assert lines == ["1. golden_retriever  86.55%", "2. tabby              9.99%", "3. toy_poodle         0.50%"]
+
+
+def test_png_figures_hold_the_pixels_savefig_draws_in_rgb_at_the_chosen_compression(tmp_path):
+    maps = np.random.default_rng(2).random((6, 6, 12), np.float32)
+    drawn = draw([stats.summarize_layer("layer", maps, 64, "mean")])
+    output.save_figure(drawn, tmp_path / "fast.png", dpi=40)
+    drawn.savefig(tmp_path / "savefig.png", dpi=40)
+    with Image.open(tmp_path / "fast.png") as fast, Image.open(tmp_path / "savefig.png") as reference:
+        assert (fast.mode, reference.mode) == ("RGB", "RGBA")
+        assert fast.info["dpi"] == pytest.approx(reference.info["dpi"])
+        np.testing.assert_array_equal(np.asarray(fast), np.asarray(reference.convert("RGB")))

@@ -1,0 +1,126 @@
+"""Drawing in worker processes: plain data in, files out, reports in input order, failures and Ctrl-C."""
+
+import multiprocessing
+import os
+import signal
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from _deepviz import analysis, figure, stats, workers
+
+NETWORK_LIBRARIES = ("keras", "tensorflow", "torch", "jax")
+SMALL_RUN = ("--weights", "none", "--quiet", "--layers", "mixed9", "--max-maps", 8, "--dpi", 30)
+
+
+def small_job(out_path):
+    maps = np.random.default_rng(0).random((4, 4, 8), np.float32)
+    layer = stats.summarize_layer("layer", maps, 8, "mean")
+    style = figure.FigureStyle("title", "channel", "viridis", 20)
+    return workers.DrawJob(Image.new("RGB", (40, 30), "red"), [layer], None, style, out_path, b"{}", {"maps": maps})
+
+
+def test_workers_draw_without_importing_a_network_library_and_ignore_ctrl_c(tmp_path):
+    with workers.DrawingPool(2) as pool:
+        worker_ids = {pool.executor.submit(os.getpid).result() for _ in range(4)}
+        for worker_id in worker_ids:  # as a terminal's Ctrl-C reaches every process of the group
+            os.kill(worker_id, signal.SIGINT)
+        jobs = [small_job(tmp_path / f"{i}.png") for i in range(4)]
+        reports = [report for job in jobs for report in pool.submit(job, job.out_path)] + pool.finish()
+        modules = set().union(*(pool.executor.submit(workers.loaded_modules).result() for _ in range(4)))
+    assert worker_ids and os.getpid() not in worker_ids
+    assert [tag for tag, _ in reports] == [job.out_path for job in jobs]  # in submission order
+    for job, (_, report) in zip(jobs, reports):
+        assert report.error is None
+        assert report.written == [job.out_path, job.out_path.with_suffix(".json"), job.out_path.with_suffix(".npz")]
+        with Image.open(job.out_path) as image:
+            assert image.format == "PNG"
+    assert "matplotlib" in modules
+    assert [name for name in modules if name.split(".")[0] in NETWORK_LIBRARIES] == []
+
+
+def make_photos(folder, sizes):
+    folder.mkdir()
+    paths = []
+    for i, size in enumerate(sizes):
+        paths.append(folder / f"{'abc'[i]}.png")
+        Image.new("RGB", size, (60 * i, 200, 90)).save(paths[-1])
+    return paths
+
+
+def test_workers_write_the_same_files_and_stdout_as_one_process_in_input_order(run, tmp_path, monkeypatch):
+    monkeypatch.setattr(workers, "usable_cores", lambda: 2)  # the default: two workers
+    photos = make_photos(tmp_path / "in", [(1000, 750), (40, 30), (50, 80)])  # the first takes longest to draw
+    runs = {}
+    for name, option in [("default", []), ("one", ["--workers", 1])]:
+        status, out, err = run(*photos, *SMALL_RUN, "--json", "--save-arrays", "--out", tmp_path / name, *option)
+        assert (status, err) == (0, "")
+        runs[name] = out.replace(str(tmp_path / name), "OUT")
+    assert runs["default"] == runs["one"]
+    *block_lines, summary = runs["default"].splitlines()
+    assert summary == "3 of 3 images drawn"
+    blocks = "\n".join(block_lines).split("== ")[1:]
+    assert [block.splitlines()[0] for block in blocks] == [str(photo) for photo in photos]
+    for block, photo in zip(blocks, photos):  # each block whole: header, predictions, layer, its three files
+        assert block.splitlines()[-3:] == [f"wrote OUT/{photo.stem}{suffix}" for suffix in (".png", ".json", ".npz")]
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "default").iterdir()) and len(names) == 9
+    for name in names:
+        one, default = tmp_path / "one" / name, tmp_path / "default" / name
+        if name.endswith(".npz"):  # zip entries carry the time they were written
+            with np.load(one) as expected, np.load(default) as found:
+                assert sorted(expected) == sorted(found)
+                for key in expected:
+                    np.testing.assert_array_equal(found[key], expected[key])
+        else:
+            assert default.read_bytes() == one.read_bytes(), name
+
+
+def test_a_photo_failing_in_a_worker_is_reported_and_the_run_goes_on(run, tmp_path):
+    photos = make_photos(tmp_path / "in", [(40, 30), (40, 30), (40, 30)])
+    (tmp_path / "out" / "b.png").mkdir(parents=True)  # the second photo's figure cannot be written
+    status, out, err = run(*photos, *SMALL_RUN, "--workers", 2, "--out", tmp_path / "out")
+    assert status == 1
+    assert err == f"deepviz: error: could not write the figure {tmp_path / 'out' / 'b.png'}: Is a directory\n"
+    lines = out.splitlines()
+    assert lines[-1] == f"2 of 3 images drawn; failed: {photos[1]}"
+    assert f"wrote {tmp_path / 'out' / 'a.png'}" in lines and f"wrote {tmp_path / 'out' / 'c.png'}" in lines
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
+    assert list((tmp_path / "out" / "b.png").iterdir()) == []
+
+
+def test_ctrl_c_with_workers_stops_them_and_leaves_no_partial_file(run, tmp_path, monkeypatch):
+    photos = make_photos(tmp_path / "in", [(40, 30), (40, 30), (40, 30)])
+    real_forward_pass = analysis.run_forward_pass
+    calls = []
+
+    def interrupted_at_the_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_forward_pass(*args, **kwargs)
+
+    monkeypatch.setattr(analysis, "run_forward_pass", interrupted_at_the_second_batch)
+    status, out, err = run(*photos, *SMALL_RUN, "--workers", 2, "--batch-size", 1, "--out", tmp_path / "out")
+    assert (status, err) == (130, "interrupted\n")
+    assert multiprocessing.active_children() == []  # the workers are gone
+    written = sorted((tmp_path / "out").iterdir()) if (tmp_path / "out").exists() else []
+    assert [p.name for p in written] in ([], ["a.png"])  # the first photo's figure, whole, or nothing
+    for path in written:
+        with Image.open(path) as image:
+            image.verify()
+
+
+def test_an_error_before_the_first_photo_stops_the_workers(run, tmp_path):
+    photos = make_photos(tmp_path / "in", [(40, 30), (40, 30)])
+    status, _, err = run(*photos, "--weights", "none", "--quiet", "--layers", "no_such_layer", "--workers", 2,
+                         "--out", tmp_path / "out")
+    assert status == 2 and err.startswith("deepviz: error: ")
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("cores, photos, expected", [(16, 64, 16), (16, 3, 3), (1, 64, 1)])
+def test_default_workers_are_the_usable_cores_at_most_one_per_photo(monkeypatch, cores, photos, expected):
+    monkeypatch.setattr(workers, "usable_cores", lambda: cores)
+    assert workers.default_workers(photos) == expected
