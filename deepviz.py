@@ -10,16 +10,18 @@ Python, on a built-in keras.applications classifier, a saved model or a model in
     viz.maps("dog.jpg", ["mixed3"])        # {"mixed3": (17, 17, 768) array}
     viz.grad_cam("dog.jpg")                # {"beagle": (8, 8) heatmap in [0, 1], ...}
     viz.figure("dog.jpg")                  # a matplotlib Figure, shown inline in Jupyter
-    viz.exemplars("photos/", "mixed5", [12])  # {12: [Exemplar(path, activation, position, ...)] best first}
     viz.save("dog.jpg", "result/dog.png")
-    viz.synthesize("mixed3", [97, 12])    # {97: (224, 224, 3) uint8 image that excites channel 97, ...}
+    viz.synthesize("mixed3", [97, 12])     # {97: (224, 224, 3) uint8 image that excites channel 97, ...}
+    viz.exemplars("photos/", "mixed5", [12])  # {12: [Exemplar(path, activation, position, ...)] best first}
 
 The pipeline, in the order it runs, one module of the private package `_deepviz` each:
     images (read, preprocess) -> models (build the network) -> layers (check names)
     -> forward (one multi-output model, one pass) -> explain (Grad-CAM)
     -> stats (statistics, channel ranking) -> mosaic, figure (draw) -> output (save)
-    and, for feature visualisation, synthesis (optimise a pattern per channel) -> synthesis_figure
-`analysis` runs one batch through all of it; `run` and `cli` are the command line on top.
+    and, for feature visualisation, synthesis (optimise a pattern per channel) -> synthesis_figure;
+    for dataset exemplars, exemplars (bounded top-k per channel over many photos; ray_engine) -> exemplar_figure
+`analysis` runs one batch through all of it; `run` (with `workers`, which draw in other processes),
+`run_exemplars` and `cli` are the command line on top.
 
 TensorFlow, Keras and Matplotlib are imported only when a step needs them, so
 `--help`, `--version` and argument errors answer at once.

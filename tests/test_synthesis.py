@@ -74,7 +74,7 @@ def test_each_pattern_excites_its_own_channel_most(network, cache):
     for row, channel in enumerate(channels):
         assert means[row, channel] > grey[channel]
         assert patterns[channel].activation == pytest.approx(means[row, channel], rel=1e-4)
-    # The issue's criterion: on its own pattern the channel ranks first in its layer. A tiny random
+    # The criterion: on its own pattern the channel ranks first in its layer. A tiny random
     # network's channels overlap and 40 steps are few, so two may miss; trained InceptionV3: README.
     assert sum(means[row].argmax() == channel for row, channel in enumerate(channels)) >= 6
     assert means[2, 2] > 0
@@ -172,7 +172,7 @@ def test_cli_pairs_the_photos_maps_with_patterns(tiny_model, cache, tmp_path, ru
 
 
 def test_exemplar_rows_find_the_cached_pattern(network, cache):
-    """The dataset-exemplar figure (issue 13) reads patterns through cached_patterns."""
+    """The dataset-exemplar figure reads patterns through cached_patterns."""
     from _deepviz import exemplar_figure
 
     defaults = synthesis.synthesis_settings(network)
