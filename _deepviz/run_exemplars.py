@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 from .cli import Reporter
-from .errors import DeepvizError, UsageError
+from .errors import UsageError
 from .exemplar_figure import draw_exemplars, synthesized_patterns
 from .exemplars import DEFAULT_RANK, RANKS, ExemplarPlan, ExemplarResult, exemplar_records, find_exemplars
 from .images import expand_inputs
 from .models import DEFAULT_WEIGHTS, OWN_WEIGHTS_LABEL
 from .output import DEFAULT_OUT_DIR, is_directory_target, library_versions, save_figure, write_atomically
-from .run import check_model_options
+from .run import check_model_options, write_all
 
 
 def run_exemplars(args, reporter: Reporter, make_visualizer) -> int:
@@ -78,9 +78,4 @@ def report_layer(layer: str, result: ExemplarResult, network, plan: ExemplarPlan
         text = json.dumps(record, indent=2).encode("utf-8")
         json_path = out_path.with_suffix(".json")
         writes.append((json_path, lambda: write_atomically(json_path, lambda stream: stream.write(text)), "the JSON"))
-    for target, write, what in writes:
-        try:
-            write()
-        except OSError as error:
-            raise DeepvizError(f"could not write {what} {target}: {error.strerror or error}") from None
-        print(f"wrote {target}", flush=True)
+    write_all(writes)

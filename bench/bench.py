@@ -117,7 +117,7 @@ def run_python(*args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def timed(function, repeats: int) -> float:
+def timed(function, repeats: int = 3) -> float:
     """Median wall-clock seconds of `repeats` calls."""
     times = []
     for _ in range(repeats):

@@ -28,7 +28,6 @@ import os
 import pickle
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from _deepviz import exemplars, images, models  # noqa: E402
+from bench import timed  # noqa: E402  (bench/bench.py, beside this script)
 
 LAYER = "mixed5"
 CHANNELS = "12,97"
@@ -89,35 +89,26 @@ def make_photos(sources: list[Path], count: int, folder: Path) -> Path:
     return folder
 
 
-def median_seconds(function, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 # --- 1. Stages ------------------------------------------------------------------------
 def stage_figures(weights: Path, folder: Path, batch_size: int) -> dict[str, float]:
     network = models.build_network(models.NetworkChoice(weights=str(weights)))
     maps_model = exemplars.build_maps_model(network, [LAYER])
     paths = sorted(folder.iterdir())[:batch_size * 3]
-    read = median_seconds(lambda: [images.preprocess(images.load_image(p), network) for p in paths]) / len(paths)
+    read = timed(lambda: [images.preprocess(images.load_image(p), network) for p in paths]) / len(paths)
     batch = np.stack([images.preprocess(images.load_image(p), network) for p in paths[:batch_size]])
     maps_model.predict_on_batch(batch)  # trace once
-    forward = median_seconds(lambda: maps_model.predict_on_batch(batch)) / batch_size
+    forward = timed(lambda: maps_model.predict_on_batch(batch)) / batch_size
     maps = np.asarray(maps_model.predict_on_batch(batch)[LAYER])  # (batch, 17, 17, 768)
     numbers = np.arange(batch_size)
     chosen = [int(c) for c in CHANNELS.split(",")]
-    reduce = median_seconds(lambda: exemplars.tally_maps(maps, numbers, chosen, PER_CHANNEL, "max"))
-    reduce_all = median_seconds(lambda: exemplars.tally_maps(maps, numbers, None, PER_CHANNEL, "max"))
+    reduce = timed(lambda: exemplars.tally_maps(maps, numbers, chosen, PER_CHANNEL, "max"))
+    reduce_all = timed(lambda: exemplars.tally_maps(maps, numbers, None, PER_CHANNEL, "max"))
     first = exemplars.tally_maps(maps, numbers, None, PER_CHANNEL, "max")
     second = exemplars.tally_maps(maps, numbers + batch_size, None, PER_CHANNEL, "max")
-    merge_all = median_seconds(lambda: exemplars.merge_tallies(first, second, PER_CHANNEL))
+    merge_all = timed(lambda: exemplars.merge_tallies(first, second, PER_CHANNEL))
     first_two = exemplars.tally_maps(maps, numbers, chosen, PER_CHANNEL, "max")
     second_two = exemplars.tally_maps(maps, numbers + batch_size, chosen, PER_CHANNEL, "max")
-    merge = median_seconds(lambda: exemplars.merge_tallies(first_two, second_two, PER_CHANNEL))
+    merge = timed(lambda: exemplars.merge_tallies(first_two, second_two, PER_CHANNEL))
     partial = exemplars.Partial({LAYER: first}, [])
     return {"read": read, "forward": forward, "reduce": reduce, "reduce_all": reduce_all, "merge": merge,
             "merge_all": merge_all, "tally_all_bytes": first.nbytes, "partial_all_bytes": len(pickle.dumps(partial)),
