@@ -110,9 +110,9 @@ class Visualizer:
 
     def predict(self, image, top: int = DEFAULT_TOP):
         """[(class name, probability)] of the `top` classes, most probable first; [] without a class vector."""
+        pipeline = self.prepare(Analysis(layers=(), top=top))  # checks `top` too
         if self.network.class_names is None:
             return [] if not isinstance(image, list) else [[] for _ in image]
-        pipeline = self.prepare(Analysis(layers=()))
         photos = self._photos(image)
         found = []
         for start in range(0, len(photos), DEFAULT_BATCH_SIZE):
@@ -124,7 +124,7 @@ class Visualizer:
     def grad_cam(self, image, classes: Sequence[str | int] | None = None, layer: str | None = None,
                  top: int = DEFAULT_TOP) -> dict[str, np.ndarray]:
         """{class name: heatmap in [0, 1] at `layer`'s resolution}, for the `top` classes or those named."""
-        pipeline = self.prepare(Analysis(layers=(), cam=True, cam_layer=layer))
+        pipeline = self.prepare(Analysis(layers=(), top=top, cam=True, cam_layer=layer))
         outputs = self._forward(pipeline, [as_photo(image)])
         indices = (top_classes(outputs[OUTPUT_KEY][0], top) if classes is None
                    else [self._class_index(c) for c in classes])

@@ -58,6 +58,8 @@ class PhotoResult:
 
 def check_analysis(network, analysis: Analysis) -> tuple[list[str], str | None]:
     """(layer names without repeats, the Grad-CAM layer or None), or UsageError before anything is built."""
+    if analysis.top < 1:
+        raise UsageError(f"top: expected a whole number of at least 1, received {analysis.top}")
     if analysis.rank not in RANKINGS:
         raise UsageError(f"rank: expected one of {', '.join(RANKINGS)}, received {analysis.rank!r}")
     if analysis.summary is not None and analysis.summary not in SUMMARIES:

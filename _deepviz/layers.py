@@ -50,6 +50,8 @@ def unknown_layer_message(network, name: str, known: Sequence[str]) -> str:
     message = f"{network.label} has no layer {name!r}"
     if suggestions:
         message += "; did you mean " + " or ".join(repr(s) for s in suggestions) + "?"
+    else:
+        message += "."
     if Path(name).exists():
         message += f" ({name!r} is a file: put images before --layers, or end the layer list with --)"
     return message + f" Run `deepviz --list-layers` to see all {len(known)} layers."

@@ -110,7 +110,16 @@ def is_directory_target(out: str) -> bool:
 
 
 def check_out_path(out: str | None) -> None:
-    if out is None or is_directory_target(out):
+    """--out names a figure file of a format deepviz writes, or a directory; checked before any work."""
+    if out is None:
+        return
+    if not out.strip():
+        raise UsageError("--out: expected a figure file or a directory, received an empty path; "
+                         f"leave --out out to write into {DEFAULT_OUT_DIR}/")
+    blocking = next((folder for folder in Path(out).parents if folder.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UsageError(f"--out {out}: {blocking} is a file, not a directory; choose another path")
+    if is_directory_target(out):
         return
     suffix = Path(out).suffix.lower().lstrip(".")
     if suffix not in FIGURE_FORMATS:

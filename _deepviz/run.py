@@ -27,6 +27,8 @@ from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, check_model_argu
 from .output import check_out_path, figure_paths, library_versions, run_record, save_figure, write_atomically
 from .stats import format_layer_line
 from .synthesis import DEFAULT_MAX_MAPS as SYNTHESIS_MAX_MAPS
+from .synthesis import DEFAULT_SEED as SYNTHESIS_SEED
+from .synthesis import DEFAULT_STEPS as SYNTHESIS_STEPS
 from .synthesis import check_synthesis_layer, layer_patterns, pattern_arrays, synthesis_settings
 from .synthesis_figure import draw_synthesis_figure
 from .workers import DrawJob, DrawingPool, DrawReport, default_workers
@@ -73,6 +75,8 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser, make_
         from .run_exemplars import run_exemplars  # it imports this module
 
         return run_exemplars(args, reporter, make_visualizer)
+    if not args.synthesize and (args.steps, args.size, args.seed) != (SYNTHESIS_STEPS, None, SYNTHESIS_SEED):
+        raise UsageError("--steps, --size and --seed set up --synthesize; add --synthesize, or leave them out")
     if args.synthesize and not getattr(args, "max_maps_given", False):
         args.max_maps = SYNTHESIS_MAX_MAPS
     if args.synthesize and not args.images:

@@ -182,3 +182,28 @@ def test_debug_shows_the_full_traceback(run, tmp_path, monkeypatch, how):
     assert status == 1
     assert err.startswith("Traceback (most recent call last):")
     assert err.rstrip().endswith("RuntimeError: the step broke\nsecond line")
+
+
+def test_an_out_path_that_cannot_be_written_is_refused_before_any_work(run, tmp_path):
+    a_file = tmp_path / "photo.jpg"
+    a_file.write_text("a file, not a folder")
+    status, out, err = run(SAMPLE_PHOTO, "--weights", "none", "--out", a_file / "figure.png")
+    assert status == 2 and out == ""
+    assert err == f"deepviz: error: --out {a_file / 'figure.png'}: {a_file} is a file, not a directory; " \
+                  "choose another path\n"
+    status, out, err = run(SAMPLE_PHOTO, "--weights", "none", "--out", "")
+    assert status == 2 and out == ""
+    assert err.startswith("deepviz: error: --out: expected a figure file or a directory, received an empty path")
+
+
+def test_synthesis_settings_without_synthesize_are_a_usage_error(run):
+    status, out, err = run(SAMPLE_PHOTO, "--weights", "none", "--steps", 8, "--size", 64)
+    assert status == 2 and out == ""
+    assert err == "deepviz: error: --steps, --size and --seed set up --synthesize; add --synthesize, or leave them out\n"
+
+
+def test_an_unknown_layer_without_suggestions_reads_as_a_sentence(run):
+    status, _, err = run(SAMPLE_PHOTO, "--weights", "none", "--quiet", "--layers", "zzzzzz")
+    assert status == 2
+    assert err == ("deepviz: error: InceptionV3 has no layer 'zzzzzz'. Run `deepviz --list-layers` to see all "
+                   "313 layers.\n")
