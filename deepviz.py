@@ -98,14 +98,9 @@ class Visualizer:
     # --- One call, one plain value ----------------------------------------------------
     def maps(self, image, layers: Sequence[str] | None = None):
         """{layer path: (H, W, C) maps, or (C,) for a vector layer}; a list of those for a list of images."""
-        analysis = Analysis(layers=tuple(layers or self.default_layers), max_maps=None)
-        pipeline = self.prepare(analysis)
-        photos = self._photos(image)
-        found = []
-        for start in range(0, len(photos), DEFAULT_BATCH_SIZE):
-            batch = photos[start:start + DEFAULT_BATCH_SIZE]
-            outputs = self._forward(pipeline, batch)
-            found += [{name: np.array(outputs[name][i]) for name in pipeline.layer_names} for i in range(len(batch))]
+        pipeline = self.prepare(Analysis(layers=tuple(layers or self.default_layers), max_maps=None))
+        found = [{name: np.array(outputs[name]) for name in pipeline.layer_names}
+                 for outputs in self._outputs_per_photo(pipeline, image)]
         return found if isinstance(image, list) else found[0]
 
     def predict(self, image, top: int = DEFAULT_TOP):
@@ -113,12 +108,8 @@ class Visualizer:
         pipeline = self.prepare(Analysis(layers=(), top=top))  # checks `top` too
         if self.network.class_names is None:
             return [] if not isinstance(image, list) else [[] for _ in image]
-        photos = self._photos(image)
-        found = []
-        for start in range(0, len(photos), DEFAULT_BATCH_SIZE):
-            batch = photos[start:start + DEFAULT_BATCH_SIZE]
-            outputs = self._forward(pipeline, batch)[OUTPUT_KEY]
-            found += [top_predictions(outputs[i], self.network.class_names, top) for i in range(len(batch))]
+        found = [top_predictions(outputs[OUTPUT_KEY], self.network.class_names, top)
+                 for outputs in self._outputs_per_photo(pipeline, image)]
         return found if isinstance(image, list) else found[0]
 
     def grad_cam(self, image, classes: Sequence[str | int] | None = None, layer: str | None = None,
@@ -217,6 +208,16 @@ class Visualizer:
 
     def _forward(self, pipeline, photos) -> dict[str, np.ndarray]:
         return forward_batch(self.network, pipeline.feature_model, photos, len(photos))
+
+    def _outputs_per_photo(self, pipeline, image) -> list[dict[str, np.ndarray]]:
+        """Each image's {output name: its array}, the images (one, or a list) run in batches."""
+        photos = self._photos(image)
+        found = []
+        for start in range(0, len(photos), DEFAULT_BATCH_SIZE):
+            batch = photos[start:start + DEFAULT_BATCH_SIZE]
+            outputs = self._forward(pipeline, batch)
+            found += [{name: values[i] for name, values in outputs.items()} for i in range(len(batch))]
+        return found
 
     @staticmethod
     def _photos(image) -> list:

@@ -93,6 +93,13 @@ def check_model_options(args, for_listing: bool = False) -> str | None:
     return "none" if for_listing and weights == DEFAULT_WEIGHTS else weights
 
 
+def build_visualizer(args, reporter: Reporter, make_visualizer: Callable):
+    """The Visualizer the command line asks for, announced on stderr as it is built."""
+    weights = check_model_options(args)
+    reporter.status(f"building {args.model} (weights: {weights or OWN_WEIGHTS_LABEL})")
+    return make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
+
+
 def list_models() -> int:
     for name, spec in MODELS.items():
         size = f"{spec.input_size}x{spec.input_size}"
@@ -120,9 +127,7 @@ def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
     workers = 1 if args.synthesize else args.workers or default_workers(len(image_paths))
     pool = DrawingPool(workers)  # starts while the network is built
     try:
-        weights = check_model_options(args)
-        reporter.status(f"building {args.model} (weights: {weights or OWN_WEIGHTS_LABEL})")
-        visualizer = make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
+        visualizer = build_visualizer(args, reporter, make_visualizer)
         analysis = Analysis(
             layers=tuple(args.layers or visualizer.default_layers), top=args.top, max_maps=args.max_maps,
             rank=args.rank or "mean", channels=args.channels, summary=args.summary, cam=args.cam,
@@ -271,9 +276,7 @@ def draw_patterns_only(args, reporter: Reporter, make_visualizer: Callable) -> i
     if args.channels is None:
         raise UsageError("--synthesize without IMAGE draws the patterns of chosen channels; pass --channels I,J,... "
                          "(for example --layers mixed4 --channels 97,12) or an image to take its top channels from")
-    weights = check_model_options(args)
-    reporter.status(f"building {args.model} (weights: {weights or OWN_WEIGHTS_LABEL})")
-    visualizer = make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
+    visualizer = build_visualizer(args, reporter, make_visualizer)
     network = visualizer.network
     layers = list(dict.fromkeys(args.layers or visualizer.default_layers))
     settings = synthesis_settings(network, args.steps, args.size, args.seed)

@@ -11,9 +11,8 @@ from .errors import UsageError
 from .exemplar_figure import draw_exemplars, synthesized_patterns
 from .exemplars import DEFAULT_RANK, RANKS, ExemplarPlan, ExemplarResult, exemplar_records, find_exemplars
 from .images import expand_inputs
-from .models import DEFAULT_WEIGHTS, OWN_WEIGHTS_LABEL
 from .output import DEFAULT_OUT_DIR, is_directory_target, library_versions, save_figure, write_atomically
-from .run import check_model_options, write_all
+from .run import build_visualizer, write_all
 
 
 def run_exemplars(args, reporter: Reporter, make_visualizer) -> int:
@@ -27,9 +26,7 @@ def run_exemplars(args, reporter: Reporter, make_visualizer) -> int:
     if rank not in RANKS:
         raise UsageError(f"--rank {rank}: exemplars are ranked by {' or '.join(RANKS)} activation")
     photo_paths = expand_inputs([*args.exemplars, *args.images], args.recursive)
-    weights = check_model_options(args)
-    reporter.status(f"building {args.model} (weights: {weights or OWN_WEIGHTS_LABEL})")
-    visualizer = make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
+    visualizer = build_visualizer(args, reporter, make_visualizer)
     layers = tuple(dict.fromkeys(args.layers or visualizer.default_layers))
     out_paths = exemplar_figure_paths(layers, args.out)
     plan = ExemplarPlan(layers, args.channels, args.per_channel, rank, args.max_maps)
