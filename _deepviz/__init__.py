@@ -6,9 +6,10 @@
     forward   one multi-output model over the chosen layers; one forward pass; top predictions
     explain   Grad-CAM heatmaps of the top classes
     stats     statistics of a layer and the ranking of its channels
-    mosaic    scale a layer's tiles and lay them out in one image
+    mosaic    scale a layer's tiles, lay them out, colour and label them as one image
     figure    draw the photo, its heatmaps and the mosaics as a Matplotlib figure
     output    write figures, JSON and arrays atomically; where they go
+    png       encode a figure's pixels as PNG, fast
     synthesis  feature visualisation: per channel, an image optimised to excite it; the cache of them
     synthesis_figure  draw each channel's map on the photo beside its pattern
     exemplars the photos of a set that excite each channel most: bounded tallies, merged batch by batch

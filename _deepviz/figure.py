@@ -6,31 +6,41 @@ import dataclasses
 import difflib
 import functools
 import io
-import math
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
 from .errors import UsageError
-from .mosaic import NORMALISATION_PHRASES, NORMALISATIONS, TILE_GAP, compose_mosaic, mosaic_columns
+from .mosaic import NORMALISATION_PHRASES, NORMALISATIONS, mosaic_columns, mosaic_shape, paint_mosaic
 from .stats import LayerSummary, channel_phrase
 
 
 DEFAULT_DPI = 100
 DEFAULT_CMAP = "viridis"
+# The figure is laid out here, top to bottom in whole pixels: each row a title band over its
+# drawing, and a colour bar right of the drawing. (Matplotlib's constrained layout measured
+# every text on every draw, 0.08 s of a default figure.) A mosaic is painted at exactly the
+# pixels its axes cover, so Matplotlib draws it without resampling.
 FIGURE_WIDTH_INCHES = 12.0
-COLORBAR_WIDTH_RATIO = 0.02
-PANEL_WIDTH_INCHES = FIGURE_WIDTH_INCHES * (1 - COLORBAR_WIDTH_RATIO) - 1.0  # about, after margins
-MIN_LABEL_TILE_PIXELS = 24  # a tile's channel-index label is drawn on at least this many pixels
+MARGIN_INCHES = 0.1
+COLORBAR_GAP_INCHES = 0.15
+COLORBAR_WIDTH_INCHES = 0.2
+COLORBAR_LABELS_INCHES = 0.75  # right of the colour bar: its tick labels and its own label
+PANEL_WIDTH_INCHES = (FIGURE_WIDTH_INCHES - 2 * MARGIN_INCHES - COLORBAR_GAP_INCHES - COLORBAR_WIDTH_INCHES
+                      - COLORBAR_LABELS_INCHES)
+ROW_GAP_INCHES = 0.2
+TITLE_LINE_HEIGHT = 1.3  # a title line's height, in multiples of its font size
+TITLE_PAD_POINTS = 6.0  # Matplotlib's pad between an axes and its title
+TITLE_HEIGHT = 1.0  # titles sit on their axes' top edge (a given height spares Matplotlib measuring the axes)
+VECTOR_HEIGHT_INCHES = 2.2
+VECTOR_AXIS_INCHES = (0.75, 0.45)  # room left of and under a vector layer's plot, for its ticks and labels
+CAM_GAP_INCHES = 0.1  # between Grad-CAM panels
+MIN_DRAWING_INCHES = 0.3
 PHOTO_MAX_HEIGHT_INCHES = 5.0
 PHOTO_DISPLAY_MAX_PIXELS = 1600  # longest side of the photo as drawn in the figure
 CAM_CMAP = "inferno"  # Grad-CAM heat, laid over the photo in grey
 CAM_MAX_OPACITY = 0.85  # the heat's opacity where it is largest; 0 where there is none
-# Titles of axes drawn without axis (the photo, the tiles) sit on the axes' top edge, where
-# Matplotlib would put them; a given height spares it measuring the axes for each title on
-# each draw (0.07 s of a default figure's layout and 0.05 s of its building).
-TITLE_HEIGHT = 1.0
 
 
 def check_colormap(name: str) -> None:
@@ -63,40 +73,92 @@ def photo_title(image_name: str, photo: Image.Image, network, predictions) -> st
     return f"{size}\n{ranked}"
 
 
+@dataclasses.dataclass
+class Row:
+    """One band of the figure: a title over a drawing `height` pixels tall, `below` pixels under it."""
+
+    title: str
+    title_points: float
+    height: int
+    below: int = 0  # a vector layer's tick labels and axis label
+
+
 def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: FigureStyle, cams=None):
     """A Matplotlib Figure: the photo on top, its Grad-CAM heatmaps if any, then one panel per layer.
 
     `cams` is a list of (class name, probability, heatmap in [0, 1]).
     """
+    dpi = style.dpi
+    width, panel_width = pixels(FIGURE_WIDTH_INCHES, dpi), pixels(PANEL_WIDTH_INCHES, dpi)
     display = display_photo(photo)
-    photo_height = min(PHOTO_MAX_HEIGHT_INCHES, PANEL_WIDTH_INCHES * display.height / display.width)
-    mosaics = [layer_mosaic(layer, style.norm) for layer in layers]
-    heights = [max(photo_height, 0.3) + 0.8] + [panel_height(m) for m in mosaics]
+    rows = [Row(style.photo_title, 11, drawing_height(panel_width, display.height / display.width, dpi))]
     if cams:
-        cam_height = min(PHOTO_MAX_HEIGHT_INCHES, PANEL_WIDTH_INCHES / len(cams) * display.height / display.width)
-        heights.insert(1, max(cam_height, 0.3) + 0.6)
+        cam_width = (panel_width - pixels(CAM_GAP_INCHES, dpi) * (len(cams) - 1)) // len(cams)
+        rows.append(Row("Grad-CAM", 9, drawing_height(cam_width, display.height / display.width, dpi)))
+    mosaics = [layer_mosaic(layer, style.norm) for layer in layers]
+    rows += [layer_row(layer, mosaic, panel_width, style) for layer, mosaic in zip(layers, mosaics)]
+    height, bottoms = stack_rows(rows, dpi)
 
-    figure = notebook_figure_class()(figsize=(FIGURE_WIDTH_INCHES, sum(heights)), dpi=style.dpi, layout="constrained")
-    grid = figure.add_gridspec(
-        len(heights), 2, height_ratios=heights, width_ratios=[1 - COLORBAR_WIDTH_RATIO, COLORBAR_WIDTH_RATIO]
-    )
-    photo_axes = figure.add_subplot(grid[0, :])
-    shown = shrunk_to(display, PANEL_WIDTH_INCHES * style.dpi, photo_height * style.dpi)
-    photo_axes.imshow(np.asarray(shown), aspect="equal", interpolation="antialiased")
-    photo_axes.set_title(style.photo_title, fontsize=11, y=TITLE_HEIGHT)
+    figure = notebook_figure_class()(figsize=(width / dpi, height / dpi), dpi=dpi)
+    left = pixels(MARGIN_INCHES, dpi)
+    colorbar_left = pixels(MARGIN_INCHES + PANEL_WIDTH_INCHES + COLORBAR_GAP_INCHES, dpi)
+
+    def add_axes(x: int, bottom: int, axes_width: int, axes_height: int):
+        return figure.add_axes((x / width, bottom / height, axes_width / width, axes_height / height))
+
+    def add_colorbar_axes(row: int):
+        return add_axes(colorbar_left, bottoms[row], pixels(COLORBAR_WIDTH_INCHES, dpi), rows[row].height)
+
+    shown = fitted_to(display, panel_width, rows[0].height)
+    photo_axes = add_axes(left + (panel_width - shown.width) // 2, bottoms[0] + (rows[0].height - shown.height) // 2,
+                          shown.width, shown.height)  # centred in its row
+    draw_painted(photo_axes, np.asarray(shown.convert("RGBA")))
+    photo_axes.set_title(style.photo_title, fontsize=rows[0].title_points, y=TITLE_HEIGHT)
     photo_axes.set_axis_off()
     if cams:
-        cam_grid = grid[1, 0].subgridspec(1, len(cams))
         for column, cam in enumerate(cams):
-            draw_cam(figure.add_subplot(cam_grid[0, column]), display, cam, style.cam_layer)
-        draw_cam_colorbar(figure, figure.add_subplot(grid[1, 1]))
+            x = left + column * (cam_width + pixels(CAM_GAP_INCHES, dpi))
+            draw_cam(add_axes(x, bottoms[1], cam_width, rows[1].height), display, cam, style.cam_layer)
+        draw_cam_colorbar(figure, add_colorbar_axes(1))
     for row, (layer, mosaic) in enumerate(zip(layers, mosaics), start=2 if cams else 1):
-        axes, colorbar_axes = figure.add_subplot(grid[row, 0]), figure.add_subplot(grid[row, 1])
         if layer.is_spatial:
-            draw_tiles(figure, axes, colorbar_axes, layer, mosaic, style)
+            axes = add_axes(left, bottoms[row], panel_width, rows[row].height)
+            draw_tiles(figure, axes, add_colorbar_axes(row), layer, mosaic, style)
         else:
-            draw_vector(axes, colorbar_axes, layer)
+            indent = pixels(VECTOR_AXIS_INCHES[0], dpi)
+            draw_vector(add_axes(left + indent, bottoms[row], panel_width - indent, rows[row].height), layer)
     return figure
+
+
+def pixels(inches: float, dpi: int) -> int:
+    return max(1, round(inches * dpi))
+
+
+def drawing_height(drawing_width: int, aspect: float, dpi: int) -> int:
+    """Pixels of a photo-shaped drawing `drawing_width` wide (height/width `aspect`), within the limits."""
+    return int(np.clip(round(drawing_width * aspect), pixels(MIN_DRAWING_INCHES, dpi),
+                       pixels(PHOTO_MAX_HEIGHT_INCHES, dpi)))
+
+
+def layer_row(layer: LayerSummary, mosaic, panel_width: int, style: FigureStyle) -> Row:
+    """A layer's row: its mosaic as wide as the panel, or a bar plot with room for its axes' labels."""
+    if not layer.is_spatial:  # a one-line title
+        return Row("", 10, pixels(VECTOR_HEIGHT_INCHES, style.dpi), below=pixels(VECTOR_AXIS_INCHES[1], style.dpi))
+    _, _, (height, width) = mosaic
+    return Row(tiles_title(layer, style), 10, max(1, round(panel_width * height / width)))
+
+
+def stack_rows(rows: Sequence[Row], dpi: int) -> tuple[int, list[int]]:
+    """The figure's height, and each row's drawing's bottom edge: pixels from the figure's bottom."""
+    margin, gap = pixels(MARGIN_INCHES, dpi), pixels(ROW_GAP_INCHES, dpi)
+    tops, y = [], margin  # y: pixels from the figure's top
+    for row in rows:
+        lines = row.title.count("\n") + 1
+        y += round((lines * row.title_points * TITLE_LINE_HEIGHT + TITLE_PAD_POINTS) / 72 * dpi)
+        tops.append(y)
+        y += row.height + row.below + gap
+    height = y - gap + margin
+    return height, [height - top - row.height for top, row in zip(tops, rows)]
 
 
 @functools.cache
@@ -118,16 +180,45 @@ def display_photo(photo: Image.Image) -> Image.Image:
     return display
 
 
-def shrunk_to(photo: Image.Image, width: float, height: float) -> Image.Image:
-    """The photo shrunk to fit width x height pixels, about as the figure draws it.
+def fitted_to(photo: Image.Image, width: int, height: int) -> Image.Image:
+    """The photo resized (Lanczos) to the largest size that fits width x height pixels."""
+    scale = min(width / photo.width, height / photo.height)
+    size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
+    return photo if size == photo.size else photo.resize(size, Image.Resampling.LANCZOS)
 
-    Pillow resamples far faster than Matplotlib, which then has little left to do.
+
+def draw_painted(axes, pixels: np.ndarray) -> None:
+    """Show (H, W, 4) uint8 pixels in `axes`, which should cover exactly H x W pixels, as they are."""
+    image = painted_image_class()(axes, interpolation="nearest")
+    image.set_data(pixels)
+    height, width = pixels.shape[:2]
+    image.set_extent((-0.5, width - 0.5, height - 0.5, -0.5))  # as imshow: one unit per pixel, row 0 on top
+    axes.add_image(image)
+    axes.set_xlim(-0.5, width - 0.5)
+    axes.set_ylim(height - 0.5, -0.5)
+    axes.set_aspect("equal")
+
+
+@functools.cache
+def painted_image_class():
+    """An AxesImage drawn pixel for pixel when its axes covers exactly its pixels (else as any AxesImage).
+
+    Matplotlib would otherwise copy, convert and resample each image on every draw, 1:1
+    or not (0.1 s of a default figure).
     """
-    if photo.width <= width and photo.height <= height:
-        return photo
-    shrunk = photo.copy()
-    shrunk.thumbnail((max(1, round(width)), max(1, round(height))), Image.Resampling.LANCZOS)
-    return shrunk
+    from matplotlib.image import AxesImage
+    from matplotlib.transforms import IdentityTransform
+
+    class PaintedImage(AxesImage):
+        def make_image(self, renderer, magnification=1.0, unsampled=False):
+            pixels = self.get_array()
+            box = self.axes.bbox  # display pixels, from the bottom left
+            if not unsampled and magnification == 1.0 and (round(box.width), round(box.height)) == pixels.shape[1::-1]:
+                bottom_row_first = np.ascontiguousarray(pixels[::-1])  # as renderers take images
+                return bottom_row_first, round(box.x0), round(box.y0), IdentityTransform()
+            return super().make_image(renderer, magnification, unsampled)
+
+    return PaintedImage
 
 
 def draw_cam(axes, display: Image.Image, cam, layer: str) -> None:
@@ -165,114 +256,47 @@ def cam_colormap():
 
 
 def layer_mosaic(layer: LayerSummary, norm: str):
-    """(mosaic, scaled tiles, columns) for a spatial layer; None for a vector layer."""
+    """(scaled tiles, columns, (height, width) of the laid-out mosaic in map pixels) for a spatial layer."""
     if not layer.is_spatial:
         return None
     scaled = NORMALISATIONS[norm](layer.maps, layer)
-    tiles = scaled.tiles
-    if layer.summary_image is not None:  # an empty first slot, where the summary is laid
-        tiles = np.concatenate([np.full(tiles.shape[:2] + (1,), scaled.vmin, tiles.dtype), tiles], axis=-1)
-    height, width, count = tiles.shape
+    height, width, count = scaled.tiles.shape
+    count += layer.summary_image is not None  # the summary takes the first slot
     columns = mosaic_columns(count, height, width)
-    return compose_mosaic(tiles, columns), scaled, columns
+    return scaled, columns, mosaic_shape(count, (height, width), columns)
 
 
-def panel_height(mosaic) -> float:
-    """Inches for a layer's panel: its mosaic at the panel's width, plus the title."""
-    title_space = 0.75
-    if mosaic is None:
-        return 2.2 + title_space
-    image = mosaic[0]
-    return PANEL_WIDTH_INCHES * image.shape[0] / image.shape[1] + title_space
+def tiles_title(layer: LayerSummary, style: FigureStyle) -> str:
+    summary_note = ""
+    if layer.summary_image is not None:
+        summary_note = "\nfirst tile: the first 3 principal components of all channels, as red, green, blue"
+    return (f"{layer.name} {layer.shape}: {channel_phrase(layer)}; "
+            f"{NORMALISATION_PHRASES[style.norm]}; {layer.dead} dead (constant) channels{summary_note}")
 
 
 def draw_tiles(figure, axes, colorbar_axes, layer: LayerSummary, mosaic, style: FigureStyle) -> None:
-    """The layer's tiles as one image, each tile labelled with its channel index."""
+    """The layer's tiles as one image painted at the axes' pixel size, each tile labelled with its channel."""
     import matplotlib
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
 
-    image, scaled, columns = mosaic
-    colormap = matplotlib.colormaps[style.cmap].with_extremes(bad="white")
-    artist = axes.imshow(
-        image, cmap=colormap, vmin=scaled.vmin, vmax=scaled.vmax, aspect="equal", interpolation="nearest"
-    )
-    axes.set_axis_off()
+    scaled, columns, _ = mosaic
+    colormap = matplotlib.colormaps[style.cmap]
     labels = [str(channel) for channel in layer.channels]
-    summary_note = ""
     if layer.summary_image is not None:
-        draw_summary_tile(axes, artist, layer.summary_image, image.shape)
         labels.insert(0, "PCA")
-        summary_note = "\nfirst tile: the first 3 principal components of all channels, as red, green, blue"
-    axes.set_title(
-        f"{layer.name} {layer.shape}: {channel_phrase(layer)}; "
-        f"{NORMALISATION_PHRASES[style.norm]}; {layer.dead} dead (constant) channels{summary_note}",
-        fontsize=10, y=TITLE_HEIGHT,
-    )
-    tile_pixels = PANEL_WIDTH_INCHES * style.dpi / columns  # about how wide a tile comes out
-    label_tiles(axes, artist, labels, columns, scaled.tiles.shape[:2], tile_pixels)
-    colorbar = figure.colorbar(artist, cax=colorbar_axes)
+    width, height = (round(side) for side in axes.bbox.size)  # the pixels the axes cover
+    draw_painted(axes, paint_mosaic(scaled, columns, colormap, (width, height), labels, layer.summary_image))
+    axes.set_axis_off()
+    axes.set_title(tiles_title(layer, style), fontsize=10, y=TITLE_HEIGHT)
+    colorbar = figure.colorbar(ScalarMappable(Normalize(scaled.vmin, scaled.vmax), colormap), cax=colorbar_axes)
     colorbar.set_label(scaled.colorbar_label, fontsize=8)
     if scaled.colorbar_ticks:
         colorbar.set_ticks(list(scaled.colorbar_ticks), labels=list(scaled.colorbar_ticks.values()))
     colorbar.ax.tick_params(labelsize=7)
 
 
-def draw_summary_tile(axes, image, summary_image: np.ndarray, mosaic_shape: tuple) -> None:
-    """Lay the (H, W, 3) summary over the mosaic's first slot, in its own colours."""
-    height, width, _ = summary_image.shape
-    overlay = np.zeros(mosaic_shape + (4,))
-    overlay[:height, :width, :3] = summary_image
-    overlay[:height, :width, 3] = 1.0
-    axes.imshow(overlay, extent=image.get_extent(), interpolation="nearest", zorder=image.get_zorder() + 0.5)
-
-
-def label_tiles(axes, image, channels: Sequence, columns: int, tile_shape: tuple, tile_pixels: float) -> None:
-    """Mark each tile with its channel index: one RGBA label layer drawn over the tiles.
-
-    Thousands of Matplotlib Text objects take seconds to render; the labels are drawn
-    with Pillow into one image instead, at about the tiles' output resolution, and laid
-    over the mosaic with the same extent.
-    """
-    labels = render_tile_labels(channels, columns, tile_shape, tile_pixels)
-    axes.imshow(labels, extent=image.get_extent(), interpolation="antialiased", zorder=image.get_zorder() + 1)
-
-
-def render_tile_labels(channels: Sequence, columns: int, tile_shape: tuple, tile_pixels: float) -> np.ndarray:
-    """RGBA labels, about (rows*(H+gap)-gap)*scale x (columns*(W+gap)-gap)*scale, transparent elsewhere.
-
-    `scale` (label pixels per map pixel) makes a tile as wide as it comes out in the figure,
-    at least MIN_LABEL_TILE_PIXELS, so that Matplotlib resamples the labels about 1:1.
-    """
-    from PIL import ImageDraw, ImageFont
-
-    height, width = tile_shape
-    label_tile = max(tile_pixels, MIN_LABEL_TILE_PIXELS)  # label pixels a tile wide
-    scale = label_tile / width
-    rows = math.ceil(len(channels) / columns)
-    size = (round((columns * (width + TILE_GAP) - TILE_GAP) * scale),
-            round((rows * (height + TILE_GAP) - TILE_GAP) * scale))
-    canvas = Image.new("RGBA", size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=label_font_pixels(width, label_tile))
-    for slot, channel in enumerate(channels):
-        row, column = divmod(slot, columns)
-        corner = (round(column * (width + TILE_GAP) * scale), round(row * (height + TILE_GAP) * scale))
-        box = draw.textbbox(corner, str(channel), font=font, anchor="lt")
-        draw.rectangle((corner[0], corner[1], box[2] + 1, box[3] + 1), fill=(0, 0, 0, 140))
-        draw.text((corner[0] + 1, corner[1] + 1), str(channel), font=font, fill=(255, 255, 255, 255), anchor="lt")
-    return np.asarray(canvas)
-
-
-def label_font_pixels(width: int, label_tile: float) -> int:
-    """A label's font size on a tile `label_tile` pixels wide: a fifth of the tile, from 9 to 18 pixels.
-
-    The size is measured on the tile enlarged by a whole factor to at least `label_tile`
-    pixels (at least its map's width), then brought back to `label_tile`.
-    """
-    whole_tile = width * max(1, math.ceil(label_tile / width))
-    return max(1, round(np.clip(whole_tile * 0.2, 9, 18) * label_tile / whole_tile))
-
-
-def draw_vector(axes, colorbar_axes, layer: LayerSummary) -> None:
+def draw_vector(axes, layer: LayerSummary) -> None:
     """A layer without spatial maps, shape (C,): one bar per channel value."""
     values = layer.maps
     axes.vlines(np.arange(len(values)), 0, values, linewidth=max(0.2, min(1.5, 300 / len(values))))
@@ -282,4 +306,3 @@ def draw_vector(axes, colorbar_axes, layer: LayerSummary) -> None:
     axes.set_ylabel("activation", fontsize=8)
     axes.tick_params(labelsize=7)
     axes.set_title(f"{layer.name} {layer.shape}: all {len(values)} values (no spatial maps)", fontsize=10)
-    colorbar_axes.set_axis_off()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import pickle
 import platform
 import shutil
 import statistics
@@ -48,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from _deepviz import cli, figure, images, mosaic, output, stats, workers
+from _deepviz import cli, figure, images, mosaic, output, png, stats, workers
 
 FLOOR_SCRIPT = """
 import os, sys
@@ -75,6 +76,21 @@ for _ in range(5):
     model.predict_on_batch(batch)
     times.append(time.perf_counter() - start)
 print(batch_size / statistics.median(times))
+"""
+
+# One figure drawn and written as a drawing worker does it, in a fresh process without Keras
+# (whose heap the garbage collector would walk): the median CPU seconds of 5.
+FIGURE_SCRIPT = """
+import pickle, statistics, sys, time
+from _deepviz import workers
+job = pickle.load(open(sys.argv[1], "rb"))
+workers.draw_and_write(job)  # warm up
+times = []
+for _ in range(5):
+    start = time.process_time()
+    workers.draw_and_write(job)
+    times.append(time.process_time() - start)
+print(statistics.median(times))
 """
 
 # Runs deepviz.py as __main__ and writes the peak resident memory (kB) of the process and of
@@ -187,7 +203,8 @@ def stage_seconds(weights: Path, paths, batch_size: int, out: Path) -> tuple[dic
     """({stage: seconds per photo}, CPU seconds of one figure drawn and saved), over one batch, after a warm-up.
 
     read, forward and reduce run in the main process; draw (build the figure and render
-    it), encode (PNG) and write in a worker, or the main process with --workers 1.
+    it), encode (PNG) and write in a worker, or the main process with --workers 1. The
+    figure's CPU time is measured in a fresh process, as a worker draws it.
     """
     import deepviz
     from _deepviz.analysis import Analysis, forward_batch, reduce_batch
@@ -196,7 +213,6 @@ def stage_seconds(weights: Path, paths, batch_size: int, out: Path) -> tuple[dic
     analysis = Analysis(layers=tuple(visualizer.default_layers))
     pipeline = visualizer.prepare(analysis)
     seconds = dict.fromkeys(STAGES, 0.0)
-    figure_cpu = []
 
     def timed_stage(stage, function, *function_args):
         start = time.perf_counter()
@@ -206,21 +222,24 @@ def stage_seconds(weights: Path, paths, batch_size: int, out: Path) -> tuple[dic
 
     for _ in range(2):  # a warm-up batch, then the one measured
         seconds = dict.fromkeys(STAGES, 0.0)  # the warm-up's are dropped
-        figure_cpu.clear()
         photos = [timed_stage("read", images.load_image, path) for path in paths[:batch_size]]
         outputs = timed_stage("forward", forward_batch, visualizer.network, pipeline.feature_model, photos, batch_size)
         results = timed_stage("reduce", reduce_batch, visualizer.network, pipeline, outputs, len(photos), analysis)
         for i, (photo, result) in enumerate(zip(photos, results)):
-            cpu = time.process_time()
             style = figure.FigureStyle(figure.photo_title("photo", photo, visualizer.network, result.predictions),
                                        "channel", figure.DEFAULT_CMAP, figure.DEFAULT_DPI)
-            drawn = timed_stage("draw", figure.draw_figure, figure.display_photo(photo), result.layers, style)
-            pixels = timed_stage("draw", output.render_figure, drawn, figure.DEFAULT_DPI)
-            stream = io.BytesIO()
-            timed_stage("encode", lambda: pixels.save(stream, "png", compress_level=output.PNG_COMPRESSION))
-            figure_cpu.append(time.process_time() - cpu)
-            timed_stage("write", output.write_atomically, out / f"{i}.png", lambda s: s.write(stream.getvalue()))
-    return {stage: total / len(paths[:batch_size]) for stage, total in seconds.items()}, statistics.median(figure_cpu)
+            with workers.collected_once():  # as draw_and_write
+                drawn = timed_stage("draw", figure.draw_figure, figure.display_photo(photo), result.layers, style)
+                pixels = timed_stage("draw", output.render_figure, drawn, figure.DEFAULT_DPI)
+                stream = io.BytesIO()
+                timed_stage("encode", lambda: stream.write(png.encode_png(pixels, figure.DEFAULT_DPI)))
+                timed_stage("write", output.write_atomically, out / f"{i}.png", lambda s: s.write(stream.getvalue()))
+                drawn = pixels = None
+            if i == 0:
+                job = workers.DrawJob(figure.display_photo(photo), result.layers, None, style, out / "job.png")
+    (out / "job.pickle").write_bytes(pickle.dumps(job))
+    figure_cpu = float(run_python("-c", FIGURE_SCRIPT, str(out / "job.pickle")).stdout)
+    return {stage: total / len(paths[:batch_size]) for stage, total in seconds.items()}, figure_cpu
 
 
 def throughput_rows(args, work: Path, sources, progress) -> list[tuple]:

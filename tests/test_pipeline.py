@@ -162,6 +162,16 @@ def draw(layers, norm="channel"):
     return figure.draw_figure(Image.new("RGB", (40, 30), "red"), layers, style)
 
 
+def drawn_pixels(drawn) -> np.ndarray:
+    return np.asarray(output.render_figure(drawn, drawn.dpi))
+
+
+def pixels_of(axes, pixels: np.ndarray) -> np.ndarray:
+    """The part of a rendered figure that `axes` covers."""
+    x0, y0, x1, y1 = np.round(axes.bbox.extents).astype(int)
+    return pixels[pixels.shape[0] - y1:pixels.shape[0] - y0, x0:x1]
+
+
 def test_figure_panels_titles_tiles_and_colour_bars():
     rng = np.random.default_rng(0)
     wide = stats.summarize_layer("wide", rng.random((6, 18, 768), np.float32), 64, "mean")
@@ -173,21 +183,61 @@ def test_figure_panels_titles_tiles_and_colour_bars():
     assert "wide (6, 18, 768): 64 of 768 channels, ranked by mean activation" in titles[1]
     assert "small (10, 10, 32): all 32 channels;" in titles[3]
     assert "pool (2048,): all 2048 values (no spatial maps)" in titles
-    tiles_image = figure.axes[1].get_images()[0]
-    assert tiles_image.get_array().shape[1] / tiles_image.get_array().shape[0] > 1  # grid of wide tiles
-    assert figure.axes[1].get_aspect() == 1.0  # no stretching
-    assert len(figure.axes[1].get_images()) == 2  # the tiles, then their channel-index labels over them
-    assert figure.axes[1].get_images()[1].get_extent() == tiles_image.get_extent()
-    assert tiles_image.get_clim() == (0.0, 1.0)  # per-channel scaling: the colour bar is 0..1 of each tile
-    assert [t.get_text() for t in figure.axes[2].get_yticklabels()] == ["tile min", "tile max"]
+    tiles_axes, colorbar_axes = figure.axes[1], figure.axes[2]
+    painted = tiles_axes.get_images()[0].get_array()
+    assert painted.shape[1] / painted.shape[0] > 1  # grid of wide tiles
+    assert tiles_axes.get_aspect() == 1.0  # no stretching
+    assert painted.shape[1::-1] == tuple(np.round(tiles_axes.bbox.size).astype(int))  # painted at its drawn size
+    np.testing.assert_array_equal(pixels_of(tiles_axes, drawn_pixels(figure)), painted[..., :3])  # drawn 1:1
+    assert colorbar_axes.get_ylim() == (0.0, 1.0)  # per-channel scaling: the colour bar is 0..1 of each tile
+    assert [t.get_text() for t in colorbar_axes.get_yticklabels()] == ["tile min", "tile max"]
+    assert np.allclose(colorbar_axes.bbox.intervaly, tiles_axes.bbox.intervaly)  # as tall as the tiles, no taller
+
+
+def test_tiles_are_painted_in_the_colour_map_enlarged_with_gaps_and_labels():
+    import matplotlib
+
+    tiles = np.zeros((2, 3, 3), np.float32)  # three 2x3 tiles
+    tiles[0, 0, 0], tiles[1, 2, 1], tiles[:, :, 2] = 1.0, 0.5, 0.25
+    scaled = mosaic.ScaledTiles(tiles, 0.0, 1.0, "", {})
+    viridis = matplotlib.colormaps["viridis"]
+    size = (7 * 10, 5 * 10)  # 2 columns: (2 rows * (2 + gap) - gap, 2 * (3 + gap) - gap) map pixels, 10x larger
+    plain = mosaic.paint_mosaic(scaled, 2, viridis, size, labels=[])
+    assert plain.shape == (50, 70, 4) and plain.dtype == np.uint8
+
+    def cell(row, column):  # the middle of a map pixel, in painted pixels
+        return plain[row * 10 + 5, column * 10 + 5, :3].tolist()
+
+    def colour(value):
+        return list(viridis(value, bytes=True)[:3])
+
+    assert cell(0, 0) == colour(1.0) and cell(0, 1) == colour(0.0)  # first tile
+    assert cell(1, 4 + 2) == colour(0.5)  # second tile, right of the gap
+    assert cell(3, 0) == colour(0.25)  # third tile, under the gap
+    assert cell(2, 0) == cell(0, 3) == cell(3, 5) == [255, 255, 255]  # gaps and the empty fourth slot: white
+    labelled = mosaic.paint_mosaic(scaled, 2, viridis, size, labels=["7", "1234", "42"])
+    changed = (labelled != plain).any(axis=-1)
+    corners = [changed[:20, :30], changed[:20, 40:], changed[30:, :30]]  # each tile, in painted pixels
+    assert all(corner[:8, :8].any() for corner in corners)  # a label in each tile's top-left corner
+    assert not changed[30:, 40:].any()  # the empty slot stays clear
+    assert np.nonzero(corners[1].any(axis=0))[0].max() > 2 * np.nonzero(corners[0].any(axis=0))[0].max()  # "1234"
+    assert not changed[15:20, 25:30].any()  # a tile's far corner stays clear
 
 
 def test_layer_scaling_uses_one_range_shown_on_the_colour_bar():
+    import matplotlib
+
     maps = np.random.default_rng(1).normal(size=(8, 8, 10)).astype(np.float32)
     layer = stats.summarize_layer("layer", maps, 64, "mean")
     figure = draw([layer], norm="layer")
-    assert figure.axes[1].get_images()[0].get_clim() == (layer.minimum, layer.maximum)
     assert figure.axes[2].get_ylim() == pytest.approx((layer.minimum, layer.maximum))
+    painted = figure.axes[1].get_images()[0].get_array()
+    viridis = matplotlib.colormaps["viridis"]
+    colours = {tuple(c) for c in painted[..., :3].reshape(-1, 3)}
+    assert tuple(viridis(1.0, bytes=True)[:3]) in colours  # the layer's maximum, somewhere
+    assert tuple(viridis(0.0, bytes=True)[:3]) in colours  # and its minimum
+    per_tile = draw([layer], norm="channel").axes[1].get_images()[0].get_array()
+    assert not np.array_equal(painted, per_tile)
 
 
 def test_figure_file_is_a_real_image_with_the_panels(run, tmp_path):
@@ -306,28 +356,32 @@ def test_ctrl_c_while_saving_leaves_no_partial_file(run, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
 
 
-def test_each_tile_is_labelled_with_its_channel_index():
-    tile_shape, columns = (8, 8), 3
-    labels = figure.render_tile_labels(np.array([7, 1234, 42, 5]), columns, tile_shape, tile_pixels=40)
-    scale = labels.shape[1] // (columns * 8 + 2)  # label pixels per map pixel
-    assert scale == 5 and labels.shape == (2 * 9 * scale - scale, 3 * 9 * scale - scale, 4)
-    slot = 9 * scale  # one tile and its gap, in label pixels
-
-    def label_at(row, column):
-        return labels[row * slot : row * slot + 8 * scale, column * slot : column * slot + 8 * scale, 3]
-
-    widths = [np.nonzero(label_at(0, c).any(axis=0))[0].max() for c in range(3)]
-    assert widths[1] > widths[0] * 2  # "1234" is wider than "7"
-    assert label_at(1, 0).any()  # the fourth channel, first slot of the second row
-    assert not label_at(1, 1).any() and not label_at(1, 2).any()  # empty slots stay clear
-    assert not labels[: 8 * scale, : 8 * scale, 3][-scale:, -scale:].any()  # the tile's far corner is unlabelled
-    one = figure.render_tile_labels(np.array([7]), 1, tile_shape, tile_pixels=40)
-    np.testing.assert_array_equal(one[..., 3], label_at(0, 0))
+def test_labels_shrink_with_tiny_tiles_and_stop_growing_on_large_ones():
+    assert mosaic.label_font_pixels(8, 40) == 9  # a fifth of a 40-pixel tile is 8: at least 9
+    assert mosaic.label_font_pixels(8, 200) == 18  # at most 18
+    assert mosaic.label_font_pixels(8, 12) < mosaic.label_font_pixels(8, 24)  # scaled down with the tile
 
 
 def test_predictions_are_printed_aligned():
     lines = cli.format_predictions([("golden_retriever", 0.8655), ("tabby", 0.0999), ("toy_poodle", 0.005)])
     assert lines == ["1. golden_retriever  86.55%", "2. tabby              9.99%", "3. toy_poodle         0.50%"]
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_png_encoder_round_trips_pixels_resolution_and_text(channels):
+    import io
+
+    from _deepviz import png
+
+    pixels = np.random.default_rng(3).integers(0, 256, (37, 53, channels), dtype=np.uint8)
+    pixels[10:20] = pixels[9]  # rows that repeat, as in a figure
+    encoded = png.encode_png(pixels, 72, {"Software": "deepviz test"})
+    with Image.open(io.BytesIO(encoded)) as decoded:
+        decoded.load()  # checks every chunk's CRC and the zlib stream
+        assert decoded.mode == {3: "RGB", 4: "RGBA"}[channels]
+        np.testing.assert_array_equal(np.asarray(decoded), pixels)
+        assert decoded.info["dpi"] == pytest.approx((72, 72), abs=0.01)
+        assert decoded.info["Software"] == "deepviz test"
 
 
 def test_png_figures_hold_the_pixels_savefig_draws_in_rgb_at_the_chosen_compression(tmp_path):
