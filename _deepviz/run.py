@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import itertools
 import json
 import sys
@@ -135,6 +136,7 @@ def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
         )
         versions = library_versions() if args.json else None  # imports Keras: once, here, never in a worker
         visualizer.prepare(analysis)  # every layer name checked, the models built, before the first photo
+        gc.freeze()  # the network and its models live as long as the run: garbage collections skip them
         if args.synthesize:
             for layer in analysis.layers:
                 check_synthesis_layer(visualizer.network, layer)

@@ -126,6 +126,8 @@ def start_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import matplotlib.backends.backend_agg  # noqa: F401  (loaded while the main process builds the network)
 
+    gc.freeze()  # the modules just loaded stay: garbage collections skip them
+
 
 def loaded_modules() -> list[str]:
     """The modules a worker has imported (for tests)."""
