@@ -130,19 +130,23 @@ def test_grad_cam_of_an_in_memory_model_puts_each_class_where_its_evidence_is():
     assert list(viz.grad_cam(photo, classes=["left"], layer="maps")) == ["left"]
 
 
-def test_the_network_and_feature_model_are_built_once(monkeypatch):
-    builds = []
+def test_the_network_and_feature_models_are_built_once(monkeypatch):
+    builds = []  # (layers, reduced on the device)
     real_build = analysis.build_pipeline
-    monkeypatch.setattr(deepviz, "build_pipeline", lambda *a: builds.append(a[1]) or real_build(*a))
+    monkeypatch.setattr(deepviz, "build_pipeline",
+                        lambda *a: builds.append((a[1], a[3] is not None)) or real_build(*a))
     viz = deepviz.Visualizer(functional_classifier(), preprocess="unit")
     network = viz.network
     photo = photo_array(3)
     first = viz.figure(photo, ["conv_a", "conv_b"], dpi=30)
     second = viz.figure(photo, ["conv_a", "conv_b"], dpi=30, norm="layer", cmap="magma")
+    assert builds == [(["conv_a", "conv_b"], True)]  # the same layers and channels: one feature model
     viz.maps(photo, ["conv_a", "conv_b"])
-    assert builds == [["conv_a", "conv_b"]]  # the same layers: one feature model
+    viz.maps(photo, ["conv_a", "conv_b"])
+    assert builds == [(["conv_a", "conv_b"], True), (["conv_a", "conv_b"], False)]  # full maps: one more, once
+    viz.figure(photo, ["conv_a", "conv_b"], dpi=30, cmap="magma")
     viz.maps(photo, ["conv_a"])
-    assert builds == [["conv_a", "conv_b"], ["conv_a"]]
+    assert builds == [(["conv_a", "conv_b"], True), (["conv_a", "conv_b"], False), (["conv_a"], False)]
     assert viz.network is network
     assert first is not second
 
