@@ -37,7 +37,8 @@ from typing import Sequence
 import numpy as np
 
 from _deepviz import __version__
-from _deepviz.analysis import Analysis, PhotoResult, analyse_batch, build_pipeline, check_analysis, forward_batch
+from _deepviz.analysis import (Analysis, PhotoResult, analyse_batch, build_pipeline, check_analysis, device_reduction,
+                               forward_batch)
 from _deepviz.cli import DEFAULT_BATCH_SIZE, build_parser
 from _deepviz.errors import DeepvizError, UsageError
 from _deepviz.exemplars import DEFAULT_PER_CHANNEL, DEFAULT_RANK, Exemplar, ExemplarPlan, find_exemplars
@@ -83,7 +84,7 @@ class Visualizer:
         else:
             self.choice = None
             self.network = network_from_model(model, model.name, f"model {model.name!r}", preprocess, labels)
-        self._pipelines = {}  # (layer names, Grad-CAM layer) -> Pipeline, built once each
+        self._pipelines = {}  # (layer names, Grad-CAM layer, reduction) -> Pipeline, built once each
 
     # --- What the network has ---------------------------------------------------------
     def layers(self) -> list[str]:
@@ -98,7 +99,7 @@ class Visualizer:
     # --- One call, one plain value ----------------------------------------------------
     def maps(self, image, layers: Sequence[str] | None = None):
         """{layer path: (H, W, C) maps, or (C,) for a vector layer}; a list of those for a list of images."""
-        pipeline = self.prepare(Analysis(layers=tuple(layers or self.default_layers), max_maps=None))
+        pipeline = self.prepare(Analysis(layers=tuple(layers or self.default_layers), max_maps=None, keep_arrays=True))
         found = [{name: np.array(outputs[name]) for name in pipeline.layer_names}
                  for outputs in self._outputs_per_photo(pipeline, image)]
         return found if isinstance(image, list) else found[0]
@@ -195,11 +196,16 @@ class Visualizer:
 
     # --- The batched step the command line runs ---------------------------------------
     def prepare(self, analysis: Analysis):
-        """Check an Analysis's layers and options and build its models, once per set of layers."""
+        """Check an Analysis's layers and options and build its models, once per set of layers and reduction.
+
+        The layers drawn are reduced on the model's device, so the channels drawn (max_maps,
+        rank, channels) are part of the feature model; full maps (maps(), --save-arrays) are another.
+        """
         layer_names, cam_layer = check_analysis(self.network, analysis)
-        key = (tuple(layer_names), cam_layer)
+        reduction = device_reduction(analysis)
+        key = (tuple(layer_names), cam_layer, reduction)
         if key not in self._pipelines:
-            self._pipelines[key] = build_pipeline(self.network, layer_names, cam_layer)
+            self._pipelines[key] = build_pipeline(self.network, layer_names, cam_layer, reduction)
         return self._pipelines[key]
 
     def analyse(self, photos: Sequence, analysis: Analysis, batch_size: int | None = None) -> list[PhotoResult]:

@@ -4,6 +4,7 @@
     models    build a network: a built-in keras.applications classifier, a saved or in-memory model
     layers    name, list and check a model's layers
     forward   one multi-output model over the chosen layers; one forward pass; top predictions
+    reduction each drawn layer reduced on the model's device: statistics and drawn channels, no full maps
     explain   Grad-CAM heatmaps of the top classes
     stats     statistics of a layer and the ranking of its channels
     mosaic    scale a layer's tiles, lay them out, colour and label them as one image

@@ -1,7 +1,9 @@
 """One batch of photos through the network once, each photo reduced to what is printed and drawn.
 
 The Python API and the command line both go through `analyse_batch`: the same numbers,
-the same figures.
+the same figures. Where only a layer's drawing is asked for, it is reduced on the model's
+device (`reduction`) and only its statistics and drawn channels reach the host; where its
+full maps are needed (--save-arrays, --summary, Grad-CAM, a vector layer), they do.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from .explain import build_cam_head, check_cam, grad_cam
 from .forward import OUTPUT_KEY, build_feature_model, run_forward_pass, top_classes, top_predictions
 from .images import preprocess
 from .layers import check_channels, check_layer_names
-from .stats import DEFAULT_MAX_MAPS, DEFAULT_TOP, RANKINGS, SUMMARIES, LayerSummary, summarize_layer
+from .reduction import Reduction, is_spatial, with_layers_reduced
+from .stats import (DEFAULT_MAX_MAPS, DEFAULT_TOP, RANKINGS, SUMMARIES, LayerSummary, summarize_layer,
+                    summary_from_reduced)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,17 +37,18 @@ class Analysis:
     summary: str | None = None  # a key of SUMMARIES
     cam: bool = False
     cam_layer: str | None = None  # None: the network's last default layer
-    keep_arrays: bool = False  # keep each photo's full maps, for --save-arrays
+    keep_arrays: bool = False  # keep each photo's full maps (--save-arrays, Visualizer.maps)
 
 
 @dataclasses.dataclass
 class Pipeline:
     """The models every batch of a run goes through, built once for an Analysis."""
 
-    feature_model: object  # keras.Model: {layer path: maps, OUTPUT_KEY: output}
+    feature_model: object  # keras.Model: {layer path: maps or {field: reduced}, OUTPUT_KEY: output}
     layer_names: list[str]
     cam_layer: str | None = None
     cam_head: object = None  # keras.Model from the CAM layer's maps to the output
+    reduced_layers: dict = dataclasses.field(default_factory=dict)  # {layer reduced on the device: its channels}
 
 
 @dataclasses.dataclass
@@ -72,12 +77,31 @@ def check_analysis(network, analysis: Analysis) -> tuple[list[str], str | None]:
     return layer_names, cam_layer
 
 
-def build_pipeline(network, layer_names: Sequence[str], cam_layer: str | None) -> Pipeline:
-    """One feature model over the layers (and the Grad-CAM layer), and the Grad-CAM head."""
+def device_reduction(analysis: Analysis) -> Reduction | None:
+    """How the drawn layers are reduced on the model's device; None where every layer's full maps are needed."""
+    if analysis.keep_arrays or analysis.summary is not None or not analysis.layers:  # arrays saved; PCA; none drawn
+        return None
+    return Reduction(analysis.max_maps, analysis.rank, analysis.channels)
+
+
+def build_pipeline(network, layer_names: Sequence[str], cam_layer: str | None,
+                   reduction: Reduction | None = None) -> Pipeline:
+    """One feature model over the layers (and the Grad-CAM layer), and the Grad-CAM head.
+
+    With a `reduction`, each layer with spatial maps is reduced on the model's device
+    (the Grad-CAM layer aside: grad_cam needs its full maps, which reach the host anyway),
+    and a model without predictions leaves its output on the device too: nothing reads it.
+    """
     outputs_needed = list(layer_names) + ([cam_layer] if cam_layer and cam_layer not in layer_names else [])
     feature_model = build_feature_model(network, outputs_needed)
+    reduced_layers = {}
+    if reduction is not None:
+        reduced_layers = {name: int(feature_model.output[name].shape[-1]) for name in layer_names
+                          if name != cam_layer and is_spatial(feature_model.output[name])}
+        unread = [OUTPUT_KEY] if network.class_names is None else []  # a backbone's output: (8, 8, 2048) maps
+        feature_model = with_layers_reduced(feature_model, reduced_layers, reduction, unread)
     cam_head = build_cam_head(network, cam_layer) if cam_layer else None
-    return Pipeline(feature_model, list(layer_names), cam_layer, cam_head)
+    return Pipeline(feature_model, list(layer_names), cam_layer, cam_head, reduced_layers)
 
 
 def forward_batch(network, feature_model, photos: Sequence[Image.Image], batch_size: int) -> dict[str, np.ndarray]:
@@ -117,12 +141,18 @@ def reduce_batch(network, pipeline: Pipeline, outputs: dict, count: int, analysi
             classes = top_classes(outputs[OUTPUT_KEY][i], analysis.top)
             heatmaps = grad_cam(pipeline.cam_head, outputs[pipeline.cam_layer][i], classes)
             cams = [(name, probability, heatmap) for (name, probability), heatmap in zip(predictions, heatmaps)]
-        layers = [summarize_layer(name, outputs[name][i], analysis.max_maps, analysis.rank, analysis.channels,
-                                  analysis.summary)
-                  for name in pipeline.layer_names]
+        layers = [layer_summary(pipeline, name, outputs[name], i, analysis) for name in pipeline.layer_names]
         arrays = output_arrays(network, outputs, pipeline.layer_names, i, cams) if analysis.keep_arrays else None
         results.append(PhotoResult(predictions, layers, arrays, cams))
     return results
+
+
+def layer_summary(pipeline: Pipeline, name: str, output, index: int, analysis: Analysis) -> LayerSummary:
+    """Photo `index`'s LayerSummary of a layer: from its reduction on the device, or from its full maps."""
+    if name in pipeline.reduced_layers:
+        reduced = {field: values[index] for field, values in output.items()}
+        return summary_from_reduced(name, reduced, pipeline.reduced_layers[name], analysis.rank, analysis.channels)
+    return summarize_layer(name, output[index], analysis.max_maps, analysis.rank, analysis.channels, analysis.summary)
 
 
 def output_arrays(network, outputs: dict, layer_names: Sequence[str], index: int, cams) -> dict:

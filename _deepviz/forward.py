@@ -63,17 +63,18 @@ def trace_layers(model, inputs, wanted: set, recorded: dict, prefix: str = ""):
     return clone.output
 
 
-def run_forward_pass(feature_model, batch: np.ndarray, compiled: bool = False) -> dict[str, np.ndarray]:
-    """Maps of every chosen layer (and the model's output) for a batch, as NumPy arrays.
+def run_forward_pass(feature_model, batch: np.ndarray, compiled: bool = False) -> dict:
+    """The feature model's outputs for a batch, as NumPy arrays nested as the outputs are.
 
-    `compiled` runs Keras's predict step (a traced graph on TensorFlow, jit-compiled on JAX):
-    faster and leaner for batches than calling the model eagerly.
+    Maps of every chosen layer (or {field: array} where a layer is reduced on the device)
+    and the model's output. `compiled` runs Keras's predict step (a traced graph on
+    TensorFlow, jit-compiled on JAX): faster and leaner for batches than calling the model eagerly.
     """
     if compiled:
         return feature_model.predict_on_batch(batch)
     keras = import_keras()
     outputs = feature_model(batch, training=False)
-    return {name: keras.ops.convert_to_numpy(maps) for name, maps in outputs.items()}
+    return keras.tree.map_structure(keras.ops.convert_to_numpy, outputs)
 
 
 def top_classes(probabilities: np.ndarray, k: int) -> np.ndarray:

@@ -103,6 +103,32 @@ def summarize_layer(name: str, maps: np.ndarray, max_maps: int | None, ranking: 
     )
 
 
+def summary_from_reduced(name: str, reduced: dict, channel_count: int, ranking: str,
+                         chosen: Sequence[int] | None = None) -> LayerSummary:
+    """One image's LayerSummary of a spatial layer, from its reduction on the model's device.
+
+    `reduced` is one photo's part of reduction.reduce_maps's outputs: its statistics, the
+    drawn channels (k) and their (H, W, k) maps. The result is what summarize_layer makes of
+    the layer's full maps (H, W, `channel_count`), the statistics to float32 rounding.
+    """
+    maps = np.asarray(reduced["maps"], dtype=np.float32)  # (H, W, k)
+    shape = (*maps.shape[:2], channel_count)
+    return LayerSummary(
+        name=name,
+        shape=shape,
+        minimum=float(reduced["minimum"]),
+        mean=float(reduced["mean"]),
+        maximum=float(reduced["maximum"]),
+        zeros=int(reduced["zeros"]) / int(np.prod(shape)),
+        dead=int(reduced["dead"]),
+        channels=np.asarray(reduced["channels"], dtype=np.intp),
+        maps=maps,
+        ranking="chosen" if chosen is not None else ranking,
+        channel_means=np.asarray(reduced["channel_means"], dtype=np.float32),
+        channel_maxima=np.asarray(reduced["channel_maxima"], dtype=np.float32),
+    )
+
+
 def principal_components_image(maps: np.ndarray) -> np.ndarray:
     """(H, W, 3) in [0, 1]: each pixel's first three principal components over the channels.
 

@@ -20,7 +20,8 @@ Machines are shared and noisy: read the ratios, which compare runs made minutes 
    --workers 1 and with the default workers, against the bare network at the same
    batch size; one default figure drawn and saved on one core; and where each photo's
    time goes in the main process (read, forward, reduce) and in a worker (draw,
-   encode, write).
+   encode, write); the bytes the forward pass copies to the host per photo, each
+   layer reduced on the model's device, against its full maps.
 
 `--only` runs some of these. On a GPU machine, for example:
 
@@ -199,12 +200,31 @@ def bare_network_throughput(batch_size: int, weights: Path) -> float:
     return float(run_python("-c", THROUGHPUT_SCRIPT, str(batch_size), str(weights)).stdout)
 
 
-def stage_seconds(weights: Path, paths, batch_size: int, out: Path) -> tuple[dict, float]:
-    """({stage: seconds per photo}, CPU seconds of one figure drawn and saved), over one batch, after a warm-up.
+def outputs_bytes(outputs: dict) -> int:
+    """Bytes of a forward pass's outputs (NumPy arrays, nested as the feature model's)."""
+    from _deepviz.backend import import_keras
+
+    return sum(values.nbytes for values in import_keras().tree.flatten(outputs))
+
+
+def full_maps_bytes(visualizer, analysis) -> int:
+    """Bytes per photo the same forward pass would copy with every layer's full maps: from its output shapes."""
+    import dataclasses
+
+    full = visualizer.prepare(dataclasses.replace(analysis, keep_arrays=True))  # built, never run
+    return sum(int(np.prod(spec.shape[1:])) * np.dtype(spec.dtype).itemsize
+               for spec in full.feature_model.outputs)
+
+
+def stage_seconds(weights: Path, paths, batch_size: int, out: Path) -> tuple[dict, float, tuple[float, int]]:
+    """({stage: seconds per photo}, CPU seconds of one figure drawn and saved, (bytes to the host per photo,
+    those of full maps)), over one batch, after a warm-up.
 
     read, forward and reduce run in the main process; draw (build the figure and render
     it), encode (PNG) and write in a worker, or the main process with --workers 1. The
-    figure's CPU time is measured in a fresh process, as a worker draws it.
+    figure's CPU time is measured in a fresh process, as a worker draws it. The host
+    bytes are those of the forward pass's outputs, reduced on the model's device, as measured,
+    and what the unreduced feature model's outputs hold.
     """
     import deepviz
     from _deepviz.analysis import Analysis, forward_batch, reduce_batch
@@ -224,6 +244,7 @@ def stage_seconds(weights: Path, paths, batch_size: int, out: Path) -> tuple[dic
         seconds = dict.fromkeys(STAGES, 0.0)  # the warm-up's are dropped
         photos = [timed_stage("read", images.load_image, path) for path in paths[:batch_size]]
         outputs = timed_stage("forward", forward_batch, visualizer.network, pipeline.feature_model, photos, batch_size)
+        host_bytes = outputs_bytes(outputs) / batch_size  # the batch is padded to batch_size
         results = timed_stage("reduce", reduce_batch, visualizer.network, pipeline, outputs, len(photos), analysis)
         for i, (photo, result) in enumerate(zip(photos, results)):
             style = figure.FigureStyle(figure.photo_title("photo", photo, visualizer.network, result.predictions),
@@ -239,7 +260,8 @@ def stage_seconds(weights: Path, paths, batch_size: int, out: Path) -> tuple[dic
                 job = workers.DrawJob(figure.display_photo(photo), result.layers, None, style, out / "job.png")
     (out / "job.pickle").write_bytes(pickle.dumps(job))
     figure_cpu = float(run_python("-c", FIGURE_SCRIPT, str(out / "job.pickle")).stdout)
-    return {stage: total / len(paths[:batch_size]) for stage, total in seconds.items()}, figure_cpu
+    seconds = {stage: total / len(paths[:batch_size]) for stage, total in seconds.items()}
+    return seconds, figure_cpu, (host_bytes, full_maps_bytes(visualizer, analysis))
 
 
 def throughput_rows(args, work: Path, sources, progress) -> list[tuple]:
@@ -257,7 +279,8 @@ def throughput_rows(args, work: Path, sources, progress) -> list[tuple]:
     network = bare_network_throughput(args.batch_size, args.weights)
     progress("throughput: where each photo's time goes")
     (work / "stages").mkdir()
-    seconds, figure_cpu = stage_seconds(args.weights, copies, args.batch_size, work / "stages")
+    seconds, figure_cpu, (host_bytes, full_bytes) = stage_seconds(args.weights, copies, args.batch_size,
+                                                                   work / "stages")
     breakdown = ", ".join(f"{stage} {seconds[stage] * 1000:.0f}" for stage in STAGES)
     return [
         (f"{count} photos, default layers, one run, --workers 1", f"{one:.1f} s", f"{count / one:.2f} images/s", ""),
@@ -268,7 +291,9 @@ def throughput_rows(args, work: Path, sources, progress) -> list[tuple]:
          f"≥ 0.2x the network: {verdict(count / default / network >= 0.2)}"),
         (f"network alone, batches of {args.batch_size}", "", f"{network:.1f} images/s", "for scale"),
         ("per photo, ms: " + breakdown, f"{sum(seconds.values()) * 1000:.0f} ms", "", ""),
-        ("one default figure (5 layers x 64 tiles) drawn and encoded, CPU time of one core",
+        ("per photo, copied to the host by the forward pass: layers reduced on the device; their full maps",
+         f"{host_bytes / 1e6:.2f} MB; {full_bytes / 1e6:.2f} MB", f"{host_bytes / full_bytes:.2f}x the full maps", ""),
+        ("one default figure (5 layers x 64 tiles) drawn, encoded and written as a worker does, CPU time of one core",
          f"{figure_cpu:.2f} s", "", f"≤ 0.4 s: {verdict(figure_cpu <= 0.4)}"),
     ]
 

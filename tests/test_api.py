@@ -100,7 +100,9 @@ def test_images_may_be_paths_pil_images_or_arrays_and_lists_give_lists(tmp_path)
     np.testing.assert_allclose(several[11]["conv_b"], several[2]["conv_b"], atol=1e-6)
     assert not np.allclose(several[1]["conv_b"], several[0]["conv_b"])
     predictions = viz.predict([pixels, photo_array(2)])
-    assert len(predictions) == 2 and predictions[0] == viz.predict(pixels)
+    alone = viz.predict(pixels)
+    assert len(predictions) == 2 and [name for name, _ in predictions[0]] == [name for name, _ in alone]
+    assert [p for _, p in predictions[0]] == pytest.approx([p for _, p in alone], rel=1e-5)  # a GPU rounds by batch
 
 
 def test_layers_and_default_layers():
@@ -130,19 +132,23 @@ def test_grad_cam_of_an_in_memory_model_puts_each_class_where_its_evidence_is():
     assert list(viz.grad_cam(photo, classes=["left"], layer="maps")) == ["left"]
 
 
-def test_the_network_and_feature_model_are_built_once(monkeypatch):
-    builds = []
+def test_the_network_and_feature_models_are_built_once(monkeypatch):
+    builds = []  # (layers, reduced on the device)
     real_build = analysis.build_pipeline
-    monkeypatch.setattr(deepviz, "build_pipeline", lambda *a: builds.append(a[1]) or real_build(*a))
+    monkeypatch.setattr(deepviz, "build_pipeline",
+                        lambda *a: builds.append((a[1], a[3] is not None)) or real_build(*a))
     viz = deepviz.Visualizer(functional_classifier(), preprocess="unit")
     network = viz.network
     photo = photo_array(3)
     first = viz.figure(photo, ["conv_a", "conv_b"], dpi=30)
     second = viz.figure(photo, ["conv_a", "conv_b"], dpi=30, norm="layer", cmap="magma")
+    assert builds == [(["conv_a", "conv_b"], True)]  # the same layers and channels: one feature model
     viz.maps(photo, ["conv_a", "conv_b"])
-    assert builds == [["conv_a", "conv_b"]]  # the same layers: one feature model
+    viz.maps(photo, ["conv_a", "conv_b"])
+    assert builds == [(["conv_a", "conv_b"], True), (["conv_a", "conv_b"], False)]  # full maps: one more, once
+    viz.figure(photo, ["conv_a", "conv_b"], dpi=30, cmap="magma")
     viz.maps(photo, ["conv_a"])
-    assert builds == [["conv_a", "conv_b"], ["conv_a"]]
+    assert builds == [(["conv_a", "conv_b"], True), (["conv_a", "conv_b"], False), (["conv_a"], False)]
     assert viz.network is network
     assert first is not second
 

@@ -163,7 +163,7 @@ def broken_step(*args, **kwargs):
 
 
 def test_an_internal_error_is_one_line_with_a_hint_and_nothing_written(run, tmp_path, monkeypatch):
-    monkeypatch.setattr(analysis, "summarize_layer", broken_step)
+    monkeypatch.setattr(analysis, "layer_summary", broken_step)
     out = tmp_path / "figure.png"
     status, stdout, err = run(SAMPLE_PHOTO, "--weights", "none", "--layers", "mixed0", "--quiet", "--out", out)
     assert status == 1
@@ -174,7 +174,7 @@ def test_an_internal_error_is_one_line_with_a_hint_and_nothing_written(run, tmp_
 
 @pytest.mark.parametrize("how", [["--debug"], []])
 def test_debug_shows_the_full_traceback(run, tmp_path, monkeypatch, how):
-    monkeypatch.setattr(analysis, "summarize_layer", broken_step)
+    monkeypatch.setattr(analysis, "layer_summary", broken_step)
     if not how:
         monkeypatch.setenv("DEEPVIZ_DEBUG", "1")
     status, _, err = run(SAMPLE_PHOTO, "--weights", "none", "--layers", "mixed0", "--quiet", *how,
