@@ -18,15 +18,14 @@ Machines are shared and noisy: read the ratios, which compare runs made minutes 
    largest drawing worker).
 5. throughput: 32 photos (--throughput-photos), default layers, in one run with
    --workers 1 and with the default workers, against the bare network at the same
-   batch size; one default figure drawn and saved on one core; and where each photo's
+   batch size; the same with half the photos, whose difference leaves each run's
+   start-up out; one default figure drawn and saved on one core; and where each photo's
    time goes in the main process (read, forward, reduce) and in a worker (draw,
    encode, write); the bytes the forward pass copies to the host per photo, each
    layer reduced on the model's device, against its full maps.
 
-`--only` runs some of these. On a GPU machine, for example:
-
-    KERAS_BACKEND=torch python bench/bench.py --weights none --only throughput \\
-        --batch-size 32 --throughput-photos 64
+`--only` runs some of these. On a GPU machine, `bash bench/gpu.sh OUT_DIR` runs the
+throughput section on Keras's torch and jax backends, 64 photos in batches of 32.
 """
 
 from __future__ import annotations
@@ -272,10 +271,19 @@ def throughput_rows(args, work: Path, sources, progress) -> list[tuple]:
     for i in range(count):
         copies.append(folder / f"{i:03d}_{sources[i % len(sources)].name}")
         shutil.copy(sources[i % len(sources)], copies[-1])
-    progress(f"throughput: {count} photos, default layers, --workers 1 and the default")
+    half = count // 2
+    half_folder = work / f"throughput{half}"
+    half_folder.mkdir()
+    for copy in copies[:half]:
+        shutil.copy(copy, half_folder / copy.name)
+    progress(f"throughput: {count} and {half} photos, default layers, --workers 1 and the default")
     common = ["--weights", args.weights, "--batch-size", args.batch_size]
     one = timed(lambda: tool(folder, *common, "--workers", 1, "--out", work / "one_worker"), args.repeats)
     default = timed(lambda: tool(folder, *common, "--out", work / "default_workers"), args.repeats)
+    one_half = timed(lambda: tool(half_folder, *common, "--workers", 1, "--out", work / "one_worker"), args.repeats)
+    default_half = timed(lambda: tool(half_folder, *common, "--out", work / "default_workers"), args.repeats)
+    # The photos beyond the first `half`: a run's start-up (imports, the network built, its first pass) cancels out
+    one_beyond, default_beyond = (count - half) / (one - one_half), (count - half) / (default - default_half)
     network = bare_network_throughput(args.batch_size, args.weights)
     progress("throughput: where each photo's time goes")
     (work / "stages").mkdir()
@@ -289,6 +297,9 @@ def throughput_rows(args, work: Path, sources, progress) -> list[tuple]:
          f"{count / default:.2f} images/s; {one / default:.2f}x --workers 1; {count / default / network:.2f}x the network",
          f"≥ 1.6x: {verdict(one / default >= 1.6)}; ≥ 3 images/s: {verdict(count / default >= 3)}; "
          f"≥ 0.2x the network: {verdict(count / default / network >= 0.2)}"),
+        (f"the photos beyond the first {half} ({count} photos' run less {half} photos'): --workers 1; default",
+         f"{one - one_half:.1f} s; {default - default_half:.1f} s",
+         f"{one_beyond:.2f}; {default_beyond:.2f} images/s; {default_beyond / one_beyond:.2f}x", "start-up left out"),
         (f"network alone, batches of {args.batch_size}", "", f"{network:.1f} images/s", "for scale"),
         ("per photo, ms: " + breakdown, f"{sum(seconds.values()) * 1000:.0f} ms", "", ""),
         ("per photo, copied to the host by the forward pass: layers reduced on the device; their full maps",

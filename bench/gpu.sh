@@ -13,7 +13,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 for backend in torch jax; do
     export KERAS_BACKEND=$backend
     echo "== $backend: throughput, 64 photos, default layers, batches of 32"
-    timeout 150 python3 bench/bench.py --weights none --only throughput --batch-size 32 \
+    timeout 300 python3 bench/bench.py --weights none --only throughput --batch-size 32 \
         --throughput-photos 64 --repeats 1 2>&1 | grep -v "^bench:" | tee "$out/bench_$backend.md"
     echo "== $backend: Grad-CAM, its gradients on the GPU"
     timeout 60 python3 deepviz.py images/grace_hopper.jpg --weights none --cam --top 2 \
