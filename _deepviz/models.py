@@ -266,7 +266,10 @@ def network_from_model(model, label: str, source: str, preprocess: str | None = 
     input_size = own_model_input_size(model, source)
     class_names, reason = own_model_classes(model, label, source, labels)
     paths = layer_paths(model)
-    spatial = [p for p, layer in paths.items() if len(output_shape(layer)) == 3 and not is_input_layer(layer)]
+    keras = import_keras()
+    # A nested model's maps are those of one of its own layers, listed after it: drawn once, as that layer
+    spatial = [p for p, layer in paths.items()
+               if len(output_shape(layer)) == 3 and not is_input_layer(layer) and not isinstance(layer, keras.Model)]
     picks = np.linspace(0, len(spatial) - 1, min(OWN_MODEL_DEFAULT_LAYER_COUNT, len(spatial))).round()
     return Network(
         model=model,

@@ -110,7 +110,7 @@ def test_layers_and_default_layers():
     paths = viz.layers()
     assert paths[1:2] + paths[3:] == ["base", "base/conv_a", "base/conv_b", "pool", "probs"]
     assert paths[2].startswith("base/input_layer")
-    assert viz.default_layers == ["base", "base/conv_a", "base/conv_b"]
+    assert viz.default_layers == ["base/conv_a", "base/conv_b"]  # not "base" too: its maps are conv_b's
     builtin = deepviz.Visualizer("inception_v3", weights="none")
     assert builtin.default_layers == ["conv2d_1", "mixed0", "mixed3", "mixed7", "mixed10"]
     assert "mixed5" in builtin.layers() and len(builtin.layers()) == 313
