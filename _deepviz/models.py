@@ -88,6 +88,7 @@ class Network:
     weights_label: str  # "imagenet", "untrained", a file name
     input_size: tuple[int, int]  # (height, width)
     preprocess: Callable[[np.ndarray], np.ndarray]
+    preprocess_name: str  # a key of PREPROCESSING, or the keras.applications function the model comes with
     class_names: list[str] | None  # None: no predictions, for the reason below
     no_predictions_reason: str = ""
     trained: bool = True
@@ -125,6 +126,7 @@ def build_application(choice: NetworkChoice) -> Network:
     keras = import_keras()
     preprocess = (PREPROCESSING[choice.preprocess] if choice.preprocess
                   else getattr(keras.applications, spec.module).preprocess_input)
+    preprocess_name = choice.preprocess or f"keras.applications.{spec.module}.preprocess_input"
     if choice.weights == "imagenet":
         model, include_top, trained, label = build_imagenet_model(spec), True, True, "imagenet"
     elif choice.weights == "none":
@@ -138,6 +140,7 @@ def build_application(choice: NetworkChoice) -> Network:
         weights_label=label,
         input_size=(spec.input_size, spec.input_size),
         preprocess=preprocess,
+        preprocess_name=preprocess_name,
         class_names=load_class_names() if include_top else None,
         no_predictions_reason="" if include_top else f"weights {label} have no classifier head",
         trained=trained,
@@ -277,6 +280,7 @@ def network_from_model(model, label: str, source: str, preprocess: str | None = 
         weights_label=OWN_WEIGHTS_LABEL,
         input_size=input_size,
         preprocess=PREPROCESSING[preprocess or DEFAULT_PREPROCESS],
+        preprocess_name=preprocess or DEFAULT_PREPROCESS,
         class_names=class_names,
         no_predictions_reason=reason,
         default_layers=tuple(dict.fromkeys(spatial[int(i)] for i in picks)),

@@ -124,7 +124,7 @@ def check_out_path(out: str | None) -> None:
 
 
 def run_record(path: Path, network, predictions, layers: Sequence[LayerSummary], analysis, style,
-               preprocess: str | None, versions: dict | None = None) -> dict:
+               versions: dict | None = None) -> dict:
     """Everything --json writes about one photo's run; `versions`: library_versions(), computed once."""
     return {
         "image": str(path),
@@ -142,7 +142,7 @@ def run_record(path: Path, network, predictions, layers: Sequence[LayerSummary],
             "summary": analysis.summary,
             "cmap": style.cmap,
             "dpi": style.dpi,
-            "preprocess": preprocess,
+            "preprocess": network.preprocess_name,
             "input_size": list(network.input_size),
         },
         "predictions": None if predictions is None else [

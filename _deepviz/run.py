@@ -235,8 +235,7 @@ def draw_job(path: Path, photo, visualizer, result: PhotoResult, out_path: Path,
                                 cam_layer=cam_layer)
     json_text = None
     if args.json:
-        record = run_record(path, network, result.predictions, result.layers, analysis, style, args.preprocess,
-                            versions)
+        record = run_record(path, network, result.predictions, result.layers, analysis, style, versions)
         json_text = json.dumps(record, indent=2).encode("utf-8")
     return DrawJob(display_photo(photo), result.layers, result.cams, style, out_path, json_text, result.arrays)
 

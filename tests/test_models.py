@@ -1,5 +1,7 @@
 """Every built-in keras.applications model, the user's own saved model, and nested models."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -141,14 +143,15 @@ def test_own_model_from_the_command_line_with_labels(run, classifier, tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("cat\ndog\nbird\nfish\n")
     status, out, err = run(SAMPLE_PHOTO, "--model", path, "--labels", labels, "--preprocess", "unit", "--quiet",
-                           "--out", tmp_path)
+                           "--json", "--out", tmp_path)
     assert status == 0, err
     lines = out.splitlines()
+    assert json.loads((tmp_path / "grace_hopper.json").read_text())["settings"]["preprocess"] == "unit"
     import re
     names = [re.fullmatch(PREDICTION_LINE, line).group(2) for line in lines[:3]]
     assert set(names) <= {"cat", "dog", "bird", "fish"} and len(set(names)) == 3
-    assert [line.split(" (")[0] for line in lines[3:-1]] == ["small_cnn/conv_a", "small_cnn/conv_b"]
-    assert lines[-1] == f"wrote {tmp_path / 'grace_hopper.png'}"
+    assert [line.split(" (")[0] for line in lines[3:-2]] == ["small_cnn/conv_a", "small_cnn/conv_b"]
+    assert lines[-2:] == [f"wrote {tmp_path / 'grace_hopper.png'}", f"wrote {tmp_path / 'grace_hopper.json'}"]
 
 
 def test_labels_must_match_the_number_of_classes(run, classifier, tmp_path):
