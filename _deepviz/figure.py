@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image
 
 from .errors import UsageError
-from .mosaic import NORMALISATION_PHRASES, NORMALISATIONS, mosaic_columns, mosaic_shape, paint_mosaic
+from .mosaic import (NORMALISATION_PHRASES, NORMALISATIONS, ScaledTiles, TileGrid, label_font_pixels,
+                     paint_mosaic, tile_grid)
 from .stats import LayerSummary, channel_phrase
 
 
@@ -95,8 +96,8 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
     if cams:
         cam_width = (panel_width - pixels(CAM_GAP_INCHES, dpi) * (len(cams) - 1)) // len(cams)
         rows.append(Row("Grad-CAM", 9, drawing_height(cam_width, display.height / display.width, dpi)))
-    mosaics = [layer_mosaic(layer, style.norm) for layer in layers]
-    rows += [layer_row(layer, mosaic, panel_width, style) for layer, mosaic in zip(layers, mosaics)]
+    mosaics = [layer_mosaic(layer, style.norm, panel_width) for layer in layers]
+    rows += [layer_row(layer, mosaic, style) for layer, mosaic in zip(layers, mosaics)]
     height, bottoms = stack_rows(rows, dpi)
 
     figure = notebook_figure_class()(figsize=(width / dpi, height / dpi), dpi=dpi)
@@ -140,12 +141,11 @@ def drawing_height(drawing_width: int, aspect: float, dpi: int) -> int:
                        pixels(PHOTO_MAX_HEIGHT_INCHES, dpi)))
 
 
-def layer_row(layer: LayerSummary, mosaic, panel_width: int, style: FigureStyle) -> Row:
+def layer_row(layer: LayerSummary, mosaic: LayerMosaic | None, style: FigureStyle) -> Row:
     """A layer's row: its mosaic as wide as the panel, or a bar plot with room for its axes' labels."""
-    if not layer.is_spatial:  # a one-line title
+    if mosaic is None:  # a vector layer: a one-line title
         return Row("", 10, pixels(VECTOR_HEIGHT_INCHES, style.dpi), below=pixels(VECTOR_AXIS_INCHES[1], style.dpi))
-    _, _, (height, width) = mosaic
-    return Row(tiles_title(layer, style), 10, max(1, round(panel_width * height / width)))
+    return Row(tiles_title(layer, mosaic, style), 10, mosaic.grid.height)
 
 
 def stack_rows(rows: Sequence[Row], dpi: int) -> tuple[int, list[int]]:
@@ -181,10 +181,15 @@ def display_photo(photo: Image.Image) -> Image.Image:
 
 
 def fitted_to(photo: Image.Image, width: int, height: int) -> Image.Image:
-    """The photo resized (Lanczos) to the largest size that fits width x height pixels."""
+    """The photo resized to the largest size that fits width x height pixels.
+
+    Lanczos, except where a small photo is enlarged 3 times or more: there its pixels are
+    shown as blocks (nearest neighbour), as Matplotlib's "antialiased" would, not blurred.
+    """
     scale = min(width / photo.width, height / photo.height)
     size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
-    return photo if size == photo.size else photo.resize(size, Image.Resampling.LANCZOS)
+    resampling = Image.Resampling.NEAREST if scale >= 3 else Image.Resampling.LANCZOS
+    return photo if size == photo.size else photo.resize(size, resampling)
 
 
 def draw_painted(axes, pixels: np.ndarray) -> None:
@@ -255,40 +260,48 @@ def cam_colormap():
     return matplotlib.colormaps[CAM_CMAP]
 
 
-def layer_mosaic(layer: LayerSummary, norm: str):
-    """(scaled tiles, columns, (height, width) of the laid-out mosaic in map pixels) for a spatial layer."""
+@dataclasses.dataclass
+class LayerMosaic:
+    """A spatial layer's tiles, scaled, and where they are drawn."""
+
+    scaled: ScaledTiles
+    grid: TileGrid
+    labels: list[str]  # each tile's: its channel index ("PCA" for the summary)
+    labelled: bool  # False where the tiles are too small for their labels
+
+
+def layer_mosaic(layer: LayerSummary, norm: str, width: int) -> LayerMosaic | None:
+    """The layer's tiles laid out `width` pixels wide; None for a vector layer."""
     if not layer.is_spatial:
         return None
     scaled = NORMALISATIONS[norm](layer.maps, layer)
-    height, width, count = scaled.tiles.shape
-    count += layer.summary_image is not None  # the summary takes the first slot
-    columns = mosaic_columns(count, height, width)
-    return scaled, columns, mosaic_shape(count, (height, width), columns)
+    labels = [str(channel) for channel in layer.channels]
+    if layer.summary_image is not None:  # the summary takes the first slot
+        labels.insert(0, "PCA")
+    grid = tile_grid(len(labels), scaled.tiles.shape[:2], width)
+    return LayerMosaic(scaled, grid, labels, label_font_pixels(labels, grid) is not None)
 
 
-def tiles_title(layer: LayerSummary, style: FigureStyle) -> str:
+def tiles_title(layer: LayerSummary, mosaic: LayerMosaic, style: FigureStyle) -> str:
+    unlabelled = "" if mosaic.labelled else " (tiles too small to label: raise --dpi)"
     summary_note = ""
     if layer.summary_image is not None:
         summary_note = "\nfirst tile: the first 3 principal components of all channels, as red, green, blue"
-    return (f"{layer.name} {layer.shape}: {channel_phrase(layer)}; "
+    return (f"{layer.name} {layer.shape}: {channel_phrase(layer)}{unlabelled}; "
             f"{NORMALISATION_PHRASES[style.norm]}; {layer.dead} dead (constant) channels{summary_note}")
 
 
-def draw_tiles(figure, axes, colorbar_axes, layer: LayerSummary, mosaic, style: FigureStyle) -> None:
+def draw_tiles(figure, axes, colorbar_axes, layer: LayerSummary, mosaic: LayerMosaic, style: FigureStyle) -> None:
     """The layer's tiles as one image painted at the axes' pixel size, each tile labelled with its channel."""
     import matplotlib
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    scaled, columns, _ = mosaic
     colormap = matplotlib.colormaps[style.cmap]
-    labels = [str(channel) for channel in layer.channels]
-    if layer.summary_image is not None:
-        labels.insert(0, "PCA")
-    width, height = (round(side) for side in axes.bbox.size)  # the pixels the axes cover
-    draw_painted(axes, paint_mosaic(scaled, columns, colormap, (width, height), labels, layer.summary_image))
+    draw_painted(axes, paint_mosaic(mosaic.scaled, mosaic.grid, colormap, mosaic.labels, layer.summary_image))
     axes.set_axis_off()
-    axes.set_title(tiles_title(layer, style), fontsize=10, y=TITLE_HEIGHT)
+    axes.set_title(tiles_title(layer, mosaic, style), fontsize=10, y=TITLE_HEIGHT)
+    scaled = mosaic.scaled
     colorbar = figure.colorbar(ScalarMappable(Normalize(scaled.vmin, scaled.vmax), colormap), cax=colorbar_axes)
     colorbar.set_label(scaled.colorbar_label, fontsize=8)
     if scaled.colorbar_ticks:

@@ -15,7 +15,7 @@ from .stats import LayerSummary
 MOSAIC_ASPECT = 4.0  # a layer's grid of tiles aims to be this many times wider than tall
 TILE_GAP = 1  # pixels of background between tiles
 GAP_COLOUR = "white"  # gaps and empty slots: the figure's background
-MIN_LABEL_TILE_PIXELS = 24  # labels are sized as on a tile at least this wide, then scaled with the tile
+MIN_LABEL_PIXELS = 7  # a smaller label cannot be read: tiles too small for one are left unlabelled
 LABEL_BACKGROUND = (0, 0, 0, 140)  # a translucent box under each label, so it reads on any colour
 
 
@@ -51,28 +51,56 @@ NORMALISATIONS: dict[str, Callable[[np.ndarray, LayerSummary], ScaledTiles]] = {
 NORMALISATION_PHRASES = {"channel": "each tile scaled to its own range", "layer": "one scale for the layer"}
 
 
-def compose_mosaic(tiles: np.ndarray, columns: int) -> np.ma.MaskedArray:
-    """Lay (H, W, n) tiles out row by row in one 2-D array; gaps and empty slots masked."""
+def compose_mosaic(tiles: np.ndarray, columns: int, gap: int = TILE_GAP) -> np.ma.MaskedArray:
+    """Lay (H, W, n) tiles out row by row in one 2-D array, `gap` pixels apart; gaps and empty slots masked."""
     height, width, count = tiles.shape
     rows = math.ceil(count / columns)
-    shape = mosaic_shape(count, (height, width), columns)
-    slots = np.zeros((rows * columns, height + TILE_GAP, width + TILE_GAP), dtype=np.float32)
+    slots = np.zeros((rows * columns, height + gap, width + gap), dtype=np.float32)
     empty = np.ones_like(slots, dtype=bool)
     slots[:count, :height, :width] = np.moveaxis(tiles, -1, 0)
     empty[:count, :height, :width] = False
     # (rows, columns, H+gap, W+gap) -> (rows, H+gap, columns, W+gap) -> one image, less the last gaps
-    padded = (rows * (height + TILE_GAP), columns * (width + TILE_GAP))
-    mosaic = slots.reshape(rows, columns, height + TILE_GAP, width + TILE_GAP).transpose(0, 2, 1, 3)
-    mask = empty.reshape(rows, columns, height + TILE_GAP, width + TILE_GAP).transpose(0, 2, 1, 3)
-    cropped = (slice(0, shape[0]), slice(0, shape[1]))
+    padded = (rows * (height + gap), columns * (width + gap))
+    mosaic = slots.reshape(rows, columns, height + gap, width + gap).transpose(0, 2, 1, 3)
+    mask = empty.reshape(rows, columns, height + gap, width + gap).transpose(0, 2, 1, 3)
+    cropped = (slice(0, padded[0] - gap), slice(0, padded[1] - gap))
     return np.ma.MaskedArray(mosaic.reshape(padded)[cropped], mask=mask.reshape(padded)[cropped])
 
 
-def mosaic_shape(count: int, tile_shape: tuple, columns: int) -> tuple[int, int]:
-    """(height, width) in map pixels of `count` tiles laid out in `columns`, a gap between neighbours."""
-    height, width = tile_shape
-    rows = math.ceil(count / columns)
-    return rows * (height + TILE_GAP) - TILE_GAP, columns * (width + TILE_GAP) - TILE_GAP
+@dataclasses.dataclass(frozen=True)
+class TileGrid:
+    """Where a layer's tiles are drawn, in whole pixels: every tile the same size, every gap the same."""
+
+    columns: int
+    rows: int
+    tile_width: int
+    tile_height: int
+    gap: int
+    width: int  # the whole mosaic's, tiles and any pixels left over on the right
+
+    @property
+    def height(self) -> int:
+        return self.rows * (self.tile_height + self.gap) - self.gap
+
+    def corner(self, slot: int) -> tuple[int, int]:
+        """(x, y) of a slot's top-left pixel."""
+        row, column = divmod(slot, self.columns)
+        return column * (self.tile_width + self.gap), row * (self.tile_height + self.gap)
+
+
+def tile_grid(count: int, tile_shape: tuple, width: int) -> TileGrid:
+    """`count` tiles of `tile_shape` (H, W) map pixels laid out in `width` drawn pixels.
+
+    The gap is one map pixel at the tiles' scale, at least one drawn pixel; tiles keep
+    their maps' aspect ratio; the pixels that do not divide evenly are left on the right.
+    """
+    map_height, map_width = tile_shape
+    columns = mosaic_columns(count, map_height, map_width)
+    scale = width / (columns * (map_width + TILE_GAP) - TILE_GAP)  # drawn pixels per map pixel
+    gap = max(1, round(TILE_GAP * scale))
+    tile_width = max(1, (width - gap * (columns - 1)) // columns)
+    tile_height = max(1, round(tile_width * map_height / map_width))
+    return TileGrid(columns, math.ceil(count / columns), tile_width, tile_height, gap, width)
 
 
 def mosaic_columns(count: int, height: int, width: int) -> int:
@@ -83,52 +111,83 @@ def mosaic_columns(count: int, height: int, width: int) -> int:
     return math.ceil(count / rows)
 
 
-def paint_mosaic(scaled: ScaledTiles, columns: int, colormap, size: tuple[int, int], labels: Sequence[str],
+def paint_mosaic(scaled: ScaledTiles, grid: TileGrid, colormap, labels: Sequence[str],
                  summary_image: np.ndarray | None = None) -> np.ndarray:
-    """The tiles as one RGBA image of `size` (width, height) pixels: coloured, enlarged, each tile labelled.
+    """The tiles as one RGBA image (grid.height, grid.width): resized to the grid's tiles, coloured, labelled.
 
     Painted at the size the figure shows it, so Matplotlib draws it 1:1 without resampling.
-    Tiles are enlarged by nearest neighbour (every map cell stays a flat block). With a
-    `summary_image` (H, W, 3) in [0, 1], the first slot holds it in its own colours and
-    `labels` name it first.
+    A tile drawn larger than its map shows each map cell as a flat block (nearest
+    neighbour); one drawn smaller shows each drawn pixel as the mean of the cells it
+    covers, so no row or column of a map is dropped. With a `summary_image` (H, W, 3) in
+    [0, 1], the first slot holds it in its own colours and `labels` name it first.
     """
     tiles = scaled.tiles
     if summary_image is not None:  # an empty first slot, where the summary is laid
         tiles = np.concatenate([np.full(tiles.shape[:2] + (1,), scaled.vmin, tiles.dtype), tiles], axis=-1)
-    laid = compose_mosaic(tiles, columns)  # (rows*(H+gap)-gap, columns*(W+gap)-gap), gaps masked
-    colours = colormap.with_extremes(bad=GAP_COLOUR)((laid - scaled.vmin) / (scaled.vmax - scaled.vmin), bytes=True)
+    drawn = resized_tiles(tiles, grid.tile_height, grid.tile_width)  # (tile height, tile width, n)
+    canvas = np.full((grid.height, grid.width), np.nan, np.float32)  # NaN: gaps, empty slots, leftover pixels
+    laid = compose_mosaic(drawn, grid.columns, grid.gap).filled(np.nan)
+    canvas[:, :laid.shape[1]] = laid
+    colours = colormap.with_extremes(bad=GAP_COLOUR)((canvas - scaled.vmin) / (scaled.vmax - scaled.vmin), bytes=True)
     if summary_image is not None:
-        height, width, _ = summary_image.shape
-        colours[:height, :width, :3] = np.round(summary_image * 255)
-    image = Image.fromarray(np.ascontiguousarray(colours[..., :3])).resize(size, Image.Resampling.NEAREST)
-    label_tiles(image, labels, columns, tiles.shape[:2], laid.shape)
+        summary = resized_tiles(summary_image, grid.tile_height, grid.tile_width)  # (tile height, tile width, 3)
+        colours[:grid.tile_height, :grid.tile_width, :3] = np.round(summary * 255)
+    image = Image.fromarray(np.ascontiguousarray(colours[..., :3]))
+    label_tiles(image, labels, grid)
     return np.asarray(image.convert("RGBA"))  # (height, width, 4) uint8, opaque
 
 
-def label_tiles(image: Image.Image, labels: Sequence[str], columns: int, tile_shape: tuple, mosaic_shape: tuple):
+def resized_tiles(tiles: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W, n) tiles resized to (height, width, n), one axis at a time.
+
+    Enlarging, each drawn pixel takes its nearest map pixel; shrinking, the mean of the map
+    pixels it covers, each by the length it covers.
+    """
+    return resized_along(resized_along(tiles, 0, height), 1, width)
+
+
+def resized_along(tiles: np.ndarray, axis: int, target: int) -> np.ndarray:
+    source = tiles.shape[axis]
+    if target >= source:
+        nearest = ((np.arange(target) + 0.5) * source / target).astype(int)
+        return np.take(tiles, nearest, axis=axis)
+    # The mean over [a, b) is (I(b) - I(a)) / (b - a), I the running sum, linear between map pixels.
+    # (Elementwise, not a matrix product: BLAS threads would spin on a worker's neighbour's core.)
+    edges = np.arange(target + 1) * source / target  # drawn pixel i covers [edges[i], edges[i + 1])
+    running = np.cumsum(tiles, axis=axis, dtype=np.float64)
+    running = np.concatenate([np.zeros_like(np.take(running, [0], axis=axis)), running], axis=axis)  # I(0..source)
+    below = np.minimum(edges.astype(int), source - 1)
+    fraction = (edges - below).reshape([-1 if a == axis else 1 for a in range(tiles.ndim)])
+    at_edges = np.take(running, below, axis=axis) * (1 - fraction) + np.take(running, below + 1, axis=axis) * fraction
+    return (np.diff(at_edges, axis=axis) * (target / source)).astype(np.float32)
+
+
+def label_tiles(image: Image.Image, labels: Sequence[str], grid: TileGrid) -> None:
     """Write each tile's label (its channel index) in its top-left corner, white on a dark box.
 
-    `image` is the mosaic of `mosaic_shape` map pixels enlarged to its size; thousands of
-    labels take milliseconds this way, where as many Matplotlib Texts take seconds.
+    Thousands of labels take milliseconds this way, where as many Matplotlib Texts take
+    seconds. Where the labels would not fit their tiles (label_font_pixels), none is written.
     """
-    height, width = tile_shape
-    scale_x, scale_y = image.width / mosaic_shape[1], image.height / mosaic_shape[0]  # image pixels per map pixel
-    font = ImageFont.load_default(size=label_font_pixels(width, width * scale_x))
+    size = label_font_pixels(labels, grid)
+    if size is None:
+        return
+    font = ImageFont.load_default(size=size)
     draw = ImageDraw.Draw(image, "RGBA")  # RGBA colours blend over the RGB tiles
     for slot, label in enumerate(labels):
-        row, column = divmod(slot, columns)
-        corner = (round(column * (width + TILE_GAP) * scale_x), round(row * (height + TILE_GAP) * scale_y))
+        corner = grid.corner(slot)
         box = draw.textbbox(corner, label, font=font, anchor="lt")
         draw.rectangle((corner[0], corner[1], box[2] + 1, box[3] + 1), fill=LABEL_BACKGROUND)
         draw.text((corner[0] + 1, corner[1] + 1), label, font=font, fill=(255, 255, 255, 255), anchor="lt")
 
 
-def label_font_pixels(width: int, tile_pixels: float) -> int:
-    """A label's font size on a tile drawn `tile_pixels` wide: a fifth of the tile, from 9 to 18 pixels.
-
-    The size is chosen on the tile enlarged by a whole factor to at least
-    MIN_LABEL_TILE_PIXELS (and at least its map's width), then scaled to `tile_pixels`:
-    on tiny tiles the label shrinks with the tile rather than covering it.
-    """
-    whole_tile = width * max(1, math.ceil(max(tile_pixels, MIN_LABEL_TILE_PIXELS) / width))
-    return max(1, round(np.clip(whole_tile * 0.2, 9, 18) * tile_pixels / whole_tile))
+def label_font_pixels(labels: Sequence[str], grid: TileGrid) -> int | None:
+    """The labels' font size: a fifth of a tile's width, 9 to 18 pixels, smaller (down to
+    MIN_LABEL_PIXELS) where the longest label's box would be wider than a tile or taller
+    than half of one; None where even that does not fit."""
+    longest = max(labels, key=len, default="")
+    size = int(np.clip(round(grid.tile_width * 0.2), 9, 18))
+    for size in range(size, MIN_LABEL_PIXELS - 1, -1):
+        left, top, right, bottom = ImageFont.load_default(size=size).getbbox(longest, anchor="lt")
+        if right + 2 <= grid.tile_width and bottom + 2 <= grid.tile_height / 2:
+            return size
+    return None

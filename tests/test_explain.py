@@ -124,9 +124,8 @@ def test_pca_summary_is_the_first_tile_of_each_panel(run, tmp_path):
     style = figure.FigureStyle("photo", "channel", "viridis", 100)
     drawn = figure.draw_figure(Image.new("RGB", (30, 30)), [layer], style)
     painted = drawn.axes[1].get_images()[0].get_array()
-    columns = mosaic.mosaic_columns(17, 8, 8)  # 16 tiles and the summary, 8x8 each
-    scale = painted.shape[1] / (columns * (8 + mosaic.TILE_GAP) - mosaic.TILE_GAP)  # painted pixels per map pixel
-    middles = ((np.arange(8) + 0.5) * scale).astype(int)
+    grid = mosaic.tile_grid(17, (8, 8), painted.shape[1])  # 16 tiles and the summary, 8x8 each
+    middles = ((np.arange(8) + 0.5) * grid.tile_width / 8).astype(int)
     first_slot = painted[np.ix_(middles[3:], middles)][..., :3]  # under its "PCA" label
     assert np.abs(first_slot.astype(int) - np.round(layer.summary_image[3:] * 255)).max() <= 1  # in its own colours
     assert "first tile: the first 3 principal components" in drawn.axes[1].get_title()

@@ -194,34 +194,52 @@ def test_figure_panels_titles_tiles_and_colour_bars():
     assert np.allclose(colorbar_axes.bbox.intervaly, tiles_axes.bbox.intervaly)  # as tall as the tiles, no taller
 
 
-def test_tiles_are_painted_in_the_colour_map_enlarged_with_gaps_and_labels():
+def test_tiles_are_painted_in_the_colour_map_enlarged_with_even_gaps_and_labels():
     import matplotlib
 
     tiles = np.zeros((2, 3, 3), np.float32)  # three 2x3 tiles
     tiles[0, 0, 0], tiles[1, 2, 1], tiles[:, :, 2] = 1.0, 0.5, 0.25
     scaled = mosaic.ScaledTiles(tiles, 0.0, 1.0, "", {})
     viridis = matplotlib.colormaps["viridis"]
-    size = (7 * 10, 5 * 10)  # 2 columns: (2 rows * (2 + gap) - gap, 2 * (3 + gap) - gap) map pixels, 10x larger
-    plain = mosaic.paint_mosaic(scaled, 2, viridis, size, labels=[])
-    assert plain.shape == (50, 70, 4) and plain.dtype == np.uint8
+    grid = mosaic.tile_grid(3, (2, 3), width=100)
+    assert grid.tile_height * 3 == grid.tile_width * 2 and grid.gap >= 1  # the maps' aspect, a gap between
+    plain = mosaic.paint_mosaic(scaled, grid, viridis, labels=[])
+    assert plain.shape == (grid.height, 100, 4) and plain.dtype == np.uint8
 
-    def cell(row, column):  # the middle of a map pixel, in painted pixels
-        return plain[row * 10 + 5, column * 10 + 5, :3].tolist()
+    def cell(slot, row, column):  # the middle of a map cell, in painted pixels
+        x, y = grid.corner(slot)
+        return plain[y + int((row + 0.5) * grid.tile_height / 2), x + int((column + 0.5) * grid.tile_width / 3), :3]
 
     def colour(value):
         return list(viridis(value, bytes=True)[:3])
 
-    assert cell(0, 0) == colour(1.0) and cell(0, 1) == colour(0.0)  # first tile
-    assert cell(1, 4 + 2) == colour(0.5)  # second tile, right of the gap
-    assert cell(3, 0) == colour(0.25)  # third tile, under the gap
-    assert cell(2, 0) == cell(0, 3) == cell(3, 5) == [255, 255, 255]  # gaps and the empty fourth slot: white
-    labelled = mosaic.paint_mosaic(scaled, 2, viridis, size, labels=["7", "1234", "42"])
+    assert cell(0, 0, 0).tolist() == colour(1.0) and cell(0, 0, 1).tolist() == colour(0.0)
+    assert cell(1, 1, 2).tolist() == colour(0.5) and cell(2, 1, 1).tolist() == colour(0.25)
+    x, y = grid.corner(1)
+    white = [255, 255, 255]
+    assert (plain[:grid.tile_height, x - grid.gap:x, :3] == white).all()  # the gap before the second tile
+    assert (plain[:grid.tile_height, grid.columns * (grid.tile_width + grid.gap) - grid.gap:, :3] == white).all()
+    labelled = mosaic.paint_mosaic(scaled, grid, viridis, labels=["7", "1234", "42"])
     changed = (labelled != plain).any(axis=-1)
-    corners = [changed[:20, :30], changed[:20, 40:], changed[30:, :30]]  # each tile, in painted pixels
-    assert all(corner[:8, :8].any() for corner in corners)  # a label in each tile's top-left corner
-    assert not changed[30:, 40:].any()  # the empty slot stays clear
-    assert np.nonzero(corners[1].any(axis=0))[0].max() > 2 * np.nonzero(corners[0].any(axis=0))[0].max()  # "1234"
-    assert not changed[15:20, 25:30].any()  # a tile's far corner stays clear
+    for slot in range(3):
+        x, y = grid.corner(slot)
+        assert changed[y:y + 5, x:x + 5].any()  # a label in each tile's top-left corner
+        far_corner = changed[y + grid.tile_height - 3:y + grid.tile_height, x + grid.tile_width - 3:x + grid.tile_width]
+        assert not far_corner.any()
+    widths = [np.nonzero(changed[:grid.tile_height, x:x + grid.tile_width].any(axis=0))[0].max()
+              for x, _ in map(grid.corner, range(2))]
+    assert widths[1] > 2 * widths[0]  # "1234" is wider than "7"
+
+
+def test_a_tile_drawn_smaller_than_its_map_keeps_every_row_and_its_mean():
+    maps = np.zeros((147, 147, 1), np.float32)
+    maps[100, :, 0] = 1.0  # one bright row, which nearest-neighbour shrinking may drop
+    shrunk = mosaic.resized_tiles(maps, 96, 96)
+    assert shrunk.shape == (96, 96, 1)
+    assert shrunk.max() > 0.5  # the row is there, spread over at most two drawn rows
+    assert shrunk.mean() == pytest.approx(maps.mean(), rel=1e-5)  # each drawn pixel the mean of what it covers
+    enlarged = mosaic.resized_tiles(np.arange(4, dtype=np.float32).reshape(2, 2, 1), 4, 4)[..., 0]
+    assert enlarged.tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]  # flat blocks
 
 
 def test_layer_scaling_uses_one_range_shown_on_the_colour_bar():
@@ -356,10 +374,16 @@ def test_ctrl_c_while_saving_leaves_no_partial_file(run, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
 
 
-def test_labels_shrink_with_tiny_tiles_and_stop_growing_on_large_ones():
-    assert mosaic.label_font_pixels(8, 40) == 9  # a fifth of a 40-pixel tile is 8: at least 9
-    assert mosaic.label_font_pixels(8, 200) == 18  # at most 18
-    assert mosaic.label_font_pixels(8, 12) < mosaic.label_font_pixels(8, 24)  # scaled down with the tile
+def test_labels_grow_with_their_tiles_and_are_left_out_where_they_do_not_fit(run, tmp_path):
+    sizes = [mosaic.label_font_pixels(["1234"], mosaic.tile_grid(1, (8, 8), width)) for width in range(10, 200, 5)]
+    known = [size for size in sizes if size is not None]
+    assert sizes[0] is None and known == sorted(known)  # too small at first, then never smaller as tiles grow
+    assert min(known) >= mosaic.MIN_LABEL_PIXELS and max(known) == 18
+    maps = np.random.default_rng(4).random((8, 8, 2048), np.float32)
+    crowded = draw([stats.summarize_layer("mixed10", maps, None, "mean")])
+    assert "tiles too small to label: raise --dpi" in crowded.axes[1].get_title()
+    roomy = draw([stats.summarize_layer("mixed10", maps, 64, "mean")])
+    assert "too small" not in roomy.axes[1].get_title()
 
 
 def test_predictions_are_printed_aligned():
