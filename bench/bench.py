@@ -1,7 +1,6 @@
 """Benchmark deepviz against the naive ways, in one run on this machine; prints a Markdown table.
 
-    python bench/bench.py --weights ../shared/weights/inception_v3_2015_notop.weights.h5 \
-        --photos ../shared/images
+    python bench/bench.py --weights ../shared/weights/inception_v3_2015_notop.weights.h5 --photos ../shared/images
 
 Every time is the median of --repeats runs (32 separate runs are timed once, as a sum).
 Machines are shared and noisy: read the ratios, which compare runs made minutes apart.
@@ -346,11 +345,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", required=True, type=Path,
                         help="a local InceptionV3 weights file, or 'none' (random: for timing on another machine)")
-    parser.add_argument("--photos", type=Path, default=ROOT / "images", help="folder of photos to cycle through")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per median")
-    parser.add_argument("--batch-size", type=int, default=cli.DEFAULT_BATCH_SIZE)
-    parser.add_argument("--throughput-photos", type=int, default=32, help="photos of the throughput runs")
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS, help="the sections to run")
+    parser.add_argument("--photos", type=Path, default=ROOT / "images",
+                        help="folder of photos to cycle through (default: the bundled images/)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per median (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=cli.DEFAULT_BATCH_SIZE,
+                        help="deepviz's --batch-size in the batch and throughput runs (default: %(default)s)")
+    parser.add_argument("--throughput-photos", type=int, default=32,
+                        help="photos of the throughput runs (default: %(default)s)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS,
+                        help="the sections to run (default: all)")
     args = parser.parse_args(argv)
 
     sources = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in images.IMAGE_SUFFIXES)
