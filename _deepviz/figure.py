@@ -120,11 +120,12 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
         for column, cam in enumerate(cams):
             x = left + column * (cam_width + pixels(CAM_GAP_INCHES, dpi))
             draw_cam(add_axes(x, bottoms[1], cam_width, rows[1].height), display, cam, style.cam_layer)
-        draw_cam_colorbar(figure, add_colorbar_axes(1))
+        draw_colorbar(figure, add_colorbar_axes(1), cam_colormap(), 0.0, 1.0, "fraction of this class's largest value",
+                      {})
     for row, (layer, mosaic) in enumerate(zip(layers, mosaics), start=2 if cams else 1):
         if layer.is_spatial:
             axes = add_axes(left, bottoms[row], panel_width, rows[row].height)
-            draw_tiles(figure, axes, add_colorbar_axes(row), layer, mosaic, style)
+            draw_tiles(figure, axes, add_colorbar_axes(row), layer, mosaic, rows[row].title, style)
         else:
             indent = pixels(VECTOR_AXIS_INCHES[0], dpi)
             draw_vector(add_axes(left + indent, bottoms[row], panel_width - indent, rows[row].height), layer)
@@ -173,6 +174,8 @@ def notebook_figure_class():
             return buffer.getvalue()
 
     return NotebookFigure
+
+
 def display_photo(photo: Image.Image) -> Image.Image:
     """The photo as the figure shows it: at most PHOTO_DISPLAY_MAX_PIXELS on its longer side."""
     display = photo.copy()
@@ -245,15 +248,6 @@ def draw_cam(axes, display: Image.Image, cam, layer: str) -> None:
     axes.set_axis_off()
 
 
-def draw_cam_colorbar(figure, colorbar_axes) -> None:
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-
-    colorbar = figure.colorbar(ScalarMappable(Normalize(0, 1), cam_colormap()), cax=colorbar_axes)
-    colorbar.set_label("fraction of this class's largest value", fontsize=8)
-    colorbar.ax.tick_params(labelsize=7)
-
-
 def cam_colormap():
     import matplotlib
 
@@ -267,7 +261,7 @@ class LayerMosaic:
     scaled: ScaledTiles
     grid: TileGrid
     labels: list[str]  # each tile's: its channel index ("PCA" for the summary)
-    labelled: bool  # False where the tiles are too small for their labels
+    label_pixels: int | None  # the labels' font size; None where the tiles are too small for them
 
 
 def layer_mosaic(layer: LayerSummary, norm: str, width: int) -> LayerMosaic | None:
@@ -279,11 +273,11 @@ def layer_mosaic(layer: LayerSummary, norm: str, width: int) -> LayerMosaic | No
     if layer.summary_image is not None:  # the summary takes the first slot
         labels.insert(0, "PCA")
     grid = tile_grid(len(labels), scaled.tiles.shape[:2], width)
-    return LayerMosaic(scaled, grid, labels, label_font_pixels(labels, grid) is not None)
+    return LayerMosaic(scaled, grid, labels, label_font_pixels(labels, grid))
 
 
 def tiles_title(layer: LayerSummary, mosaic: LayerMosaic, style: FigureStyle) -> str:
-    unlabelled = "" if mosaic.labelled else " (tiles too small to label: raise --dpi)"
+    unlabelled = "" if mosaic.label_pixels is not None else " (tiles too small to label: raise --dpi)"
     summary_note = ""
     if layer.summary_image is not None:
         summary_note = "\nfirst tile: the first 3 principal components of all channels, as red, green, blue"
@@ -291,21 +285,31 @@ def tiles_title(layer: LayerSummary, mosaic: LayerMosaic, style: FigureStyle) ->
             f"{NORMALISATION_PHRASES[style.norm]}; {layer.dead} dead (constant) channels{summary_note}")
 
 
-def draw_tiles(figure, axes, colorbar_axes, layer: LayerSummary, mosaic: LayerMosaic, style: FigureStyle) -> None:
+def draw_tiles(figure, axes, colorbar_axes, layer: LayerSummary, mosaic: LayerMosaic, title: str,
+               style: FigureStyle) -> None:
     """The layer's tiles as one image painted at the axes' pixel size, each tile labelled with its channel."""
     import matplotlib
+
+    colormap = matplotlib.colormaps[style.cmap]
+    painted = paint_mosaic(mosaic.scaled, mosaic.grid, colormap, mosaic.labels, mosaic.label_pixels,
+                           layer.summary_image)
+    draw_painted(axes, painted)
+    axes.set_axis_off()
+    axes.set_title(title, fontsize=10, y=TITLE_HEIGHT)
+    scaled = mosaic.scaled
+    draw_colorbar(figure, colorbar_axes, colormap, scaled.vmin, scaled.vmax, scaled.colorbar_label,
+                  scaled.colorbar_ticks)
+
+
+def draw_colorbar(figure, colorbar_axes, colormap, vmin: float, vmax: float, label: str, ticks: dict) -> None:
+    """A colour bar from vmin to vmax in `colorbar_axes`; `ticks` ({value: label}) replace the numbers if given."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    colormap = matplotlib.colormaps[style.cmap]
-    draw_painted(axes, paint_mosaic(mosaic.scaled, mosaic.grid, colormap, mosaic.labels, layer.summary_image))
-    axes.set_axis_off()
-    axes.set_title(tiles_title(layer, mosaic, style), fontsize=10, y=TITLE_HEIGHT)
-    scaled = mosaic.scaled
-    colorbar = figure.colorbar(ScalarMappable(Normalize(scaled.vmin, scaled.vmax), colormap), cax=colorbar_axes)
-    colorbar.set_label(scaled.colorbar_label, fontsize=8)
-    if scaled.colorbar_ticks:
-        colorbar.set_ticks(list(scaled.colorbar_ticks), labels=list(scaled.colorbar_ticks.values()))
+    colorbar = figure.colorbar(ScalarMappable(Normalize(vmin, vmax), colormap), cax=colorbar_axes)
+    colorbar.set_label(label, fontsize=8)
+    if ticks:
+        colorbar.set_ticks(list(ticks), labels=list(ticks.values()))
     colorbar.ax.tick_params(labelsize=7)
 
 

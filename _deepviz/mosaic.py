@@ -111,9 +111,11 @@ def mosaic_columns(count: int, height: int, width: int) -> int:
     return math.ceil(count / rows)
 
 
-def paint_mosaic(scaled: ScaledTiles, grid: TileGrid, colormap, labels: Sequence[str],
+def paint_mosaic(scaled: ScaledTiles, grid: TileGrid, colormap, labels: Sequence[str], label_pixels: int | None,
                  summary_image: np.ndarray | None = None) -> np.ndarray:
     """The tiles as one RGBA image (grid.height, grid.width): resized to the grid's tiles, coloured, labelled.
+
+    `label_pixels` is label_font_pixels(labels, grid); None leaves the tiles unlabelled.
 
     Painted at the size the figure shows it, so Matplotlib draws it 1:1 without resampling.
     A tile drawn larger than its map shows each map cell as a flat block (nearest
@@ -133,7 +135,8 @@ def paint_mosaic(scaled: ScaledTiles, grid: TileGrid, colormap, labels: Sequence
         summary = resized_tiles(summary_image, grid.tile_height, grid.tile_width)  # (tile height, tile width, 3)
         colours[:grid.tile_height, :grid.tile_width, :3] = np.round(summary * 255)
     image = Image.fromarray(np.ascontiguousarray(colours[..., :3]))
-    label_tiles(image, labels, grid)
+    if label_pixels is not None:
+        label_tiles(image, labels, grid, label_pixels)
     return np.asarray(image.convert("RGBA"))  # (height, width, 4) uint8, opaque
 
 
@@ -162,15 +165,11 @@ def resized_along(tiles: np.ndarray, axis: int, target: int) -> np.ndarray:
     return (np.diff(at_edges, axis=axis) * (target / source)).astype(np.float32)
 
 
-def label_tiles(image: Image.Image, labels: Sequence[str], grid: TileGrid) -> None:
-    """Write each tile's label (its channel index) in its top-left corner, white on a dark box.
+def label_tiles(image: Image.Image, labels: Sequence[str], grid: TileGrid, size: int) -> None:
+    """Write each tile's label (its channel index) in its top-left corner, white on a dark box, `size` pixels.
 
-    Thousands of labels take milliseconds this way, where as many Matplotlib Texts take
-    seconds. Where the labels would not fit their tiles (label_font_pixels), none is written.
+    Thousands of labels take milliseconds this way, where as many Matplotlib Texts take seconds.
     """
-    size = label_font_pixels(labels, grid)
-    if size is None:
-        return
     font = ImageFont.load_default(size=size)
     draw = ImageDraw.Draw(image, "RGBA")  # RGBA colours blend over the RGB tiles
     for slot, label in enumerate(labels):
@@ -185,9 +184,9 @@ def label_font_pixels(labels: Sequence[str], grid: TileGrid) -> int | None:
     MIN_LABEL_PIXELS) where the longest label's box would be wider than a tile or taller
     than half of one; None where even that does not fit."""
     longest = max(labels, key=len, default="")
-    size = int(np.clip(round(grid.tile_width * 0.2), 9, 18))
-    for size in range(size, MIN_LABEL_PIXELS - 1, -1):
-        left, top, right, bottom = ImageFont.load_default(size=size).getbbox(longest, anchor="lt")
+    largest = int(np.clip(round(grid.tile_width * 0.2), 9, 18))
+    for size in range(largest, MIN_LABEL_PIXELS - 1, -1):
+        _, _, right, bottom = ImageFont.load_default(size=size).getbbox(longest, anchor="lt")
         if right + 2 <= grid.tile_width and bottom + 2 <= grid.tile_height / 2:
             return size
     return None

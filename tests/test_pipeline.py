@@ -203,7 +203,7 @@ def test_tiles_are_painted_in_the_colour_map_enlarged_with_even_gaps_and_labels(
     viridis = matplotlib.colormaps["viridis"]
     grid = mosaic.tile_grid(3, (2, 3), width=100)
     assert grid.tile_height * 3 == grid.tile_width * 2 and grid.gap >= 1  # the maps' aspect, a gap between
-    plain = mosaic.paint_mosaic(scaled, grid, viridis, labels=[])
+    plain = mosaic.paint_mosaic(scaled, grid, viridis, labels=[], label_pixels=None)
     assert plain.shape == (grid.height, 100, 4) and plain.dtype == np.uint8
 
     def cell(slot, row, column):  # the middle of a map cell, in painted pixels
@@ -219,7 +219,8 @@ def test_tiles_are_painted_in_the_colour_map_enlarged_with_even_gaps_and_labels(
     white = [255, 255, 255]
     assert (plain[:grid.tile_height, x - grid.gap:x, :3] == white).all()  # the gap before the second tile
     assert (plain[:grid.tile_height, grid.columns * (grid.tile_width + grid.gap) - grid.gap:, :3] == white).all()
-    labelled = mosaic.paint_mosaic(scaled, grid, viridis, labels=["7", "1234", "42"])
+    labels = ["7", "1234", "42"]
+    labelled = mosaic.paint_mosaic(scaled, grid, viridis, labels, mosaic.label_font_pixels(labels, grid))
     changed = (labelled != plain).any(axis=-1)
     for slot in range(3):
         x, y = grid.corner(slot)
