@@ -9,6 +9,7 @@
     stats     statistics of a layer and the ranking of its channels
     mosaic    scale a layer's tiles, lay them out, colour and label them as one image
     figure    draw the photo, its heatmaps and the mosaics as a Matplotlib figure
+    titles    fit a title to its width: wrapped between its parts, an over-long part shortened
     output    write figures, JSON and arrays atomically; where they go
     png       encode a figure's pixels as PNG, fast
     synthesis  feature visualisation: per channel, an image optimised to excite it; the cache of them

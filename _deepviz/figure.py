@@ -15,6 +15,7 @@ from .errors import UsageError
 from .mosaic import (NORMALISATION_PHRASES, NORMALISATIONS, ScaledTiles, TileGrid, label_font_pixels,
                      paint_mosaic, tile_grid)
 from .stats import LayerSummary, channel_phrase
+from .titles import shorten, wrap, wrap_limited
 
 
 DEFAULT_DPI = 100
@@ -37,6 +38,11 @@ TITLE_HEIGHT = 1.0  # titles sit on their axes' top edge (a given height spares 
 VECTOR_HEIGHT_INCHES = 2.2
 VECTOR_AXIS_INCHES = (0.75, 0.45)  # room left of and under a vector layer's plot, for its ticks and labels
 CAM_GAP_INCHES = 0.1  # between Grad-CAM panels
+CAM_COLUMNS_MAX = 5  # Grad-CAM panels side by side; more classes take more rows
+PHOTO_TITLE_POINTS = 11
+LAYER_TITLE_POINTS = 10
+CAM_TITLE_POINTS = 9
+PREDICTION_LINES_MAX = 3  # of the photo's title; further predictions are counted, and all are printed
 MIN_DRAWING_INCHES = 0.3
 PHOTO_MAX_HEIGHT_INCHES = 5.0
 PHOTO_DISPLAY_MAX_PIXELS = 1600  # longest side of the photo as drawn in the figure
@@ -65,23 +71,42 @@ class FigureStyle:
 
 
 def photo_title(image_name: str, photo: Image.Image, network, predictions) -> str:
-    size = f"{image_name} ({photo.width}×{photo.height})"
+    """The photo's name and size, then its predictions, wrapped to the figure's width."""
+    width = title_width(PHOTO_TITLE_POINTS)
+    size = shorten(f"{image_name} ({photo.width}×{photo.height})", PHOTO_TITLE_POINTS, width)
     if network.class_names is None:
-        return f"{size}\npredictions unavailable: {network.no_predictions_reason}"
-    ranked = "   ".join(f"{rank}. {name} {p * 100:.1f}%" for rank, (name, p) in enumerate(predictions, 1))
+        reason = f"predictions unavailable: {network.no_predictions_reason}"
+        return "\n".join([size, *wrap(reason.split(" "), " ", PHOTO_TITLE_POINTS, width)])
+    ranked = [f"{rank}. {name} {p * 100:.1f}%" for rank, (name, p) in enumerate(predictions, 1)]
     if not network.trained:
-        return f"{size}\nuntrained network (random weights): {ranked}"
-    return f"{size}\n{ranked}"
+        ranked.insert(0, "untrained network (random weights):")
+    lines = wrap_limited(ranked, "   ", PHOTO_TITLE_POINTS, width, PREDICTION_LINES_MAX, "+{} more, all printed")
+    return "\n".join([size, *lines])
+
+
+def title_width(points: float, inches: float = PANEL_WIDTH_INCHES) -> float:
+    """The width a title has, in points: its drawing's, less a font size of room at each end."""
+    return inches * 72 - 2 * points
 
 
 @dataclasses.dataclass
 class Row:
-    """One band of the figure: a title over a drawing `height` pixels tall, `below` pixels under it."""
+    """One band of the figure: a title over a drawing `height` pixels tall, `below` pixels under it.
+
+    A Grad-CAM row has a title over each panel too, under the row's own (which may be empty).
+    """
 
     title: str
     title_points: float
     height: int
     below: int = 0  # a vector layer's tick labels and axis label
+    panel_title_lines: int = 0
+
+    def title_band_points(self) -> float:
+        """The height of the titles over the drawing, with the pad under them, in points."""
+        lines = self.title.count("\n") + 1 if self.title or not self.panel_title_lines else 0
+        return (lines * self.title_points + self.panel_title_lines * CAM_TITLE_POINTS) * TITLE_LINE_HEIGHT + \
+            TITLE_PAD_POINTS
 
 
 def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: FigureStyle, cams=None):
@@ -92,10 +117,9 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
     dpi = style.dpi
     width, panel_width = pixels(FIGURE_WIDTH_INCHES, dpi), pixels(PANEL_WIDTH_INCHES, dpi)
     display = display_photo(photo)
-    rows = [Row(style.photo_title, 11, drawing_height(panel_width, display.height / display.width, dpi))]
-    if cams:
-        cam_width = (panel_width - pixels(CAM_GAP_INCHES, dpi) * (len(cams) - 1)) // len(cams)
-        rows.append(Row("Grad-CAM", 9, drawing_height(cam_width, display.height / display.width, dpi)))
+    rows = [Row(style.photo_title, PHOTO_TITLE_POINTS, drawing_height(panel_width, display.height / display.width, dpi))]
+    cam_layout = CamLayout.of(cams or [], style.cam_layer, panel_width, display, dpi)
+    rows += cam_layout.rows
     mosaics = [layer_mosaic(layer, style.norm, panel_width) for layer in layers]
     rows += [layer_row(layer, mosaic, style) for layer, mosaic in zip(layers, mosaics)]
     height, bottoms = stack_rows(rows, dpi)
@@ -116,13 +140,22 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
     draw_painted(photo_axes, np.asarray(shown.convert("RGBA")))
     photo_axes.set_title(style.photo_title, fontsize=rows[0].title_points, y=TITLE_HEIGHT)
     photo_axes.set_axis_off()
-    if cams:
-        for column, cam in enumerate(cams):
-            x = left + column * (cam_width + pixels(CAM_GAP_INCHES, dpi))
-            draw_cam(add_axes(x, bottoms[1], cam_width, rows[1].height), display, cam, style.cam_layer)
-        draw_colorbar(figure, add_colorbar_axes(1), cam_colormap(), 0.0, 1.0, "fraction of this class's largest value",
-                      {})
-    for row, (layer, mosaic) in enumerate(zip(layers, mosaics), start=2 if cams else 1):
+    for number, (cam, title) in enumerate(zip(cams or [], cam_layout.titles)):
+        row, column = divmod(number, cam_layout.columns)
+        x = left + column * (cam_layout.width + pixels(CAM_GAP_INCHES, dpi))
+        draw_cam(add_axes(x, bottoms[1 + row], cam_layout.width, cam_layout.height), display, cam, title)
+    for row, cam_row in enumerate(cam_layout.rows, start=1):
+        if cam_row.title:
+            band_top = bottoms[row] + cam_row.height + round(
+                (TITLE_PAD_POINTS + cam_row.panel_title_lines * CAM_TITLE_POINTS * TITLE_LINE_HEIGHT) / 72 * dpi)
+            figure.text((left + panel_width / 2) / width, band_top / height, cam_row.title, ha="center",
+                        va="baseline", fontsize=cam_row.title_points)
+    if cams:  # one colour bar beside all the Grad-CAM rows
+        last = len(cam_layout.rows)
+        colorbar_axes = add_axes(colorbar_left, bottoms[last], pixels(COLORBAR_WIDTH_INCHES, dpi),
+                                 bottoms[1] + rows[1].height - bottoms[last])
+        draw_colorbar(figure, colorbar_axes, cam_colormap(), 0.0, 1.0, "heat", CAM_COLORBAR_TICKS)
+    for row, (layer, mosaic) in enumerate(zip(layers, mosaics), start=1 + len(cam_layout.rows)):
         if layer.is_spatial:
             axes = add_axes(left, bottoms[row], panel_width, rows[row].height)
             draw_tiles(figure, axes, add_colorbar_axes(row), layer, mosaic, rows[row].title, style)
@@ -145,8 +178,9 @@ def drawing_height(drawing_width: int, aspect: float, dpi: int) -> int:
 def layer_row(layer: LayerSummary, mosaic: LayerMosaic | None, style: FigureStyle) -> Row:
     """A layer's row: its mosaic as wide as the panel, or a bar plot with room for its axes' labels."""
     if mosaic is None:  # a vector layer: a one-line title
-        return Row("", 10, pixels(VECTOR_HEIGHT_INCHES, style.dpi), below=pixels(VECTOR_AXIS_INCHES[1], style.dpi))
-    return Row(tiles_title(layer, mosaic, style), 10, mosaic.grid.height)
+        return Row("", LAYER_TITLE_POINTS, pixels(VECTOR_HEIGHT_INCHES, style.dpi),
+                   below=pixels(VECTOR_AXIS_INCHES[1], style.dpi))
+    return Row(tiles_title(layer, mosaic, style), LAYER_TITLE_POINTS, mosaic.grid.height)
 
 
 def stack_rows(rows: Sequence[Row], dpi: int) -> tuple[int, list[int]]:
@@ -154,8 +188,7 @@ def stack_rows(rows: Sequence[Row], dpi: int) -> tuple[int, list[int]]:
     margin, gap = pixels(MARGIN_INCHES, dpi), pixels(ROW_GAP_INCHES, dpi)
     tops, y = [], margin  # y: pixels from the figure's top
     for row in rows:
-        lines = row.title.count("\n") + 1
-        y += round((lines * row.title_points * TITLE_LINE_HEIGHT + TITLE_PAD_POINTS) / 72 * dpi)
+        y += round(row.title_band_points() / 72 * dpi)
         tops.append(y)
         y += row.height + row.below + gap
     height = y - gap + margin
@@ -229,22 +262,60 @@ def painted_image_class():
     return PaintedImage
 
 
-def draw_cam(axes, display: Image.Image, cam, layer: str) -> None:
+@dataclasses.dataclass
+class CamLayout:
+    """Where the Grad-CAM panels go: up to CAM_COLUMNS_MAX side by side, in as many rows as they need."""
+
+    columns: int
+    width: int  # of a panel, in pixels
+    height: int
+    titles: list[str]  # each panel's
+    rows: list[Row]
+
+    @classmethod
+    def of(cls, cams, layer: str, panel_width: int, display: Image.Image, dpi: int) -> CamLayout:
+        if not cams:
+            return cls(0, 0, 0, [], [])
+        columns = min(len(cams), CAM_COLUMNS_MAX)
+        width = (panel_width - pixels(CAM_GAP_INCHES, dpi) * (columns - 1)) // columns
+        height = drawing_height(width, display.height / display.width, dpi)
+        titles = [cam_title(rank, cam, title_width(CAM_TITLE_POINTS / 2, width / dpi))
+                  for rank, cam in enumerate(cams, 1)]
+        heading = (f"Grad-CAM at {layer}: where the photo drives each of its top classes; "
+                   "heat as a fraction of the class's largest value")
+        heading = "\n".join(wrap(heading.split(" "), " ", LAYER_TITLE_POINTS, title_width(LAYER_TITLE_POINTS)))
+        rows = [Row(heading if start == 0 else "", LAYER_TITLE_POINTS, height,
+                    panel_title_lines=max(title.count("\n") + 1 for title in titles[start:start + columns]))
+                for start in range(0, len(cams), columns)]
+        return cls(columns, width, height, titles, rows)
+
+
+CAM_COLORBAR_TICKS = {0.0: "0", 0.5: "half", 1.0: "class max"}
+
+
+def cam_title(rank: int, cam, width: float) -> str:
+    """"1. beagle 86.6%", in lines of at most `width` points; a class without positive heat says so."""
+    name, probability, heatmap = cam
+    parts = [f"{rank}. {name}", f"{probability * 100:.1f}%"]
+    if not heatmap.any():
+        parts[-1] += ":"
+        parts += ["no", "positive", "evidence"]
+    return "\n".join(wrap(parts, " ", CAM_TITLE_POINTS, width))
+
+
+def draw_cam(axes, display: Image.Image, cam, title: str) -> None:
     """One class's Grad-CAM heatmap over the photo in grey: cold areas show the photo, hot ones the heat.
 
     The heat's opacity rises with its value, so the photo's own colours never pass for heat.
     """
-    name, probability, heatmap = cam
+    _, _, heatmap = cam
     stretched = Image.fromarray(heatmap.astype(np.float32), mode="F").resize(display.size, Image.Resampling.BILINEAR)
     heat = np.clip(np.asarray(stretched), 0.0, 1.0)  # (H, W) at the photo's size
     colours = cam_colormap()(heat)  # (H, W, 4)
     colours[..., 3] = CAM_MAX_OPACITY * heat
     axes.imshow(np.asarray(display.convert("L")), cmap="gray", vmin=0, vmax=255, aspect="equal")
     axes.imshow(colours, aspect="equal", interpolation="antialiased")
-    title = f"Grad-CAM ({layer}): {name} {probability * 100:.1f}%"
-    if not heatmap.any():
-        title = f"{name} {probability * 100:.1f}%: no positive evidence at {layer}"
-    axes.set_title(title, fontsize=9)
+    axes.set_title(title, fontsize=CAM_TITLE_POINTS)
     axes.set_axis_off()
 
 
@@ -277,12 +348,16 @@ def layer_mosaic(layer: LayerSummary, norm: str, width: int) -> LayerMosaic | No
 
 
 def tiles_title(layer: LayerSummary, mosaic: LayerMosaic, style: FigureStyle) -> str:
-    unlabelled = "" if mosaic.label_pixels is not None else " (tiles too small to label: raise --dpi)"
-    summary_note = ""
+    """What the row shows, in lines that fit its width, broken between its clauses."""
+    parts = [f"{layer.name} {layer.shape}: {channel_phrase(layer)}", NORMALISATION_PHRASES[style.norm],
+             f"{layer.dead} dead (constant) channels"]
+    if mosaic.label_pixels is None:
+        parts.insert(1, "tiles too small to label: raise --dpi")
+    lines = wrap(parts, "; ", LAYER_TITLE_POINTS, title_width(LAYER_TITLE_POINTS))
     if layer.summary_image is not None:
-        summary_note = "\nfirst tile: the first 3 principal components of all channels, as red, green, blue"
-    return (f"{layer.name} {layer.shape}: {channel_phrase(layer)}{unlabelled}; "
-            f"{NORMALISATION_PHRASES[style.norm]}; {layer.dead} dead (constant) channels{summary_note}")
+        note = "first tile: the first 3 principal components of all channels, as red, green, blue"
+        lines += wrap(note.split(" "), " ", LAYER_TITLE_POINTS, title_width(LAYER_TITLE_POINTS))
+    return "\n".join(lines)
 
 
 def draw_tiles(figure, axes, colorbar_axes, layer: LayerSummary, mosaic: LayerMosaic, title: str,
@@ -295,7 +370,7 @@ def draw_tiles(figure, axes, colorbar_axes, layer: LayerSummary, mosaic: LayerMo
                            layer.summary_image)
     draw_painted(axes, painted)
     axes.set_axis_off()
-    axes.set_title(title, fontsize=10, y=TITLE_HEIGHT)
+    axes.set_title(title, fontsize=LAYER_TITLE_POINTS, y=TITLE_HEIGHT)
     scaled = mosaic.scaled
     draw_colorbar(figure, colorbar_axes, colormap, scaled.vmin, scaled.vmax, scaled.colorbar_label,
                   scaled.colorbar_ticks)
@@ -322,4 +397,5 @@ def draw_vector(axes, layer: LayerSummary) -> None:
     axes.set_xlabel("channel", fontsize=8)
     axes.set_ylabel("activation", fontsize=8)
     axes.tick_params(labelsize=7)
-    axes.set_title(f"{layer.name} {layer.shape}: all {len(values)} values (no spatial maps)", fontsize=10)
+    title = f"{layer.name} {layer.shape}: all {len(values)} values (no spatial maps)"
+    axes.set_title(shorten(title, LAYER_TITLE_POINTS, title_width(LAYER_TITLE_POINTS)), fontsize=LAYER_TITLE_POINTS)

@@ -1,5 +1,7 @@
 """Explaining the prediction: Grad-CAM for each top class, and a whole-layer PCA summary."""
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -153,8 +155,8 @@ def test_heat_is_drawn_over_the_photo_in_grey_and_shows_where_each_class_is(tmp_
     canvas.draw()
     pixels = np.asarray(canvas.buffer_rgba())
     height = pixels.shape[0]
-    panels = [axes for axes in drawn.axes if axes.get_title().startswith("Grad-CAM")]
-    assert [axes.get_title().split()[2] for axes in panels] == ["red", "green"]  # the winner first
+    panels = [axes for axes in drawn.axes if re.match(r"\d\. ", axes.get_title())]
+    assert [axes.get_title().split()[1] for axes in panels] == ["red", "green"]  # the winner first
     sides = []
     for axes in panels:
         x0, y0, x1, y1 = np.round(axes.get_window_extent().extents).astype(int)
@@ -164,8 +166,12 @@ def test_heat_is_drawn_over_the_photo_in_grey_and_shows_where_each_class_is(tmp_
     (red_left, red_right), (green_left, green_right) = sides
     assert red_left > 3 * red_right + 10  # the winning class is hot on the left, grey on the right
     assert green_right > 3 * green_left + 10  # the other class the other way round
-    colorbar = [axes for axes in drawn.axes if axes.get_ylabel() == "fraction of this class's largest value"]
+    colorbar = [axes for axes in drawn.axes if axes.get_ylabel() == "heat"]
     assert len(colorbar) == 1 and colorbar[0].get_ylim() == (0.0, 1.0)
+    assert [label.get_text() for label in colorbar[0].get_yticklabels()] == ["0", "half", "class max"]
+    heading = [text.get_text() for text in drawn.texts]
+    assert heading == ["Grad-CAM at maps: where the photo drives each of its top classes; heat as a fraction of "
+                       "the class's largest value"]
 
 
 def test_a_class_with_no_positive_evidence_says_so():
@@ -174,6 +180,21 @@ def test_a_class_with_no_positive_evidence_says_so():
     drawn = figure.draw_figure(Image.new("RGB", (40, 40), (90, 90, 90)), [], style,
                                cams=[("beagle", 0.6, np.eye(4, dtype=np.float32)),
                                      ("Labrador_retriever", 0.237, heatmap)])
-    titles = [axes.get_title() for axes in drawn.axes]
-    assert "Grad-CAM (mixed10): beagle 60.0%" in titles
-    assert "Labrador_retriever 23.7%: no positive evidence at mixed10" in titles
+    titles = [axes.get_title().replace("\n", " ") for axes in drawn.axes]
+    assert "1. beagle 60.0%" in titles
+    assert "2. Labrador_retriever 23.7%: no positive evidence" in titles
+    assert "at mixed10" in drawn.texts[0].get_text()
+
+
+def test_many_classes_take_rows_of_five_panels_beside_one_colour_bar():
+    cams = [(f"class_{rank}", 0.1, np.eye(4, dtype=np.float32)) for rank in range(7)]
+    style = figure.FigureStyle("photo", "channel", "viridis", 50, cam_layer="mixed10")
+    drawn = figure.draw_figure(Image.new("RGB", (60, 40), (90, 90, 90)), [], style, cams=cams)
+    panels = [axes for axes in drawn.axes if axes.get_title().startswith(tuple(f"{rank}. " for rank in range(1, 8)))]
+    tops = sorted({round(axes.bbox.y1) for axes in panels}, reverse=True)
+    assert [sum(round(axes.bbox.y1) == top for axes in panels) for top in tops] == [5, 2]
+    widths = {round(axes.bbox.width) for axes in panels}
+    assert len(widths) == 1  # the second row's panels as wide as the first's
+    colorbar, = [axes for axes in drawn.axes if axes.get_ylabel() == "heat"]
+    assert colorbar.bbox.y1 == pytest.approx(max(axes.bbox.y1 for axes in panels), abs=1)
+    assert colorbar.bbox.y0 == pytest.approx(min(axes.bbox.y0 for axes in panels), abs=1)

@@ -1,15 +1,17 @@
 """The main job end to end: weights, one forward pass, predictions, maps, figure, saving."""
 
 import hashlib
+import itertools
 import json
 import re
+import types
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import deepviz
-from _deepviz import analysis, backend, cli, figure, forward, images, models, mosaic, output, stats
+from _deepviz import analysis, backend, cli, figure, forward, images, models, mosaic, output, stats, titles
 from conftest import SAMPLE_PHOTO, run_cli
 
 KERAS_CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
@@ -418,3 +420,59 @@ def test_png_figures_hold_the_pixels_savefig_draws_in_rgb_at_the_chosen_compress
         assert (fast.mode, reference.mode) == ("RGB", "RGBA")
         assert fast.info["dpi"] == pytest.approx(reference.info["dpi"])
         np.testing.assert_array_equal(np.asarray(fast), np.asarray(reference.convert("RGB")))
+
+
+# --- Titles that fit the figure -------------------------------------------------------
+def text_boxes(drawn) -> list[tuple[str, object]]:
+    """Every title and heading of a drawn figure, with where it was drawn (colour-bar labels aside)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(drawn)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    texts = [axes.title for axes in drawn.axes if axes.get_title()] + list(drawn.texts)
+    return [(text.get_text(), text.get_window_extent(renderer)) for text in texts]
+
+
+@pytest.mark.parametrize("dpi", [40, 100])
+def test_no_title_leaves_the_figure_or_runs_into_another(dpi):
+    network = types.SimpleNamespace(class_names=["c"], trained=False, no_predictions_reason="")
+    predictions = [(name, 0.001) for name in ["German_short-haired_pointer", "American_lobster", "tench"] * 4]
+    title = figure.photo_title("a_long_file_name" * 12 + ".jpg", Image.new("RGB", (60, 40)), network, predictions)
+    style = figure.FigureStyle(title, "channel", "viridis", dpi, cam_layer="mixed10")
+    cams = [(name, probability, np.eye(4, dtype=np.float32)) for name, probability in predictions[:7]]
+    crowded = stats.summarize_layer("a_layer_with_a_long_name", np.ones((9, 9, 2048), np.float32), None, "mean")
+    drawn = figure.draw_figure(Image.new("RGB", (60, 40), "red"), [crowded], style, cams=cams)
+    boxes = text_boxes(drawn)
+    assert len(boxes) == 1 + 7 + 1 + 1  # photo, Grad-CAM panels, Grad-CAM heading, the layer
+    assert "tiles too small to label" in boxes[-2][0] and "\n" in boxes[-2][0]  # wrapped, not clipped
+    for text, box in boxes:
+        assert box.x0 >= 0 and box.x1 <= drawn.bbox.width and box.y0 >= 0 and box.y1 <= drawn.bbox.height, text
+    for (text, box), (other, other_box) in itertools.combinations(boxes, 2):
+        assert not box.overlaps(other_box), (text, other)
+
+
+def test_photo_title_wraps_predictions_into_three_lines_and_counts_the_rest():
+    network = types.SimpleNamespace(class_names=["c"], trained=True, no_predictions_reason="")
+    names = models.load_class_names()
+    lines = figure.photo_title("dog.jpg", Image.new("RGB", (3, 2)), network, [(name, 0.001) for name in names])
+    size_line, *prediction_lines = lines.splitlines()
+    assert size_line == "dog.jpg (3×2)" and len(prediction_lines) == figure.PREDICTION_LINES_MAX
+    shown = re.findall(r"(\d+)\. ", " ".join(prediction_lines))
+    assert [int(rank) for rank in shown] == list(range(1, len(shown) + 1))
+    assert prediction_lines[-1].endswith(f"+{1000 - len(shown)} more, all printed")
+    width = figure.title_width(figure.PHOTO_TITLE_POINTS)
+    assert all(titles.text_points(line, figure.PHOTO_TITLE_POINTS) <= width for line in prediction_lines)
+    few = figure.photo_title("dog.jpg", Image.new("RGB", (3, 2)), network, [("beagle", 0.8655), ("basset", 0.05)])
+    assert few == "dog.jpg (3×2)\n1. beagle 86.6%   2. basset 5.0%"
+
+
+def test_wrapping_breaks_between_parts_and_shortens_only_a_part_too_long_alone():
+    width = titles.text_points("each tile scaled to its own range; 0 dead", 10) + 1
+    lines = titles.wrap(["layer (8, 8, 2048): 64 of 2048 channels", "each tile scaled to its own range", "0 dead"],
+                        "; ", 10, width)
+    assert lines == ["layer (8, 8, 2048): 64 of 2048 channels;", "each tile scaled to its own range; 0 dead"]
+    long_name = "Supercalifragilistic_" * 5 + "end"
+    shortened, = titles.wrap([long_name], " ", 9, 100)
+    assert titles.text_points(shortened, 9) <= 100 and "…" in shortened
+    assert shortened.startswith("Supercal") and shortened.endswith("end")

@@ -1,0 +1,79 @@
+"""Titles fitted to the width they are drawn in: wrapped between their parts, an over-long part shortened."""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+ELLIPSIS = "…"
+
+
+@functools.lru_cache(maxsize=4096)
+def text_points(text: str, points: float) -> float:
+    """How wide `text` is drawn in Matplotlib's default font at `points`, in points."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import text_to_path
+
+    width, _, _ = text_to_path.get_text_width_height_descent(text, FontProperties(size=points), ismath=False)
+    return width
+
+
+def wrap(parts: Sequence[str], separator: str, points: float, width: float) -> list[str]:
+    """`parts` joined by `separator`, a new line wherever the next part would pass `width` points.
+
+    A line ends with the separator's visible part ("; " ends a line with ";"). Parts are
+    measured one at a time, so a long title costs a few measurements, not one per line tried.
+    """
+    return joined(lines_of_parts(parts, separator, points, width), separator)
+
+
+def wrap_limited(parts: Sequence[str], separator: str, points: float, width: float, max_lines: int,
+                 more: str) -> list[str]:
+    """As `wrap`, in at most `max_lines` lines: the parts left out are counted in `more` ("+{} more")."""
+    lines = lines_of_parts(parts, separator, points, width, stop_after=max_lines + 1)
+    kept = sum(map(len, lines[:max_lines]))
+    while kept < len(parts):
+        lines = lines_of_parts([*parts[:kept], more.format(len(parts) - kept)], separator, points, width)
+        if len(lines) <= max_lines or kept == 1:
+            break
+        kept -= 1
+    return joined(lines, separator)
+
+
+def lines_of_parts(parts: Sequence[str], separator: str, points: float, width: float,
+                   stop_after: int | None = None) -> list[list[str]]:
+    """The parts of each line (over-long ones shortened), at most `stop_after` lines."""
+    gap, end = text_points(separator, points), text_points(separator.rstrip(), points)
+    lines: list[list[str]] = []
+    line_width = 0.0
+    for number, part in enumerate(parts, 1):
+        part = shorten(part, points, width - end)
+        part_width = text_points(part, points)
+        room_to_end = end if number < len(parts) else 0.0  # a line with parts after it ends with the separator
+        if lines and line_width + gap + part_width + room_to_end <= width:
+            lines[-1].append(part)
+            line_width += gap + part_width
+        elif len(lines) == stop_after:
+            break
+        else:
+            lines.append([part])
+            line_width = part_width
+    return lines
+
+
+def joined(lines: list[list[str]], separator: str) -> list[str]:
+    trailing = separator.rstrip()
+    return [separator.join(line) + (trailing if number < len(lines) - 1 else "") for number, line in enumerate(lines)]
+
+
+def shorten(text: str, points: float, width: float) -> str:
+    """`text`, or where it is wider than `width` points, its start and end around an ellipsis."""
+    if text_points(text, points) <= width:
+        return text
+    keep = len(text)
+    while keep > 1:
+        keep -= max(1, keep // 8)
+        shortened = text[:(keep + 1) // 2] + ELLIPSIS + text[len(text) - keep // 2:]
+        if text_points(shortened, points) <= width:
+            return shortened
+    return ELLIPSIS
