@@ -140,10 +140,17 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
     draw_painted(photo_axes, np.asarray(shown.convert("RGBA")))
     photo_axes.set_title(style.photo_title, fontsize=rows[0].title_points, y=TITLE_HEIGHT)
     photo_axes.set_axis_off()
+    if cams:
+        shown = fitted_to(display, cam_layout.width, cam_layout.height)
+        grey = np.asarray(shown.convert("L"), dtype=np.float32)
     for number, (cam, title) in enumerate(zip(cams or [], cam_layout.titles)):
         row, column = divmod(number, cam_layout.columns)
-        x = left + column * (cam_layout.width + pixels(CAM_GAP_INCHES, dpi))
-        draw_cam(add_axes(x, bottoms[1 + row], cam_layout.width, cam_layout.height), display, cam, title)
+        x = left + column * (cam_layout.width + pixels(CAM_GAP_INCHES, dpi)) + (cam_layout.width - shown.width) // 2
+        y = bottoms[1 + row] + (cam_layout.height - shown.height) // 2
+        axes = add_axes(x, y, shown.width, shown.height)  # centred in its place
+        draw_painted(axes, paint_cam(grey, cam[2]))
+        axes.set_title(title, fontsize=CAM_TITLE_POINTS)
+        axes.set_axis_off()
     for row, cam_row in enumerate(cam_layout.rows, start=1):
         if cam_row.title:
             band_top = bottoms[row] + cam_row.height + round(
@@ -303,20 +310,21 @@ def cam_title(rank: int, cam, width: float) -> str:
     return "\n".join(wrap(parts, " ", CAM_TITLE_POINTS, width))
 
 
-def draw_cam(axes, display: Image.Image, cam, title: str) -> None:
-    """One class's Grad-CAM heatmap over the photo in grey: cold areas show the photo, hot ones the heat.
+def paint_cam(grey: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
+    """One class's heatmap over the photo in grey (H, W), as (H, W, 4) uint8 pixels at the photo's size.
 
-    The heat's opacity rises with its value, so the photo's own colours never pass for heat.
+    Cold areas show the photo, hot ones the heat: the heat's opacity rises with its value,
+    so the photo's own colours never pass for heat.
     """
-    _, _, heatmap = cam
-    stretched = Image.fromarray(heatmap.astype(np.float32), mode="F").resize(display.size, Image.Resampling.BILINEAR)
-    heat = np.clip(np.asarray(stretched), 0.0, 1.0)  # (H, W) at the photo's size
-    colours = cam_colormap()(heat)  # (H, W, 4)
-    colours[..., 3] = CAM_MAX_OPACITY * heat
-    axes.imshow(np.asarray(display.convert("L")), cmap="gray", vmin=0, vmax=255, aspect="equal")
-    axes.imshow(colours, aspect="equal", interpolation="antialiased")
-    axes.set_title(title, fontsize=CAM_TITLE_POINTS)
-    axes.set_axis_off()
+    height, width = grey.shape
+    stretched = Image.fromarray(heatmap.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR)
+    heat = np.clip(np.asarray(stretched), 0.0, 1.0)
+    opacity = (CAM_MAX_OPACITY * heat)[..., None]
+    colours = cam_colormap()(heat, bytes=True)[..., :3].astype(np.float32)
+    painted = np.empty((height, width, 4), np.uint8)
+    painted[..., :3] = np.rint(colours * opacity + grey[..., None] * (1.0 - opacity))
+    painted[..., 3] = 255
+    return painted
 
 
 def cam_colormap():

@@ -198,3 +198,19 @@ def test_many_classes_take_rows_of_five_panels_beside_one_colour_bar():
     colorbar, = [axes for axes in drawn.axes if axes.get_ylabel() == "heat"]
     assert colorbar.bbox.y1 == pytest.approx(max(axes.bbox.y1 for axes in panels), abs=1)
     assert colorbar.bbox.y0 == pytest.approx(min(axes.bbox.y0 for axes in panels), abs=1)
+
+
+def test_a_heatmap_is_painted_at_its_panel_size_as_heat_over_grey():
+    photo = Image.new("RGB", (90, 60), (200, 40, 40))
+    heatmap = np.zeros((4, 4), np.float32)
+    heatmap[:, 2:] = 1.0  # hot on the right
+    style = figure.FigureStyle("photo", "channel", "viridis", 100, cam_layer="maps")
+    drawn = figure.draw_figure(photo, [], style, cams=[("right", 0.9, heatmap)])
+    panel = drawn.axes[1]
+    painted = panel.get_images()[0].get_array()
+    assert painted.shape[1::-1] == tuple(np.round(panel.bbox.size).astype(int))  # drawn 1:1, not resampled
+    grey = np.asarray(photo.convert("L"))[0, 0]
+    hot = np.asarray(figure.cam_colormap()(1.0, bytes=True)[:3], float)
+    expected = figure.CAM_MAX_OPACITY * hot + (1 - figure.CAM_MAX_OPACITY) * grey
+    np.testing.assert_allclose(painted[painted.shape[0] // 2, -1, :3], expected, atol=1)
+    assert (painted[:, 0, :3] == grey).all()  # no heat: the photo in grey
