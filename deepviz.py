@@ -252,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit:  # --help, --version, usage errors
         return int(exit.code or 0)
     args.debug = args.debug or os.environ.get("DEEPVIZ_DEBUG", "") not in ("", "0")
-    return run_guarded(lambda: run_command(args, parser, Visualizer), args.debug)
+    return run_guarded(lambda: run_command(args, Visualizer), args.debug)
 
 
 if __name__ == "__main__":

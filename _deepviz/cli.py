@@ -8,7 +8,7 @@ import sys
 
 from . import __version__
 from .errors import UsageError
-from .exemplars import DEFAULT_PER_CHANNEL, ENGINES, MAX_PER_CHANNEL
+from .exemplars import DEFAULT_ENGINE, DEFAULT_PER_CHANNEL, ENGINES, MAX_PER_CHANNEL
 from .figure import DEFAULT_CMAP, DEFAULT_DPI, check_colormap
 from .images import PREPROCESSING, SAMPLE_IMAGE_NAME
 from .mosaic import NORMALISATIONS
@@ -77,8 +77,15 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line, as deepviz's own are, not the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="deepviz",
         description=(
             "Show what a convolutional network (InceptionV3 by default) sees in a photo: print its "
@@ -190,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "top --max-maps by mean over the set), cropped around the strongest position")
     parser.add_argument("--per-channel", type=positive_int(1, MAX_PER_CHANNEL), default=DEFAULT_PER_CHANNEL,
                         metavar="K", help=f"with --exemplars: photos kept per channel (1 to {MAX_PER_CHANNEL})")
-    parser.add_argument("--engine", choices=list(ENGINES), default="local",
+    parser.add_argument("--engine", choices=list(ENGINES), default=DEFAULT_ENGINE,
                         help="with --exemplars: 'local' runs in this process; 'ray' runs Ray Data workers, "
                         "one network each (pip install \"deepviz[ray]\")")
     parser.add_argument("--ray-address", metavar="ADDRESS",
@@ -204,11 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_cmap(parser: argparse.ArgumentParser, name: str) -> None:
+def check_cmap(name: str) -> None:
     try:
         check_colormap(name)
     except UsageError as error:
-        parser.error(f"argument --cmap: {error}")
+        raise UsageError(f"argument --cmap: {error}") from None
 
 
 class Reporter:

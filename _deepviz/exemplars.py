@@ -281,9 +281,10 @@ def run_on_ray(network, choice, plan: ExemplarPlan, paths: Sequence[Path], batch
 
 
 ENGINES: dict[str, Callable[..., Partial]] = {"local": run_local, "ray": run_on_ray}
+DEFAULT_ENGINE = "local"
 
 
-def find_exemplars(network, choice, plan: ExemplarPlan, paths: Sequence[Path], engine: str = "local",
+def find_exemplars(network, choice, plan: ExemplarPlan, paths: Sequence[Path], engine: str = DEFAULT_ENGINE,
                    batch_size: int = 8, address: str | None = None,
                    advance: Callable[[int], None] = lambda done: None) -> ExemplarResult:
     """The exemplars of the plan's channels among `paths`, found by `engine` ("local" or "ray").

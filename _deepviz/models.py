@@ -32,6 +32,7 @@ MODEL_SUFFIXES = (".keras", ".h5")
 NUM_CLASSES = 1000
 DOWNLOAD_TIMEOUT_SECONDS = 30  # per socket operation, so a dead network fails fast
 CLASS_INDEX_PATH = HERE / "deepviz_data" / "imagenet_class_index.json"
+RANDOM_WEIGHTS_SEED = 0  # --weights none: the same random network on every run of the command line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +105,16 @@ class NetworkChoice:
     weights: str = "imagenet"
     preprocess: str | None = None  # a key of PREPROCESSING; None: the built-in model's own
     labels: str | None = None  # a file of class names, one per line
+
+
+def seed_random_weights(weights: str | None) -> None:
+    """With random weights, seed Keras (and Python, NumPy and the backend) so every run draws the same.
+
+    For the command line and its Ray workers, whose processes these are; the Python API
+    leaves a user's seeds alone (keras.utils.set_random_seed is theirs to call).
+    """
+    if weights == "none":
+        import_keras().utils.set_random_seed(RANDOM_WEIGHTS_SEED)
 
 
 def build_network(choice: NetworkChoice = NetworkChoice()) -> Network:

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import __version__
 from .backend import import_keras
-from .errors import UsageError
+from .errors import DeepvizError, UsageError
 from .png import encode_png
 from .stats import LayerSummary
 
@@ -104,8 +104,10 @@ def is_directory_target(out: str) -> bool:
 
 
 def check_out_path(out: str | None) -> None:
-    """--out names a figure file of a format deepviz writes, or a directory; checked before any work."""
+    """--out names a figure file of a format deepviz writes, or a directory, that can be written; checked
+    before any work."""
     if out is None:
+        check_writable(DEFAULT_OUT_DIR, "the default output folder")
         return
     if not out.strip():
         raise UsageError("--out: expected a figure file or a directory, received an empty path; "
@@ -113,14 +115,28 @@ def check_out_path(out: str | None) -> None:
     blocking = next((folder for folder in Path(out).parents if folder.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise UsageError(f"--out {out}: {blocking} is a file, not a directory; choose another path")
-    if is_directory_target(out):
-        return
-    suffix = Path(out).suffix.lower().lstrip(".")
-    if suffix not in FIGURE_FORMATS:
-        raise UsageError(
-            f"--out {out}: unsupported figure format '.{suffix}'; use one of "
-            + ", ".join(f".{f}" for f in FIGURE_FORMATS)
-        )
+    if not is_directory_target(out):
+        suffix = Path(out).suffix.lower().lstrip(".")
+        if suffix not in FIGURE_FORMATS:
+            raise UsageError(
+                f"--out {out}: unsupported figure format '.{suffix}'; use one of "
+                + ", ".join(f".{f}" for f in FIGURE_FORMATS)
+            )
+    check_writable(Path(out), f"--out {out}")
+
+
+def check_writable(target: Path, name: str) -> None:
+    """A file can be made where `target` will be (in its nearest existing folder), so the run's work is not lost.
+
+    Tried with a temporary file, gone at once: permission bits do not tell, for root or a read-only mount.
+    """
+    folder = next(folder for folder in (target, *target.parents) if folder.is_dir())  # a file is replaced in its own
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise DeepvizError(f"{name}: cannot write into {folder.resolve()} ({error.strerror or error}); "
+                           "choose another --out") from None
 
 
 def run_record(path: Path, network, predictions, layers: Sequence[LayerSummary], analysis, style,

@@ -21,10 +21,11 @@ import numpy as np
 from .analysis import Analysis, PhotoResult
 from .cli import Reporter, check_cmap, format_predictions
 from .errors import DeepvizError, UsageError
+from .exemplars import DEFAULT_ENGINE, DEFAULT_PER_CHANNEL
 from .figure import FigureStyle, display_photo, photo_title
 from .images import expand_inputs, load_image, sample_image
 from .layers import describe_layers
-from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, check_model_argument
+from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, check_model_argument, seed_random_weights
 from .output import check_out_path, figure_paths, library_versions, run_record, save_figure, write_atomically
 from .stats import format_layer_line
 from .synthesis import DEFAULT_MAX_MAPS as SYNTHESIS_MAX_MAPS
@@ -42,8 +43,6 @@ def run_guarded(command: Callable[[], int], debug: bool) -> int:
     """
     try:
         return command()
-    except SystemExit as exit:  # parser.error from a late check
-        return int(exit.code or 0)
     except DeepvizError as error:
         print(f"deepviz: error: {error}", file=sys.stderr)
         return error.exit_status
@@ -63,26 +62,42 @@ def run_guarded(command: Callable[[], int], debug: bool) -> int:
         return 1
 
 
-def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser, make_visualizer: Callable) -> int:
+def run_command(args: argparse.Namespace, make_visualizer: Callable) -> int:
     """What the parsed command line asks for; `make_visualizer(model, weights, preprocess, labels)`."""
     reporter = Reporter(args.quiet)
     if args.list_models:
         return list_models()
     if args.list_layers:
         return list_layers(args, reporter, make_visualizer)
+    check_mode_options(args)
     check_out_path(args.out)
-    check_cmap(parser, args.cmap)
+    check_cmap(args.cmap)
     if args.exemplars:
         from .run_exemplars import run_exemplars  # it imports this module
 
         return run_exemplars(args, reporter, make_visualizer)
-    if not args.synthesize and (args.steps, args.size, args.seed) != (SYNTHESIS_STEPS, None, SYNTHESIS_SEED):
-        raise UsageError("--steps, --size and --seed set up --synthesize; add --synthesize, or leave them out")
     if args.synthesize and not getattr(args, "max_maps_given", False):
         args.max_maps = SYNTHESIS_MAX_MAPS
     if args.synthesize and not args.images:
         return draw_patterns_only(args, reporter, make_visualizer)
     return visualize(args, reporter, make_visualizer)
+
+
+def check_mode_options(args) -> None:
+    """Options that set up one mode are refused without it, where they would be silently ignored."""
+    if args.channels is not None and getattr(args, "max_maps_given", False):
+        raise UsageError("--channels draws exactly the channels listed and --max-maps the top-ranked ones; "
+                         "pass one of them")
+    if args.cam_layer is not None and not args.cam:
+        raise UsageError(f"--cam-layer {args.cam_layer} picks the layer --cam explains; add --cam, or leave "
+                         "--cam-layer out")
+    if not args.synthesize and (args.steps, args.size, args.seed) != (SYNTHESIS_STEPS, None, SYNTHESIS_SEED):
+        raise UsageError("--steps, --size and --seed set up --synthesize; add --synthesize, or leave them out")
+    if not args.exemplars:
+        for flag, given in [("--per-channel", args.per_channel != DEFAULT_PER_CHANNEL),
+                            ("--engine", args.engine != DEFAULT_ENGINE), ("--ray-address", args.ray_address)]:
+            if given:
+                raise UsageError(f"{flag} sets up --exemplars; add --exemplars PHOTO ..., or leave {flag} out")
 
 
 def check_model_options(args, for_listing: bool = False) -> str | None:
@@ -98,6 +113,7 @@ def build_visualizer(args, reporter: Reporter, make_visualizer: Callable):
     """The Visualizer the command line asks for, announced on stderr as it is built."""
     weights = check_model_options(args)
     reporter.status(f"building {args.model} (weights: {weights or OWN_WEIGHTS_LABEL})")
+    seed_random_weights(weights)
     return make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
 
 
@@ -123,7 +139,9 @@ def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
     batch_size = min(args.batch_size, len(image_paths))
     failures = FailureLog(several=len(image_paths) > 1, debug=args.debug)
     batches = load_batches(image_paths, batch_size, failures)
-    first_batch = next(batches)  # read before building the network: a bad photo fails at once
+    read_ahead = read_until_a_photo(batches)  # before the network is built: a bad photo fails at once
+    if not any(photos for _, photos in read_ahead):  # every one failed, each reported: nothing to build for
+        return summarize(image_paths, failures)
     # --synthesize draws in this process: the patterns are made here, one layer at a time, with the network
     workers = 1 if args.synthesize else args.workers or default_workers(len(image_paths))
     pool = DrawingPool(workers)  # starts while the network is built
@@ -154,7 +172,7 @@ def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
                 if progress:
                     progress.advance(task)
 
-        for positions, photos in itertools.chain([first_batch], batches):
+        for positions, photos in itertools.chain(read_ahead, batches):
             if photos:
                 results = visualizer.analyse([photo for _, photo in photos], analysis, batch_size)
                 for (index, photo), result in zip(photos, results):
@@ -168,6 +186,21 @@ def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
             if progress:
                 progress.advance(task, len(positions) - len(photos))  # the unreadable ones
         show(pool.finish())
+    return summarize(image_paths, failures)
+
+
+def read_until_a_photo(batches) -> list:
+    """The batches up to and including the first with a readable photo (all of them if none has one)."""
+    read = []
+    for batch in batches:
+        read.append(batch)
+        if batch[1]:
+            break
+    return read
+
+
+def summarize(image_paths: Sequence[Path], failures: FailureLog) -> int:
+    """With several images, how many were drawn and which failed; the exit status either way."""
     if failures.several:
         drawn = len(image_paths) - len(failures.paths)
         failed = f"; failed: {', '.join(map(str, failures.paths))}" if failures.paths else ""

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import deepviz
 from _deepviz import analysis, forward, images, models
 from conftest import SAMPLE_PHOTO
 
@@ -78,6 +79,18 @@ def test_a_failing_image_is_reported_and_the_others_are_drawn(run, tmp_path):
     assert err.startswith(f"deepviz: error: {bad}: not a readable image (")
     assert out.splitlines()[-1] == f"2 of 3 images drawn; failed: {bad}"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [p.name for p in good]
+
+
+def test_when_no_image_is_readable_nothing_is_built(run, tmp_path, monkeypatch):
+    (tmp_path / "b.jpg").write_text("not a photo")
+    monkeypatch.setattr(deepviz, "Visualizer", None)  # building the network would fail: it is not built
+    status, out, err = run(tmp_path / "a.jpg", tmp_path / "b.jpg", "--out", tmp_path / "out")
+    assert status == 1
+    assert err.splitlines() == [f"deepviz: error: {tmp_path / 'a.jpg'}: no such file; check the path",
+                                f"deepviz: error: {tmp_path / 'b.jpg'}: not a readable image (cannot identify image "
+                                f"file {str(tmp_path / 'b.jpg')!r})"]
+    assert out == f"0 of 2 images drawn; failed: {tmp_path / 'a.jpg'}, {tmp_path / 'b.jpg'}\n"
+    assert not (tmp_path / "out").exists()
 
 
 def test_one_out_file_for_several_images_is_a_usage_error(run, tmp_path):

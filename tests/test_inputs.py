@@ -320,6 +320,28 @@ def test_out_in_a_read_only_directory(run, tmp_path, monkeypatch):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("out", [None, "figure.png", "new/deeper/"])
+def test_an_out_folder_that_takes_no_file_is_refused_before_the_network_is_built(run, tmp_path, monkeypatch, out):
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(output.tempfile, "TemporaryFile", refused)
+    monkeypatch.setattr(deepviz, "Visualizer", None)  # building the network would fail: it is not built
+    status, stdout, err = run(SAMPLE_PHOTO, *(["--out", out] if out else []))
+    named = f"--out {out}" if out else "the default output folder"
+    assert (status, stdout) == (1, "")
+    assert err == f"deepviz: error: {named}: cannot write into {tmp_path} (Permission denied); choose another --out\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="sysfs, where no file can be made, is Linux's")
+def test_out_where_no_file_can_be_made_for_real(run):
+    status, _, err = run(SAMPLE_PHOTO, "--weights", "none", "--out", "/sys/kernel/deepviz/figure.png")
+    assert status == 1
+    assert err.startswith("deepviz: error: --out /sys/kernel/deepviz/figure.png: cannot write into /sys/kernel (")
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
 def test_out_in_a_read_only_directory_for_real(run, tmp_path):
     folder = tmp_path / "locked"
