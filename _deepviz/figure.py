@@ -46,6 +46,7 @@ PREDICTION_LINES_MAX = 3  # of the photo's title; further predictions are counte
 MIN_DRAWING_INCHES = 0.3
 PHOTO_MAX_HEIGHT_INCHES = 5.0
 PHOTO_DISPLAY_MAX_PIXELS = 1600  # longest side of the photo as drawn in the figure
+VECTOR_COLOUR = "#1f77b4"  # a vector layer's bars
 CAM_CMAP = "inferno"  # Grad-CAM heat, laid over the photo in grey
 CAM_MAX_OPACITY = 0.85  # the heat's opacity where it is largest; 0 where there is none
 
@@ -161,7 +162,7 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
         last = len(cam_layout.rows)
         colorbar_axes = add_axes(colorbar_left, bottoms[last], pixels(COLORBAR_WIDTH_INCHES, dpi),
                                  bottoms[1] + rows[1].height - bottoms[last])
-        draw_colorbar(figure, colorbar_axes, cam_colormap(), 0.0, 1.0, "heat", CAM_COLORBAR_TICKS)
+        draw_colorbar(figure, colorbar_axes, cam_colorbar_colormap(), 0.0, 1.0, "heat", CAM_COLORBAR_TICKS)
     for row, (layer, mosaic) in enumerate(zip(layers, mosaics), start=1 + len(cam_layout.rows)):
         if layer.is_spatial:
             axes = add_axes(left, bottoms[row], panel_width, rows[row].height)
@@ -333,6 +334,16 @@ def cam_colormap():
     return matplotlib.colormaps[CAM_CMAP]
 
 
+def cam_colorbar_colormap():
+    """The heat as the panels show it, over a mid-grey pixel: grey at 0, nearly the full colour at the class's max."""
+    from matplotlib.colors import ListedColormap
+
+    heat = np.linspace(0.0, 1.0, 256)
+    grey = np.full((256, 1), 128.0)
+    blended = paint_cam(grey, heat[:, None].astype(np.float32))[:, 0, :3]  # a 256 x 1 "photo", heat down it
+    return ListedColormap(blended / 255.0)
+
+
 @dataclasses.dataclass
 class LayerMosaic:
     """A spatial layer's tiles, scaled, and where they are drawn."""
@@ -358,7 +369,7 @@ def layer_mosaic(layer: LayerSummary, norm: str, width: int) -> LayerMosaic | No
 def tiles_title(layer: LayerSummary, mosaic: LayerMosaic, style: FigureStyle) -> str:
     """What the row shows, in lines that fit its width, broken between its clauses."""
     parts = [f"{layer.name} {layer.shape}: {channel_phrase(layer)}", NORMALISATION_PHRASES[style.norm],
-             f"{layer.dead} dead (constant) channels"]
+             f"{layer.dead} dead (constant) channel{'' if layer.dead == 1 else 's'}"]
     if mosaic.label_pixels is None:
         parts.insert(1, "tiles too small to label: raise --dpi")
     lines = wrap(parts, "; ", LAYER_TITLE_POINTS, title_width(LAYER_TITLE_POINTS))
@@ -397,13 +408,17 @@ def draw_colorbar(figure, colorbar_axes, colormap, vmin: float, vmax: float, lab
 
 
 def draw_vector(axes, layer: LayerSummary) -> None:
-    """A layer without spatial maps, shape (C,): one bar per channel value."""
+    """A layer without spatial maps, shape (C,): one bar per channel value, as one filled outline.
+
+    (Thin lines, one per value, would alias when there are more values than pixels: bands
+    of darker bars that are not in the data.)
+    """
     values = layer.maps
-    axes.vlines(np.arange(len(values)), 0, values, linewidth=max(0.2, min(1.5, 300 / len(values))))
+    axes.stairs(values, np.arange(len(values) + 1) - 0.5, baseline=0.0, fill=True, color=VECTOR_COLOUR)
     axes.axhline(0, color="grey", linewidth=0.5)
     axes.set_xlim(-0.5, len(values) - 0.5)
     axes.set_xlabel("channel", fontsize=8)
-    axes.set_ylabel("activation", fontsize=8)
+    axes.set_ylabel("value", fontsize=8)
     axes.tick_params(labelsize=7)
     title = f"{layer.name} {layer.shape}: all {len(values)} values (no spatial maps)"
     axes.set_title(shorten(title, LAYER_TITLE_POINTS, title_width(LAYER_TITLE_POINTS)), fontsize=LAYER_TITLE_POINTS)

@@ -17,6 +17,7 @@ FIGURE_WIDTH_INCHES = 12.0
 PAIRS_PER_ROW = 4  # (map | pattern) pairs in one row of the figure
 PATTERNS_PER_ROW = 8  # without a photo
 MAP_ALPHA = 0.85  # opacity of a map's highest value over the grey photo
+MAX_CELL_INCHES = 3.0  # a panel's side when there are few: the figure keeps its width, the panels centred
 PHOTO_HEIGHT_INCHES = 3.0
 TITLE_INCHES = 0.45
 PHOTO_DISPLAY_MAX_PIXELS = 1200  # longest side of the photo as drawn
@@ -31,15 +32,21 @@ def draw_synthesis_figure(photo: Image.Image | None, photo_title: str, layers: S
     if photo is not None:
         photo = photo.copy()
         photo.thumbnail((PHOTO_DISPLAY_MAX_PIXELS, PHOTO_DISPLAY_MAX_PIXELS))
-    columns = PAIRS_PER_ROW * 2 if photo is not None else PATTERNS_PER_ROW
-    per_row = columns // 2 if photo is not None else columns
+    most = max([len(channels) for _, channels in layers] + [1])
+    per_row = min(PAIRS_PER_ROW if photo is not None else PATTERNS_PER_ROW, most)
+    columns = 2 * per_row if photo is not None else per_row
     rows_per_layer = [math.ceil(len(channels) / per_row) for _, channels in layers]
-    cell = FIGURE_WIDTH_INCHES / columns
+    cell = min(FIGURE_WIDTH_INCHES / columns, MAX_CELL_INCHES)
+    margin = (FIGURE_WIDTH_INCHES - cell * columns) / 2  # each side of the panels, when few are wide enough
     heights = [PHOTO_HEIGHT_INCHES + TITLE_INCHES] if photo is not None else []
     for count in rows_per_layer:
         heights += [TITLE_INCHES * 0.7] + [cell + TITLE_INCHES] * count
-    figure = Figure(figsize=(FIGURE_WIDTH_INCHES, sum(heights)), layout="constrained")
-    grid = figure.add_gridspec(len(heights), columns, height_ratios=heights)
+    suptitle = TITLE_INCHES if photo is None and photo_title else 0.0  # over the grid, not in it
+    figure = Figure(figsize=(FIGURE_WIDTH_INCHES, sum(heights) + suptitle), layout="constrained")
+    widths = [margin, *[cell] * columns, margin] if margin > 1e-6 else [cell] * columns
+    grid = figure.add_gridspec(len(heights), len(widths), height_ratios=heights, width_ratios=widths)
+    first = 1 if margin > 1e-6 else 0  # the grid's first column of panels
+    panels = slice(first, first + columns)
     row = 0
     if photo is None and photo_title:
         figure.suptitle(photo_title, fontsize=11)
@@ -50,20 +57,23 @@ def draw_synthesis_figure(photo: Image.Image | None, photo_title: str, layers: S
         axes.set_axis_off()
         row = 1
     for (layer, channels), count in zip(layers, rows_per_layer):
-        heading = figure.add_subplot(grid[row, :])
+        heading = figure.add_subplot(grid[row, panels])
         heading.set_axis_off()
-        heading.set_title(layer_heading(layer, photo is not None), fontsize=10, loc="left")
+        text = heading.text(0.5, 0.0, layer_heading(layer, photo is not None), fontsize=10, ha="center",
+                            va="bottom", transform=heading.transAxes)  # just over its panels' titles
+        text.set_in_layout(False)  # wider than a few panels: it may run past them, not squeeze them
         row += 1
         for slot, channel in enumerate(channels):
             line, place = divmod(slot, per_row)
             pattern = patterns[layer][channel]
             if photo is not None:
                 summary = summaries[layer]
-                draw_map_on_photo(figure.add_subplot(grid[row + line, 2 * place]), photo, summary, channel, cmap)
+                draw_map_on_photo(figure.add_subplot(grid[row + line, first + 2 * place]), photo, summary, channel,
+                                  cmap)
                 photo_mean = float(summary.channel_means[list(summary.channels).index(channel)])
-                draw_pattern(figure.add_subplot(grid[row + line, 2 * place + 1]), pattern, photo_mean)
+                draw_pattern(figure.add_subplot(grid[row + line, first + 2 * place + 1]), pattern, photo_mean)
             else:
-                draw_pattern(figure.add_subplot(grid[row + line, place]), pattern, None, channel)
+                draw_pattern(figure.add_subplot(grid[row + line, first + place]), pattern, None, channel)
         row += count
     return figure
 

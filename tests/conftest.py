@@ -105,3 +105,9 @@ def half_and_half_model(right_colour: int, scores=(4.0, 4.0)):
     model.get_layer("left_score").set_weights([np.array([[scores[0]], [0.0]], np.float32)])
     model.get_layer("right_score").set_weights([np.array([[0.0], [scores[1]]], np.float32)])
     return model
+
+
+def pixels_of(axes, pixels: np.ndarray) -> np.ndarray:
+    """The part of a rendered figure that `axes` covers."""
+    x0, y0, x1, y1 = np.round(axes.bbox.extents).astype(int)
+    return pixels[pixels.shape[0] - y1:pixels.shape[0] - y0, x0:x1]

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 import deepviz
-from _deepviz import backend, explain, figure, forward, models, mosaic, stats
-from conftest import SAMPLE_PHOTO, half_and_half_model
+from _deepviz import backend, explain, figure, forward, models, mosaic, output, stats
+from conftest import SAMPLE_PHOTO, half_and_half_model, pixels_of
 
 keras = backend.import_keras()
 
@@ -214,3 +214,8 @@ def test_a_heatmap_is_painted_at_its_panel_size_as_heat_over_grey():
     expected = figure.CAM_MAX_OPACITY * hot + (1 - figure.CAM_MAX_OPACITY) * grey
     np.testing.assert_allclose(painted[painted.shape[0] // 2, -1, :3], expected, atol=1)
     assert (painted[:, 0, :3] == grey).all()  # no heat: the photo in grey
+    colorbar, = [axes for axes in drawn.axes if axes.get_ylabel() == "heat"]
+    bar = pixels_of(colorbar, np.asarray(output.render_figure(drawn, 100)))[:, :, :3].astype(int)
+    assert np.abs(bar[-4, bar.shape[1] // 2] - 128).max() <= 3  # its 0 end: a mid-grey pixel under no heat
+    top = figure.CAM_MAX_OPACITY * hot + (1 - figure.CAM_MAX_OPACITY) * 128
+    assert np.abs(bar[3, bar.shape[1] // 2] - top).max() <= 4  # its top: the class's max heat over that grey

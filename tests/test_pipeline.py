@@ -12,7 +12,7 @@ from PIL import Image
 
 import deepviz
 from _deepviz import analysis, backend, cli, figure, forward, images, models, mosaic, output, stats, titles
-from conftest import SAMPLE_PHOTO, run_cli
+from conftest import SAMPLE_PHOTO, pixels_of, run_cli
 
 KERAS_CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
 PREDICTION = re.compile(r"(\d+)\. (\S+) +(\d+\.\d\d)%")
@@ -168,12 +168,6 @@ def drawn_pixels(drawn) -> np.ndarray:
     return np.asarray(output.render_figure(drawn, drawn.dpi))
 
 
-def pixels_of(axes, pixels: np.ndarray) -> np.ndarray:
-    """The part of a rendered figure that `axes` covers."""
-    x0, y0, x1, y1 = np.round(axes.bbox.extents).astype(int)
-    return pixels[pixels.shape[0] - y1:pixels.shape[0] - y0, x0:x1]
-
-
 def test_figure_panels_titles_tiles_and_colour_bars():
     rng = np.random.default_rng(0)
     wide = stats.summarize_layer("wide", rng.random((6, 18, 768), np.float32), 64, "mean")
@@ -300,9 +294,15 @@ def test_a_vector_layer_is_drawn_as_bars(run, tmp_path):
     status, out, _ = run(SAMPLE_PHOTO, "--weights", "none", "--layers", "avg_pool", "predictions", "--out", tmp_path)
     assert status == 0
     assert [line.split(" (")[0] for line in out.splitlines()[4:6]] == ["avg_pool", "predictions"]
-    layer = stats.summarize_layer("avg_pool", np.linspace(-1, 1, 2048, dtype=np.float32), 64, "mean")
-    axes = draw([layer]).axes[1]
-    assert len(axes.collections[0].get_segments()) == 2048
+    values = np.linspace(-1, 1, 2048, dtype=np.float32)
+    axes = draw([stats.summarize_layer("avg_pool", values, 64, "mean")]).axes[1]
+    heights, edges, baseline = axes.patches[0].get_data()
+    np.testing.assert_array_equal(heights, values)  # one bar per value, from 0
+    assert (edges[0], edges[-1], baseline) == (-0.5, 2047.5, 0.0)
+    flat = draw([stats.summarize_layer("avg_pool", np.ones(1000, np.float32), 64, "mean")])
+    bars = pixels_of(flat.axes[1], drawn_pixels(flat))
+    middle = bars[bars.shape[0] // 2, 2:-2, :3]
+    assert (middle == middle[0]).all() and tuple(middle[0]) != (255, 255, 255)  # one solid colour, no aliasing
 
 
 def test_save_is_atomic_when_writing_fails_halfway(run, tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import deepviz
-from _deepviz import backend, models, synthesis
+from _deepviz import backend, models, synthesis, synthesis_figure
 
 SIZE = 32
 STEPS = 40
@@ -180,3 +180,24 @@ def test_exemplar_rows_find_the_cached_pattern(network, cache):
     synthesis.write_cached(synthesis.cache_path(synthesis.model_identity(network), "mixed", 5, defaults), stored)
     found = exemplar_figure.synthesized_patterns(network, "mixed", [4, 5])
     assert list(found) == [5] and found[5][0, 0, 0] == 9
+
+
+@pytest.mark.parametrize("channels", [[5], [5, 6], list(range(8)), list(range(11))])
+def test_few_patterns_are_drawn_large_and_centred_many_fill_rows(channels):
+    patterns = {"mixed": {channel: synthesis.Pattern(np.full((16, 16, 3), 99, np.uint8), 1.0) for channel in channels}}
+    drawn = synthesis_figure.draw_synthesis_figure(None, "title", [("mixed", channels)], patterns)
+    drawn.canvas.draw()
+    panels = [axes for axes in drawn.axes if axes.get_images()]
+    assert len(panels) == len(channels)
+    sides = {round(axes.bbox.width) for axes in panels}
+    assert len(sides) == 1  # all the same size
+    side = sides.pop()
+    per_row = min(len(channels), synthesis_figure.PATTERNS_PER_ROW)
+    widest = drawn.bbox.width / per_row
+    assert side <= min(widest, synthesis_figure.MAX_CELL_INCHES * drawn.dpi) + 1
+    assert side >= 0.6 * min(widest, synthesis_figure.MAX_CELL_INCHES * drawn.dpi)  # not a thumbnail in a corner
+    first_row = [axes for axes in panels if round(axes.bbox.y1) == max(round(a.bbox.y1) for a in panels)]
+    middle = (min(a.bbox.x0 for a in first_row) + max(a.bbox.x1 for a in first_row)) / 2
+    assert middle == pytest.approx(drawn.bbox.width / 2, abs=0.02 * drawn.bbox.width)  # centred
+    heading, = [text for axes in drawn.axes for text in axes.texts]
+    assert heading.get_text().startswith("mixed: images optimised") and heading.get_ha() == "center"
