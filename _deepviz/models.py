@@ -8,6 +8,7 @@ import difflib
 import functools
 import json
 import os
+import random
 import re
 import sys
 import warnings
@@ -108,13 +109,14 @@ class NetworkChoice:
 
 
 def seed_random_weights(weights: str | None) -> None:
-    """With random weights, seed Keras (and Python, NumPy and the backend) so every run draws the same.
+    """With random weights, seed Python's `random`, from which Keras draws each initializer's seed, so every
+    run of the command line (and each of its Ray workers) builds the same network.
 
-    For the command line and its Ray workers, whose processes these are; the Python API
+    Not keras.utils.set_random_seed: it imports TensorFlow on every backend. The Python API
     leaves a user's seeds alone (keras.utils.set_random_seed is theirs to call).
     """
     if weights == "none":
-        import_keras().utils.set_random_seed(RANDOM_WEIGHTS_SEED)
+        random.seed(RANDOM_WEIGHTS_SEED)
 
 
 def build_network(choice: NetworkChoice = NetworkChoice()) -> Network:
