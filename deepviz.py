@@ -143,7 +143,7 @@ class Visualizer:
         photo = as_photo(image)
         result = self.analyse([photo], analysis)[0]
         name = Path(image).name if isinstance(image, (str, Path)) else "image"
-        style = FigureStyle(photo_title(name, photo, self.network, result.predictions), norm, cmap, dpi,
+        style = FigureStyle(photo_title(name, photo, self.network, result.predictions, dpi), norm, cmap, dpi,
                             self.prepare(analysis).cam_layer or "")
         if synthesize:
             chosen = [(layer.name, list(layer.channels)) for layer in result.layers]

@@ -15,7 +15,7 @@ from .errors import UsageError
 from .mosaic import (NORMALISATION_PHRASES, NORMALISATIONS, ScaledTiles, TileGrid, label_font_pixels,
                      paint_mosaic, tile_grid)
 from .stats import LayerSummary, channel_phrase
-from .titles import shorten, wrap, wrap_limited
+from .titles import line_points, shorten, wrap, wrap_limited
 
 
 DEFAULT_DPI = 100
@@ -39,6 +39,7 @@ VECTOR_HEIGHT_INCHES = 2.2
 VECTOR_AXIS_INCHES = (0.75, 0.45)  # room left of and under a vector layer's plot, for its ticks and labels
 CAM_GAP_INCHES = 0.1  # between Grad-CAM panels
 CAM_COLUMNS_MAX = 5  # Grad-CAM panels side by side; more classes take more rows
+CAM_PANELS_MAX = 20  # Grad-CAM panels drawn; all are computed (and saved with --save-arrays)
 PHOTO_TITLE_POINTS = 11
 LAYER_TITLE_POINTS = 10
 CAM_TITLE_POINTS = 9
@@ -71,23 +72,23 @@ class FigureStyle:
     cam_layer: str = ""
 
 
-def photo_title(image_name: str, photo: Image.Image, network, predictions) -> str:
-    """The photo's name and size, then its predictions, wrapped to the figure's width."""
-    width = title_width(PHOTO_TITLE_POINTS)
-    size = shorten(f"{image_name} ({photo.width}×{photo.height})", PHOTO_TITLE_POINTS, width)
+def photo_title(image_name: str, photo: Image.Image, network, predictions, dpi: int = DEFAULT_DPI) -> str:
+    """The photo's name and size, then its predictions, wrapped to the figure's width at `dpi`."""
+    font, width = (PHOTO_TITLE_POINTS, dpi), title_room(PHOTO_TITLE_POINTS)
+    size = shorten(f"{image_name} ({photo.width}×{photo.height})", *font, width)
     if network.class_names is None:
         reason = f"predictions unavailable: {network.no_predictions_reason}"
-        return "\n".join([size, *wrap(reason.split(" "), " ", PHOTO_TITLE_POINTS, width)])
+        return "\n".join([size, *wrap(reason.split(" "), " ", *font, width)])
     ranked = [f"{rank}. {name} {p * 100:.1f}%" for rank, (name, p) in enumerate(predictions, 1)]
     if not network.trained:
         ranked.insert(0, "untrained network (random weights):")
-    lines = wrap_limited(ranked, "   ", PHOTO_TITLE_POINTS, width, PREDICTION_LINES_MAX, "+{} more, all printed")
+    lines = wrap_limited(ranked, "   ", *font, width, PREDICTION_LINES_MAX, "+{} more, all printed")
     return "\n".join([size, *lines])
 
 
-def title_width(points: float, inches: float = PANEL_WIDTH_INCHES) -> float:
-    """The width a title has, in points: its drawing's, less a font size of room at each end."""
-    return inches * 72 - 2 * points
+def title_room(margin: float, inches: float = PANEL_WIDTH_INCHES) -> float:
+    """The width a title has over a drawing `inches` wide, in points: less `margin` points at each end."""
+    return inches * 72 - 2 * margin
 
 
 @dataclasses.dataclass
@@ -103,11 +104,16 @@ class Row:
     below: int = 0  # a vector layer's tick labels and axis label
     panel_title_lines: int = 0
 
-    def title_band_points(self) -> float:
+    def title_band_points(self, dpi: int) -> float:
         """The height of the titles over the drawing, with the pad under them, in points."""
         lines = self.title.count("\n") + 1 if self.title or not self.panel_title_lines else 0
-        return (lines * self.title_points + self.panel_title_lines * CAM_TITLE_POINTS) * TITLE_LINE_HEIGHT + \
-            TITLE_PAD_POINTS
+        return (lines * line_height(self.title_points, dpi) + self.panel_title_lines * line_height(CAM_TITLE_POINTS, dpi)
+                + TITLE_PAD_POINTS)
+
+
+def line_height(points: float, dpi: int) -> float:
+    """A title line's height in points: TITLE_LINE_HEIGHT font sizes, or more where glyphs snap to few pixels."""
+    return max(TITLE_LINE_HEIGHT * points, line_points(points, dpi))
 
 
 def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: FigureStyle, cams=None):
@@ -120,7 +126,7 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
     display = display_photo(photo)
     rows = [Row(style.photo_title, PHOTO_TITLE_POINTS, drawing_height(panel_width, display.height / display.width, dpi))]
     cam_layout = CamLayout.of(cams or [], style.cam_layer, panel_width, display, dpi)
-    rows += cam_layout.rows
+    rows += cam_layout.rows  # none without cams
     mosaics = [layer_mosaic(layer, style.norm, panel_width) for layer in layers]
     rows += [layer_row(layer, mosaic, style) for layer, mosaic in zip(layers, mosaics)]
     height, bottoms = stack_rows(rows, dpi)
@@ -142,34 +148,15 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
     photo_axes.set_title(style.photo_title, fontsize=rows[0].title_points, y=TITLE_HEIGHT)
     photo_axes.set_axis_off()
     if cams:
-        shown = fitted_to(display, cam_layout.width, cam_layout.height)
-        grey = np.asarray(shown.convert("L"), dtype=np.float32)
-    for number, (cam, title) in enumerate(zip(cams or [], cam_layout.titles)):
-        row, column = divmod(number, cam_layout.columns)
-        x = left + column * (cam_layout.width + pixels(CAM_GAP_INCHES, dpi)) + (cam_layout.width - shown.width) // 2
-        y = bottoms[1 + row] + (cam_layout.height - shown.height) // 2
-        axes = add_axes(x, y, shown.width, shown.height)  # centred in its place
-        draw_painted(axes, paint_cam(grey, cam[2]))
-        axes.set_title(title, fontsize=CAM_TITLE_POINTS)
-        axes.set_axis_off()
-    for row, cam_row in enumerate(cam_layout.rows, start=1):
-        if cam_row.title:
-            band_top = bottoms[row] + cam_row.height + round(
-                (TITLE_PAD_POINTS + cam_row.panel_title_lines * CAM_TITLE_POINTS * TITLE_LINE_HEIGHT) / 72 * dpi)
-            figure.text((left + panel_width / 2) / width, band_top / height, cam_row.title, ha="center",
-                        va="baseline", fontsize=cam_row.title_points)
-    if cams:  # one colour bar beside all the Grad-CAM rows
-        last = len(cam_layout.rows)
-        colorbar_axes = add_axes(colorbar_left, bottoms[last], pixels(COLORBAR_WIDTH_INCHES, dpi),
-                                 bottoms[1] + rows[1].height - bottoms[last])
-        draw_colorbar(figure, colorbar_axes, cam_colorbar_colormap(), 0.0, 1.0, "heat", CAM_COLORBAR_TICKS)
+        draw_cams(figure, add_axes, cams, cam_layout, display, left, bottoms[1:1 + len(cam_layout.rows)],
+                  colorbar_left)
     for row, (layer, mosaic) in enumerate(zip(layers, mosaics), start=1 + len(cam_layout.rows)):
         if layer.is_spatial:
             axes = add_axes(left, bottoms[row], panel_width, rows[row].height)
             draw_tiles(figure, axes, add_colorbar_axes(row), layer, mosaic, rows[row].title, style)
         else:
             indent = pixels(VECTOR_AXIS_INCHES[0], dpi)
-            draw_vector(add_axes(left + indent, bottoms[row], panel_width - indent, rows[row].height), layer)
+            draw_vector(add_axes(left + indent, bottoms[row], panel_width - indent, rows[row].height), layer, dpi)
     return figure
 
 
@@ -196,7 +183,7 @@ def stack_rows(rows: Sequence[Row], dpi: int) -> tuple[int, list[int]]:
     margin, gap = pixels(MARGIN_INCHES, dpi), pixels(ROW_GAP_INCHES, dpi)
     tops, y = [], margin  # y: pixels from the figure's top
     for row in rows:
-        y += round(row.title_band_points() / 72 * dpi)
+        y += round(row.title_band_points(dpi) / 72 * dpi)
         tops.append(y)
         y += row.height + row.below + gap
     height = y - gap + margin
@@ -272,43 +259,73 @@ def painted_image_class():
 
 @dataclasses.dataclass
 class CamLayout:
-    """Where the Grad-CAM panels go: up to CAM_COLUMNS_MAX side by side, in as many rows as they need."""
+    """Where the Grad-CAM panels go: up to CAM_COLUMNS_MAX side by side, in as many rows as they need,
+    for at most CAM_PANELS_MAX classes (the heading says how many more there are)."""
 
     columns: int
     width: int  # of a panel, in pixels
     height: int
-    titles: list[str]  # each panel's
+    titles: list[str]  # each drawn panel's
     rows: list[Row]
 
     @classmethod
     def of(cls, cams, layer: str, panel_width: int, display: Image.Image, dpi: int) -> CamLayout:
         if not cams:
             return cls(0, 0, 0, [], [])
-        columns = min(len(cams), CAM_COLUMNS_MAX)
+        drawn = cams[:CAM_PANELS_MAX]
+        columns = min(len(drawn), CAM_COLUMNS_MAX)
         width = (panel_width - pixels(CAM_GAP_INCHES, dpi) * (columns - 1)) // columns
         height = drawing_height(width, display.height / display.width, dpi)
-        titles = [cam_title(rank, cam, title_width(CAM_TITLE_POINTS / 2, width / dpi))
-                  for rank, cam in enumerate(cams, 1)]
+        titles = [cam_title(rank, cam, dpi, title_room(CAM_TITLE_POINTS / 2, width / dpi))
+                  for rank, cam in enumerate(drawn, 1)]
         heading = (f"Grad-CAM at {layer}: where the photo drives each of its top classes; "
                    "heat as a fraction of the class's largest value")
-        heading = "\n".join(wrap(heading.split(" "), " ", LAYER_TITLE_POINTS, title_width(LAYER_TITLE_POINTS)))
+        if len(cams) > len(drawn):
+            heading += f"; the first {len(drawn)} of {len(cams)} classes drawn"
+        heading = "\n".join(wrap(heading.split(" "), " ", LAYER_TITLE_POINTS, dpi, title_room(LAYER_TITLE_POINTS)))
         rows = [Row(heading if start == 0 else "", LAYER_TITLE_POINTS, height,
                     panel_title_lines=max(title.count("\n") + 1 for title in titles[start:start + columns]))
-                for start in range(0, len(cams), columns)]
+                for start in range(0, len(drawn), columns)]
         return cls(columns, width, height, titles, rows)
 
 
 CAM_COLORBAR_TICKS = {0.0: "0", 0.5: "half", 1.0: "class max"}
 
 
-def cam_title(rank: int, cam, width: float) -> str:
+def cam_title(rank: int, cam, dpi: int, width: float) -> str:
     """"1. beagle 86.6%", in lines of at most `width` points; a class without positive heat says so."""
     name, probability, heatmap = cam
     parts = [f"{rank}. {name}", f"{probability * 100:.1f}%"]
     if not heatmap.any():
         parts[-1] += ":"
         parts += ["no", "positive", "evidence"]
-    return "\n".join(wrap(parts, " ", CAM_TITLE_POINTS, width))
+    return "\n".join(wrap(parts, " ", CAM_TITLE_POINTS, dpi, width))
+
+
+def draw_cams(figure, add_axes, cams, layout: CamLayout, display: Image.Image, left: int, bottoms: Sequence[int],
+              colorbar_left: int) -> None:
+    """The Grad-CAM rows, their drawings' bottom edges at `bottoms`: a panel per class, the heading over the
+    first row, one colour bar beside them all. `add_axes(x, bottom, width, height)` in figure pixels."""
+    dpi = figure.dpi
+    shown = fitted_to(display, layout.width, layout.height)
+    grey = np.asarray(shown.convert("L"), dtype=np.float32)
+    step = layout.width + pixels(CAM_GAP_INCHES, dpi)
+    for number, (cam, title) in enumerate(zip(cams, layout.titles)):
+        row, column = divmod(number, layout.columns)
+        axes = add_axes(left + column * step + (layout.width - shown.width) // 2,
+                        bottoms[row] + (layout.height - shown.height) // 2, shown.width, shown.height)  # centred
+        draw_painted(axes, paint_cam(grey, cam[2]))
+        axes.set_title(title, fontsize=CAM_TITLE_POINTS)
+        axes.set_axis_off()
+    first = layout.rows[0]
+    heading_baseline = bottoms[0] + layout.height + round(
+        (TITLE_PAD_POINTS + first.panel_title_lines * line_height(CAM_TITLE_POINTS, dpi)) / 72 * dpi)
+    centre = left + pixels(PANEL_WIDTH_INCHES, dpi) / 2
+    figure.text(centre / figure.bbox.width, heading_baseline / figure.bbox.height, first.title, ha="center",
+                va="baseline", fontsize=first.title_points)
+    colorbar_axes = add_axes(colorbar_left, bottoms[-1], pixels(COLORBAR_WIDTH_INCHES, dpi),
+                             bottoms[0] + layout.height - bottoms[-1])
+    draw_colorbar(figure, colorbar_axes, cam_colorbar_colormap(), 0.0, 1.0, "heat", CAM_COLORBAR_TICKS)
 
 
 def paint_cam(grey: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
@@ -372,10 +389,11 @@ def tiles_title(layer: LayerSummary, mosaic: LayerMosaic, style: FigureStyle) ->
              f"{layer.dead} dead (constant) channel{'' if layer.dead == 1 else 's'}"]
     if mosaic.label_pixels is None:
         parts.insert(1, "tiles too small to label: raise --dpi")
-    lines = wrap(parts, "; ", LAYER_TITLE_POINTS, title_width(LAYER_TITLE_POINTS))
+    font, width = (LAYER_TITLE_POINTS, style.dpi), title_room(LAYER_TITLE_POINTS)
+    lines = wrap(parts, "; ", *font, width)
     if layer.summary_image is not None:
         note = "first tile: the first 3 principal components of all channels, as red, green, blue"
-        lines += wrap(note.split(" "), " ", LAYER_TITLE_POINTS, title_width(LAYER_TITLE_POINTS))
+        lines += wrap(note.split(" "), " ", *font, width)
     return "\n".join(lines)
 
 
@@ -407,7 +425,7 @@ def draw_colorbar(figure, colorbar_axes, colormap, vmin: float, vmax: float, lab
     colorbar.ax.tick_params(labelsize=7)
 
 
-def draw_vector(axes, layer: LayerSummary) -> None:
+def draw_vector(axes, layer: LayerSummary, dpi: int) -> None:
     """A layer without spatial maps, shape (C,): one bar per channel value, as one filled outline.
 
     (Thin lines, one per value, would alias when there are more values than pixels: bands
@@ -421,4 +439,4 @@ def draw_vector(axes, layer: LayerSummary) -> None:
     axes.set_ylabel("value", fontsize=8)
     axes.tick_params(labelsize=7)
     title = f"{layer.name} {layer.shape}: all {len(values)} values (no spatial maps)"
-    axes.set_title(shorten(title, LAYER_TITLE_POINTS, title_width(LAYER_TITLE_POINTS)), fontsize=LAYER_TITLE_POINTS)
+    axes.set_title(shorten(title, LAYER_TITLE_POINTS, dpi, title_room(LAYER_TITLE_POINTS)), fontsize=LAYER_TITLE_POINTS)

@@ -98,6 +98,7 @@ def tile_grid(count: int, tile_shape: tuple, width: int) -> TileGrid:
     columns = mosaic_columns(count, map_height, map_width)
     scale = width / (columns * (map_width + TILE_GAP) - TILE_GAP)  # drawn pixels per map pixel
     gap = max(1, round(TILE_GAP * scale))
+    columns = min(columns, max(1, (width + gap) // (1 + gap)))  # every tile at least one pixel: more rows
     tile_width = max(1, (width - gap * (columns - 1)) // columns)
     tile_height = max(1, round(tile_width * map_height / map_width))
     return TileGrid(columns, math.ceil(count / columns), tile_width, tile_height, gap, width)

@@ -264,7 +264,7 @@ def draw_job(path: Path, photo, visualizer, result: PhotoResult, out_path: Path,
     """What a worker needs to draw and write one image: the photo as shown, the reduced layers, the JSON text."""
     network = visualizer.network
     cam_layer = visualizer.prepare(analysis).cam_layer or ""
-    style = dataclasses.replace(style, photo_title=photo_title(path.name, photo, network, result.predictions),
+    style = dataclasses.replace(style, photo_title=photo_title(path.name, photo, network, result.predictions, style.dpi),
                                 cam_layer=cam_layer)
     json_text = None
     if args.json:

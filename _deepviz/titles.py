@@ -1,4 +1,8 @@
-"""Titles fitted to the width they are drawn in: wrapped between their parts, an over-long part shortened."""
+"""Titles fitted to the width they are drawn in: wrapped between their parts, an over-long part shortened.
+
+Widths are in points, measured as Agg draws the text at the figure's dpi: glyphs snap to
+whole pixels, so at a low dpi a title is not as wide as its outline at that font size.
+"""
 
 from __future__ import annotations
 
@@ -9,46 +13,61 @@ ELLIPSIS = "…"
 
 
 @functools.lru_cache(maxsize=4096)
-def text_points(text: str, points: float) -> float:
-    """How wide `text` is drawn in Matplotlib's default font at `points`, in points."""
+def text_points(text: str, points: float, dpi: float) -> float:
+    """How wide `text` is drawn in Matplotlib's default font at `points` and `dpi`, in points."""
     from matplotlib.font_manager import FontProperties
-    from matplotlib.textpath import text_to_path
 
-    width, _, _ = text_to_path.get_text_width_height_descent(text, FontProperties(size=points), ismath=False)
-    return width
+    width, _, _ = agg_renderer(dpi).get_text_width_height_descent(text, FontProperties(size=points), ismath=False)
+    return width * 72 / dpi
 
 
-def wrap(parts: Sequence[str], separator: str, points: float, width: float) -> list[str]:
+@functools.lru_cache(maxsize=64)
+def line_points(points: float, dpi: float) -> float:
+    """Baseline to baseline in a multi-line title, in points, as Matplotlib spaces lines at `dpi` (1.2 x "lp")."""
+    from matplotlib.font_manager import FontProperties
+
+    _, height, _ = agg_renderer(dpi).get_text_width_height_descent("lp", FontProperties(size=points), ismath=False)
+    return 1.2 * height * 72 / dpi
+
+
+@functools.lru_cache(maxsize=8)
+def agg_renderer(dpi: float):
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    return RendererAgg(1, 1, dpi)
+
+
+def wrap(parts: Sequence[str], separator: str, points: float, dpi: float, width: float) -> list[str]:
     """`parts` joined by `separator`, a new line wherever the next part would pass `width` points.
 
     A line ends with the separator's visible part ("; " ends a line with ";"). Parts are
     measured one at a time, so a long title costs a few measurements, not one per line tried.
     """
-    return joined(lines_of_parts(parts, separator, points, width), separator)
+    return joined(lines_of_parts(parts, separator, points, dpi, width), separator)
 
 
-def wrap_limited(parts: Sequence[str], separator: str, points: float, width: float, max_lines: int,
+def wrap_limited(parts: Sequence[str], separator: str, points: float, dpi: float, width: float, max_lines: int,
                  more: str) -> list[str]:
-    """As `wrap`, in at most `max_lines` lines: the parts left out are counted in `more` ("+{} more")."""
-    lines = lines_of_parts(parts, separator, points, width, stop_after=max_lines + 1)
+    """As `wrap`, in at most `max_lines` lines (at least 1): the parts left out are counted in `more` ("+{} more")."""
+    lines = lines_of_parts(parts, separator, points, dpi, width, stop_after=max_lines + 1)
     kept = sum(map(len, lines[:max_lines]))
     while kept < len(parts):
-        lines = lines_of_parts([*parts[:kept], more.format(len(parts) - kept)], separator, points, width)
-        if len(lines) <= max_lines or kept == 1:
+        lines = lines_of_parts([*parts[:kept], more.format(len(parts) - kept)], separator, points, dpi, width)
+        if len(lines) <= max_lines or kept <= 1:
             break
         kept -= 1
     return joined(lines, separator)
 
 
-def lines_of_parts(parts: Sequence[str], separator: str, points: float, width: float,
+def lines_of_parts(parts: Sequence[str], separator: str, points: float, dpi: float, width: float,
                    stop_after: int | None = None) -> list[list[str]]:
     """The parts of each line (over-long ones shortened), at most `stop_after` lines."""
-    gap, end = text_points(separator, points), text_points(separator.rstrip(), points)
+    gap, end = text_points(separator, points, dpi), text_points(separator.rstrip(), points, dpi)
     lines: list[list[str]] = []
     line_width = 0.0
     for number, part in enumerate(parts, 1):
-        part = shorten(part, points, width - end)
-        part_width = text_points(part, points)
+        part = shorten(part, points, dpi, width - end)
+        part_width = text_points(part, points, dpi)
         room_to_end = end if number < len(parts) else 0.0  # a line with parts after it ends with the separator
         if lines and line_width + gap + part_width + room_to_end <= width:
             lines[-1].append(part)
@@ -66,14 +85,14 @@ def joined(lines: list[list[str]], separator: str) -> list[str]:
     return [separator.join(line) + (trailing if number < len(lines) - 1 else "") for number, line in enumerate(lines)]
 
 
-def shorten(text: str, points: float, width: float) -> str:
+def shorten(text: str, points: float, dpi: float, width: float) -> str:
     """`text`, or where it is wider than `width` points, its start and end around an ellipsis."""
-    if text_points(text, points) <= width:
+    if text_points(text, points, dpi) <= width:
         return text
     keep = len(text)
     while keep > 1:
         keep -= max(1, keep // 8)
         shortened = text[:(keep + 1) // 2] + ELLIPSIS + text[len(text) - keep // 2:]
-        if text_points(shortened, points) <= width:
+        if text_points(shortened, points, dpi) <= width:
             return shortened
     return ELLIPSIS

@@ -186,6 +186,15 @@ def test_a_class_with_no_positive_evidence_says_so():
     assert "at mixed10" in drawn.texts[0].get_text()
 
 
+def test_grad_cam_draws_the_first_twenty_classes_and_says_how_many_more():
+    cams = [(f"class_{rank}", 0.01, np.eye(4, dtype=np.float32)) for rank in range(23)]
+    style = figure.FigureStyle("photo", "channel", "viridis", 30, cam_layer="mixed10")
+    drawn = figure.draw_figure(Image.new("RGB", (60, 40), (90, 90, 90)), [], style, cams=cams)
+    panels = [axes for axes in drawn.axes if axes.get_images() and re.match(r"\d+\. ", axes.get_title())]
+    assert len(panels) == figure.CAM_PANELS_MAX == 20
+    assert "the first 20 of 23 classes drawn" in drawn.texts[0].get_text().replace("\n", " ")
+
+
 def test_many_classes_take_rows_of_five_panels_beside_one_colour_bar():
     cams = [(f"class_{rank}", 0.1, np.eye(4, dtype=np.float32)) for rank in range(7)]
     style = figure.FigureStyle("photo", "channel", "viridis", 50, cam_layer="mixed10")

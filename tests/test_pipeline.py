@@ -377,6 +377,17 @@ def test_ctrl_c_while_saving_leaves_no_partial_file(run, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
 
 
+@pytest.mark.parametrize("width", [1, 40, 107, 300])
+def test_more_tiles_than_pixels_across_take_more_rows_of_one_pixel_tiles(width):
+    grid = mosaic.tile_grid(2048, (8, 8), width)
+    assert grid.columns * (grid.tile_width + grid.gap) - grid.gap <= width
+    assert grid.columns * grid.rows >= 2048 and grid.tile_width >= 1
+    layer = stats.summarize_layer("mixed10", np.random.default_rng(1).random((8, 8, 2048), np.float32), None, "mean")
+    scaled = mosaic.NORMALISATIONS["channel"](layer.maps, layer)
+    painted = mosaic.paint_mosaic(scaled, grid, figure.cam_colormap(), [str(c) for c in layer.channels], None)
+    assert painted.shape == (grid.height, width, 4)
+
+
 def test_labels_grow_with_their_tiles_and_are_left_out_where_they_do_not_fit(run, tmp_path):
     sizes = [mosaic.label_font_pixels(["1234"], mosaic.tile_grid(1, (8, 8), width)) for width in range(10, 200, 5)]
     known = [size for size in sizes if size is not None]
@@ -434,11 +445,12 @@ def text_boxes(drawn) -> list[tuple[str, object]]:
     return [(text.get_text(), text.get_window_extent(renderer)) for text in texts]
 
 
-@pytest.mark.parametrize("dpi", [40, 100])
+@pytest.mark.parametrize("dpi", [20, 40, 100])
 def test_no_title_leaves_the_figure_or_runs_into_another(dpi):
     network = types.SimpleNamespace(class_names=["c"], trained=False, no_predictions_reason="")
     predictions = [(name, 0.001) for name in ["German_short-haired_pointer", "American_lobster", "tench"] * 4]
-    title = figure.photo_title("a_long_file_name" * 12 + ".jpg", Image.new("RGB", (60, 40)), network, predictions)
+    title = figure.photo_title("a_long_file_name" * 12 + ".jpg", Image.new("RGB", (60, 40)), network, predictions,
+                               dpi)
     style = figure.FigureStyle(title, "channel", "viridis", dpi, cam_layer="mixed10")
     cams = [(name, probability, np.eye(4, dtype=np.float32)) for name, probability in predictions[:7]]
     crowded = stats.summarize_layer("a_layer_with_a_long_name", np.ones((9, 9, 2048), np.float32), None, "mean")
@@ -461,18 +473,21 @@ def test_photo_title_wraps_predictions_into_three_lines_and_counts_the_rest():
     shown = re.findall(r"(\d+)\. ", " ".join(prediction_lines))
     assert [int(rank) for rank in shown] == list(range(1, len(shown) + 1))
     assert prediction_lines[-1].endswith(f"+{1000 - len(shown)} more, all printed")
-    width = figure.title_width(figure.PHOTO_TITLE_POINTS)
-    assert all(titles.text_points(line, figure.PHOTO_TITLE_POINTS) <= width for line in prediction_lines)
+    width = figure.title_room(figure.PHOTO_TITLE_POINTS)
+    assert all(titles.text_points(line, figure.PHOTO_TITLE_POINTS, 100) <= width for line in prediction_lines)
     few = figure.photo_title("dog.jpg", Image.new("RGB", (3, 2)), network, [("beagle", 0.8655), ("basset", 0.05)])
     assert few == "dog.jpg (3×2)\n1. beagle 86.6%   2. basset 5.0%"
 
 
 def test_wrapping_breaks_between_parts_and_shortens_only_a_part_too_long_alone():
-    width = titles.text_points("each tile scaled to its own range; 0 dead", 10) + 1
+    width = titles.text_points("each tile scaled to its own range; 0 dead", 10, 100) + 1
     lines = titles.wrap(["layer (8, 8, 2048): 64 of 2048 channels", "each tile scaled to its own range", "0 dead"],
-                        "; ", 10, width)
+                        "; ", 10, 100, width)
     assert lines == ["layer (8, 8, 2048): 64 of 2048 channels;", "each tile scaled to its own range; 0 dead"]
     long_name = "Supercalifragilistic_" * 5 + "end"
-    shortened, = titles.wrap([long_name], " ", 9, 100)
-    assert titles.text_points(shortened, 9) <= 100 and "…" in shortened
+    shortened, = titles.wrap([long_name], " ", 9, 100, 100)
+    assert titles.text_points(shortened, 9, 100) <= 100 and "…" in shortened
     assert shortened.startswith("Supercal") and shortened.endswith("end")
+    assert titles.text_points(long_name, 9, 10) != titles.text_points(long_name, 9, 100)  # glyphs snap to pixels
+    room = titles.text_points("alpha   +2 more", 9, 100) + 1  # not room for "alpha   beta   gamma"
+    assert titles.wrap_limited(["alpha", "beta", "gamma"], "   ", 9, 100, room, 1, "+{} more") == ["alpha   +2 more"]
