@@ -41,7 +41,7 @@ from _deepviz.analysis import (Analysis, PhotoResult, analyse_batch, build_pipel
                                forward_batch)
 from _deepviz.cli import DEFAULT_BATCH_SIZE, build_parser
 from _deepviz.errors import DeepvizError, UsageError
-from _deepviz.exemplars import DEFAULT_PER_CHANNEL, DEFAULT_RANK, Exemplar, ExemplarPlan, find_exemplars
+from _deepviz.exemplars import DEFAULT_ENGINE, DEFAULT_PER_CHANNEL, DEFAULT_RANK, Exemplar, ExemplarPlan, find_exemplars
 from _deepviz.explain import grad_cam
 from _deepviz.figure import DEFAULT_CMAP, DEFAULT_DPI, FigureStyle, check_colormap, draw_figure, photo_title
 from _deepviz.forward import OUTPUT_KEY, top_classes, top_predictions
@@ -175,7 +175,7 @@ class Visualizer:
         return path
 
     def exemplars(self, images, layer: str, channels: Sequence[int] | None = None,
-                  per_channel: int = DEFAULT_PER_CHANNEL, rank: str = DEFAULT_RANK, engine: str = "local", *,
+                  per_channel: int = DEFAULT_PER_CHANNEL, rank: str = DEFAULT_RANK, engine: str = DEFAULT_ENGINE, *,
                   max_maps: int | None = DEFAULT_MAX_MAPS, ray_address: str | None = None,
                   batch_size: int = DEFAULT_BATCH_SIZE) -> dict[int, list[Exemplar]]:
         """{channel: the `per_channel` photos that excite it most, best first}, streaming `images` once.

@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "principal components of all its channels (default: off)")
     parser.add_argument("--cam", action="store_true",
                         help="Grad-CAM: for each of the top classes, a heatmap of where the photo drives it, "
-                        "overlaid on the photo in a row under it")
+                        "overlaid on the photo in rows under it (the first 20 classes)")
     parser.add_argument("--cam-layer", metavar="NAME",
                         help="the layer Grad-CAM explains (default: the model's last default layer, "
                         f"{MODELS[DEFAULT_MODEL].default_layers[-1]} for InceptionV3)")
@@ -196,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "once and draw, per layer, the photos that excite each channel most (--channels, or the "
                         "top --max-maps by mean over the set), cropped around the strongest position")
     parser.add_argument("--per-channel", type=positive_int(1, MAX_PER_CHANNEL), default=DEFAULT_PER_CHANNEL,
-                        metavar="K", help=f"with --exemplars: photos kept per channel (1 to {MAX_PER_CHANNEL})")
-    parser.add_argument("--engine", choices=list(ENGINES), default=DEFAULT_ENGINE,
+                        metavar="K", action=StoreGiven, help=f"with --exemplars: photos kept per channel (1 to {MAX_PER_CHANNEL})")
+    parser.add_argument("--engine", choices=list(ENGINES), default=DEFAULT_ENGINE, action=StoreGiven,
                         help="with --exemplars: 'local' runs in this process; 'ray' runs Ray Data workers, "
                         "one network each (pip install \"deepviz[ray]\")")
     parser.add_argument("--ray-address", metavar="ADDRESS",

@@ -329,17 +329,27 @@ def draw_cams(figure, add_axes, cams, layout: CamLayout, display: Image.Image, l
 
 
 def paint_cam(grey: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
-    """One class's heatmap over the photo in grey (H, W), as (H, W, 4) uint8 pixels at the photo's size.
+    """One class's heatmap (in [0, 1]) over the photo in grey (H, W), as (H, W, 4) uint8 pixels at the photo's size."""
+    return heat_over_grey(grey, stretched_to(heatmap, grey.shape), cam_colormap(), CAM_MAX_OPACITY)
 
-    Cold areas show the photo, hot ones the heat: the heat's opacity rises with its value,
-    so the photo's own colours never pass for heat.
+
+def stretched_to(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A map (h, w) resized to `shape` (H, W) bilinearly, as float32."""
+    height, width = shape
+    stretched = Image.fromarray(values.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(stretched)
+
+
+def heat_over_grey(grey: np.ndarray, heat: np.ndarray, colormap, max_opacity: float) -> np.ndarray:
+    """Heat (H, W) in [0, 1], coloured by `colormap`, over a grey photo (H, W) in 0-255: (H, W, 4) uint8, opaque.
+
+    Cold areas show the photo, hot ones the colour: the heat's opacity rises with its value
+    (to `max_opacity`), so the photo's own colours never pass for heat.
     """
-    height, width = grey.shape
-    stretched = Image.fromarray(heatmap.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR)
-    heat = np.clip(np.asarray(stretched), 0.0, 1.0)
-    opacity = (CAM_MAX_OPACITY * heat)[..., None]
-    colours = cam_colormap()(heat, bytes=True)[..., :3].astype(np.float32)
-    painted = np.empty((height, width, 4), np.uint8)
+    heat = np.clip(heat, 0.0, 1.0)
+    opacity = (max_opacity * heat)[..., None]
+    colours = colormap(heat, bytes=True)[..., :3].astype(np.float32)
+    painted = np.empty(heat.shape + (4,), np.uint8)
     painted[..., :3] = np.rint(colours * opacity + grey[..., None] * (1.0 - opacity))
     painted[..., 3] = 255
     return painted
@@ -356,8 +366,7 @@ def cam_colorbar_colormap():
     from matplotlib.colors import ListedColormap
 
     heat = np.linspace(0.0, 1.0, 256)
-    grey = np.full((256, 1), 128.0)
-    blended = paint_cam(grey, heat[:, None].astype(np.float32))[:, 0, :3]  # a 256 x 1 "photo", heat down it
+    blended = heat_over_grey(np.full(256, 128.0), heat, cam_colormap(), CAM_MAX_OPACITY)[:, :3]
     return ListedColormap(blended / 255.0)
 
 

@@ -130,13 +130,20 @@ def check_writable(target: Path, name: str) -> None:
 
     Tried with a temporary file, gone at once: permission bits do not tell, for root or a read-only mount.
     """
-    folder = next(folder for folder in (target, *target.parents) if folder.is_dir())  # a file is replaced in its own
+    folder = next((folder for folder in (target, *target.parents) if folder.is_dir()), None)  # a file's: its own
+    if folder is None:  # a relative path, and the working directory is gone
+        raise DeepvizError(f"{name}: no folder on the way to {target} exists; choose another --out")
     try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        try_making_a_file(folder)
     except OSError as error:
         raise DeepvizError(f"{name}: cannot write into {folder.resolve()} ({error.strerror or error}); "
                            "choose another --out") from None
+
+
+def try_making_a_file(folder: Path) -> None:
+    """Make a temporary file in `folder` and remove it; OSError where that cannot be done."""
+    with tempfile.TemporaryFile(dir=folder):
+        pass
 
 
 def run_record(path: Path, network, predictions, layers: Sequence[LayerSummary], analysis, style,

@@ -21,7 +21,6 @@ import numpy as np
 from .analysis import Analysis, PhotoResult
 from .cli import Reporter, check_cmap, format_predictions
 from .errors import DeepvizError, UsageError
-from .exemplars import DEFAULT_ENGINE, DEFAULT_PER_CHANNEL
 from .figure import FigureStyle, display_photo, photo_title
 from .images import expand_inputs, load_image, sample_image
 from .layers import describe_layers
@@ -70,13 +69,13 @@ def run_command(args: argparse.Namespace, make_visualizer: Callable) -> int:
     if args.list_layers:
         return list_layers(args, reporter, make_visualizer)
     check_mode_options(args)
-    check_out_path(args.out)
     check_cmap(args.cmap)
+    check_out_path(args.out)  # last: it tries making a file there
     if args.exemplars:
         from .run_exemplars import run_exemplars  # it imports this module
 
         return run_exemplars(args, reporter, make_visualizer)
-    if args.synthesize and not getattr(args, "max_maps_given", False):
+    if args.synthesize and not given(args, "max_maps"):
         args.max_maps = SYNTHESIS_MAX_MAPS
     if args.synthesize and not args.images:
         return draw_patterns_only(args, reporter, make_visualizer)
@@ -84,8 +83,8 @@ def run_command(args: argparse.Namespace, make_visualizer: Callable) -> int:
 
 
 def check_mode_options(args) -> None:
-    """Options that set up one mode are refused without it, where they would be silently ignored."""
-    if args.channels is not None and getattr(args, "max_maps_given", False):
+    """Options are refused where their mode does not use them, rather than silently ignored."""
+    if args.channels is not None and given(args, "max_maps"):
         raise UsageError("--channels draws exactly the channels listed and --max-maps the top-ranked ones; "
                          "pass one of them")
     if args.cam_layer is not None and not args.cam:
@@ -93,11 +92,31 @@ def check_mode_options(args) -> None:
                          "--cam-layer out")
     if not args.synthesize and (args.steps, args.size, args.seed) != (SYNTHESIS_STEPS, None, SYNTHESIS_SEED):
         raise UsageError("--steps, --size and --seed set up --synthesize; add --synthesize, or leave them out")
-    if not args.exemplars:
-        for flag, given in [("--per-channel", args.per_channel != DEFAULT_PER_CHANNEL),
-                            ("--engine", args.engine != DEFAULT_ENGINE), ("--ray-address", args.ray_address)]:
-            if given:
-                raise UsageError(f"{flag} sets up --exemplars; add --exemplars PHOTO ..., or leave {flag} out")
+    if args.exemplars:
+        one_photos = [("--cam", args.cam), ("--summary", args.summary), ("--save-arrays", args.save_arrays),
+                      ("--synthesize", args.synthesize)]
+        refuse_with(one_photos, "belongs to one photo's figure and does not apply to --exemplars; leave it out")
+    else:
+        refuse_with([("--per-channel", given(args, "per_channel")), ("--engine", given(args, "engine")),
+                     ("--ray-address", args.ray_address)], "sets up --exemplars; add --exemplars PHOTO ..., or leave it out")
+    if args.ray_address is not None and args.engine != "ray":
+        raise UsageError(f"--ray-address {args.ray_address} joins a Ray cluster: add --engine ray")
+    if args.synthesize:
+        refuse_with([("--cam", args.cam), ("--summary", args.summary)],
+                    "is not drawn with --synthesize, whose figure pairs each channel's map with its pattern; "
+                    "leave one of them out")
+
+
+def given(args, option: str) -> bool:
+    """Whether the command line gave `option` (one stored with cli.StoreGiven), whatever its value."""
+    return getattr(args, f"{option}_given", False)
+
+
+def refuse_with(options, reason: str) -> None:
+    """A UsageError for the first (flag, given) pair that was given: "FLAG REASON"."""
+    for flag, was_given in options:
+        if was_given:
+            raise UsageError(f"{flag} {reason}")
 
 
 def check_model_options(args, for_listing: bool = False) -> str | None:
@@ -141,7 +160,7 @@ def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
     batches = load_batches(image_paths, batch_size, failures)
     read_ahead = read_until_a_photo(batches)  # before the network is built: a bad photo fails at once
     if not any(photos for _, photos in read_ahead):  # every one failed, each reported: nothing to build for
-        return summarize(image_paths, failures)
+        return report_totals(image_paths, failures)
     # --synthesize draws in this process: the patterns are made here, one layer at a time, with the network
     workers = 1 if args.synthesize else args.workers or default_workers(len(image_paths))
     pool = DrawingPool(workers)  # starts while the network is built
@@ -186,7 +205,7 @@ def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
             if progress:
                 progress.advance(task, len(positions) - len(photos))  # the unreadable ones
         show(pool.finish())
-    return summarize(image_paths, failures)
+    return report_totals(image_paths, failures)
 
 
 def read_until_a_photo(batches) -> list:
@@ -199,7 +218,7 @@ def read_until_a_photo(batches) -> list:
     return read
 
 
-def summarize(image_paths: Sequence[Path], failures: FailureLog) -> int:
+def report_totals(image_paths: Sequence[Path], failures: FailureLog) -> int:
     """With several images, how many were drawn and which failed; the exit status either way."""
     if failures.several:
         drawn = len(image_paths) - len(failures.paths)

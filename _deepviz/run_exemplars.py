@@ -17,11 +17,7 @@ from .run import build_visualizer, write_all
 
 def run_exemplars(args, reporter: Reporter, make_visualizer) -> int:
     """`deepviz --exemplars PHOTOS... --layers L [--channels I,J] [--per-channel K] [--engine ray]`."""
-    if args.ray_address is not None and args.engine != "ray":
-        raise UsageError(f"--ray-address {args.ray_address} joins a Ray cluster: add --engine ray")
-    for flag, given in [("--cam", args.cam), ("--summary", args.summary), ("--save-arrays", args.save_arrays)]:
-        if given:
-            raise UsageError(f"{flag} belongs to one photo's figure and does not apply to --exemplars; leave it out")
+    # options of other modes are refused by run.check_mode_options
     rank = args.rank or DEFAULT_RANK
     if rank not in RANKS:
         raise UsageError(f"--rank {rank}: exemplars are ranked by {' or '.join(RANKS)} activation")

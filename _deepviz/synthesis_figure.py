@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from .figure import heat_over_grey, stretched_to
 from .stats import LayerSummary
 
 FIGURE_WIDTH_INCHES = 12.0
@@ -43,9 +44,10 @@ def draw_synthesis_figure(photo: Image.Image | None, photo_title: str, layers: S
         heights += [TITLE_INCHES * 0.7] + [cell + TITLE_INCHES] * count
     suptitle = TITLE_INCHES if photo is None and photo_title else 0.0  # over the grid, not in it
     figure = Figure(figsize=(FIGURE_WIDTH_INCHES, sum(heights) + suptitle), layout="constrained")
-    widths = [margin, *[cell] * columns, margin] if margin > 1e-6 else [cell] * columns
+    has_margins = margin > 1e-6
+    widths = [margin, *[cell] * columns, margin] if has_margins else [cell] * columns
     grid = figure.add_gridspec(len(heights), len(widths), height_ratios=heights, width_ratios=widths)
-    first = 1 if margin > 1e-6 else 0  # the grid's first column of panels
+    first = 1 if has_margins else 0  # the grid's first column of panels
     panels = slice(first, first + columns)
     row = 0
     if photo is None and photo_title:
@@ -94,11 +96,9 @@ def draw_map_on_photo(axes, photo: Image.Image, summary: LayerSummary, channel: 
     channel_map = summary.maps[:, :, index].astype(np.float32)
     low, high = float(channel_map.min()), float(channel_map.max())
     scaled = (channel_map - low) / (high - low) if high > low else np.zeros_like(channel_map)
-    stretched = np.asarray(Image.fromarray(scaled, mode="F").resize(photo.size, Image.Resampling.BILINEAR))
-    overlay = matplotlib.colormaps[cmap](np.clip(stretched, 0, 1))  # (H, W, 4)
-    overlay[..., 3] = np.clip(stretched, 0, 1) * MAP_ALPHA
-    axes.imshow(np.asarray(photo.convert("L")), cmap="gray", vmin=0, vmax=255, aspect="equal")
-    axes.imshow(overlay, aspect="equal")
+    grey = np.asarray(photo.convert("L"), dtype=np.float32)
+    heat = stretched_to(scaled, grey.shape)
+    axes.imshow(heat_over_grey(grey, heat, matplotlib.colormaps[cmap], MAP_ALPHA), aspect="equal")
     axes.set_title(f"{channel}: photo {summary.channel_means[index]:.3g}", fontsize=8)
     axes.set_axis_off()
 

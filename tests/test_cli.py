@@ -206,10 +206,15 @@ def test_synthesis_settings_without_synthesize_are_a_usage_error(run):
 
 @pytest.mark.parametrize("args, message", [
     (["--cam-layer", "mixd10"], "--cam-layer mixd10 picks the layer --cam explains; add --cam, or leave --cam-layer out"),
-    (["--per-channel", 3], "--per-channel sets up --exemplars; add --exemplars PHOTO ..., or leave --per-channel out"),
-    (["--engine", "ray"], "--engine sets up --exemplars; add --exemplars PHOTO ..., or leave --engine out"),
-    (["--channels", "5,6", "--max-maps", 2],
+    (["--per-channel", 9], "--per-channel sets up --exemplars; add --exemplars PHOTO ..., or leave it out"),
+    (["--engine", "ray"], "--engine sets up --exemplars; add --exemplars PHOTO ..., or leave it out"),
+    (["--channels", "5,6", "--max-maps", 64],
      "--channels draws exactly the channels listed and --max-maps the top-ranked ones; pass one of them"),
+    (["--synthesize", "--cam"], "--cam is not drawn with --synthesize, whose figure pairs each channel's map with its "
+                                "pattern; leave one of them out"),
+    (["--cmap", "viridiss", "--out", "/sys/kernel/deepviz/x.png"],  # the usage error, before the folder is tried
+     "argument --cmap: unknown colormap 'viridiss'; did you mean viridis or viridis_r or cividis? "
+     "(see matplotlib.colormaps)"),
 ])
 def test_an_option_of_another_mode_is_refused_not_ignored(run, monkeypatch, args, message):
     monkeypatch.setattr(deepviz, "Visualizer", None)  # refused before anything is built

@@ -326,7 +326,7 @@ def test_an_out_folder_that_takes_no_file_is_refused_before_the_network_is_built
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(output.tempfile, "TemporaryFile", refused)
+    monkeypatch.setattr(output, "try_making_a_file", refused)
     monkeypatch.setattr(deepviz, "Visualizer", None)  # building the network would fail: it is not built
     status, stdout, err = run(SAMPLE_PHOTO, *(["--out", out] if out else []))
     named = f"--out {out}" if out else "the default output folder"
