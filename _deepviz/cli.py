@@ -196,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "once and draw, per layer, the photos that excite each channel most (--channels, or the "
                         "top --max-maps by mean over the set), cropped around the strongest position")
     parser.add_argument("--per-channel", type=positive_int(1, MAX_PER_CHANNEL), default=DEFAULT_PER_CHANNEL,
-                        metavar="K", action=StoreGiven, help=f"with --exemplars: photos kept per channel (1 to {MAX_PER_CHANNEL})")
+                        metavar="K", action=StoreGiven,
+                        help=f"with --exemplars: photos kept per channel (1 to {MAX_PER_CHANNEL})")
     parser.add_argument("--engine", choices=list(ENGINES), default=DEFAULT_ENGINE, action=StoreGiven,
                         help="with --exemplars: 'local' runs in this process; 'ray' runs Ray Data workers, "
                         "one network each (pip install \"deepviz[ray]\")")

@@ -107,8 +107,8 @@ class Row:
     def title_band_points(self, dpi: int) -> float:
         """The height of the titles over the drawing, with the pad under them, in points."""
         lines = self.title.count("\n") + 1 if self.title or not self.panel_title_lines else 0
-        return (lines * line_height(self.title_points, dpi) + self.panel_title_lines * line_height(CAM_TITLE_POINTS, dpi)
-                + TITLE_PAD_POINTS)
+        return (lines * line_height(self.title_points, dpi)
+                + self.panel_title_lines * line_height(CAM_TITLE_POINTS, dpi) + TITLE_PAD_POINTS)
 
 
 def line_height(points: float, dpi: int) -> float:
@@ -124,7 +124,8 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
     dpi = style.dpi
     width, panel_width = pixels(FIGURE_WIDTH_INCHES, dpi), pixels(PANEL_WIDTH_INCHES, dpi)
     display = display_photo(photo)
-    rows = [Row(style.photo_title, PHOTO_TITLE_POINTS, drawing_height(panel_width, display.height / display.width, dpi))]
+    photo_height = drawing_height(panel_width, display.height / display.width, dpi)
+    rows = [Row(style.photo_title, PHOTO_TITLE_POINTS, photo_height)]
     cam_layout = CamLayout.of(cams or [], style.cam_layer, panel_width, display, dpi)
     rows += cam_layout.rows  # none without cams
     mosaics = [layer_mosaic(layer, style.norm, panel_width) for layer in layers]
@@ -142,8 +143,7 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
         return add_axes(colorbar_left, bottoms[row], pixels(COLORBAR_WIDTH_INCHES, dpi), rows[row].height)
 
     shown = fitted_to(display, panel_width, rows[0].height)
-    photo_axes = add_axes(left + (panel_width - shown.width) // 2, bottoms[0] + (rows[0].height - shown.height) // 2,
-                          shown.width, shown.height)  # centred in its row
+    photo_axes = add_axes(*centred(shown.size, left, bottoms[0], panel_width, rows[0].height))
     draw_painted(photo_axes, np.asarray(shown.convert("RGBA")))
     photo_axes.set_title(style.photo_title, fontsize=rows[0].title_points, y=TITLE_HEIGHT)
     photo_axes.set_axis_off()
@@ -162,6 +162,11 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
 
 def pixels(inches: float, dpi: int) -> int:
     return max(1, round(inches * dpi))
+
+
+def centred(size: tuple[int, int], x: int, bottom: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """(x, bottom, width, height) of a drawing of `size` (width, height) centred in the given box, in pixels."""
+    return x + (width - size[0]) // 2, bottom + (height - size[1]) // 2, *size
 
 
 def drawing_height(drawing_width: int, aspect: float, dpi: int) -> int:
@@ -312,8 +317,7 @@ def draw_cams(figure, add_axes, cams, layout: CamLayout, display: Image.Image, l
     step = layout.width + pixels(CAM_GAP_INCHES, dpi)
     for number, (cam, title) in enumerate(zip(cams, layout.titles)):
         row, column = divmod(number, layout.columns)
-        axes = add_axes(left + column * step + (layout.width - shown.width) // 2,
-                        bottoms[row] + (layout.height - shown.height) // 2, shown.width, shown.height)  # centred
+        axes = add_axes(*centred(shown.size, left + column * step, bottoms[row], layout.width, layout.height))
         draw_painted(axes, paint_cam(grey, cam[2]))
         axes.set_title(title, fontsize=CAM_TITLE_POINTS)
         axes.set_axis_off()

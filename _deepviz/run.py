@@ -97,8 +97,9 @@ def check_mode_options(args) -> None:
                       ("--synthesize", args.synthesize)]
         refuse_with(one_photos, "belongs to one photo's figure and does not apply to --exemplars; leave it out")
     else:
-        refuse_with([("--per-channel", given(args, "per_channel")), ("--engine", given(args, "engine")),
-                     ("--ray-address", args.ray_address)], "sets up --exemplars; add --exemplars PHOTO ..., or leave it out")
+        exemplar_options = [("--per-channel", given(args, "per_channel")), ("--engine", given(args, "engine")),
+                            ("--ray-address", args.ray_address)]
+        refuse_with(exemplar_options, "sets up --exemplars; add --exemplars PHOTO ..., or leave it out")
     if args.ray_address is not None and args.engine != "ray":
         raise UsageError(f"--ray-address {args.ray_address} joins a Ray cluster: add --engine ray")
     if args.synthesize:
@@ -283,8 +284,8 @@ def draw_job(path: Path, photo, visualizer, result: PhotoResult, out_path: Path,
     """What a worker needs to draw and write one image: the photo as shown, the reduced layers, the JSON text."""
     network = visualizer.network
     cam_layer = visualizer.prepare(analysis).cam_layer or ""
-    style = dataclasses.replace(style, photo_title=photo_title(path.name, photo, network, result.predictions, style.dpi),
-                                cam_layer=cam_layer)
+    title = photo_title(path.name, photo, network, result.predictions, style.dpi)
+    style = dataclasses.replace(style, photo_title=title, cam_layer=cam_layer)
     json_text = None
     if args.json:
         record = run_record(path, network, result.predictions, result.layers, analysis, style, versions)

@@ -12,22 +12,23 @@ from typing import Sequence
 ELLIPSIS = "…"
 
 
-@functools.lru_cache(maxsize=4096)
 def text_points(text: str, points: float, dpi: float) -> float:
     """How wide `text` is drawn in Matplotlib's default font at `points` and `dpi`, in points."""
-    from matplotlib.font_manager import FontProperties
-
-    width, _, _ = agg_renderer(dpi).get_text_width_height_descent(text, FontProperties(size=points), ismath=False)
-    return width * 72 / dpi
+    return text_size(text, points, dpi)[0]
 
 
-@functools.lru_cache(maxsize=64)
 def line_points(points: float, dpi: float) -> float:
     """Baseline to baseline in a multi-line title, in points, as Matplotlib spaces lines at `dpi` (1.2 x "lp")."""
+    return 1.2 * text_size("lp", points, dpi)[1]
+
+
+@functools.lru_cache(maxsize=4096)
+def text_size(text: str, points: float, dpi: float) -> tuple[float, float]:
+    """(width, height) of `text` as Agg draws it in Matplotlib's default font at `points` and `dpi`, in points."""
     from matplotlib.font_manager import FontProperties
 
-    _, height, _ = agg_renderer(dpi).get_text_width_height_descent("lp", FontProperties(size=points), ismath=False)
-    return 1.2 * height * 72 / dpi
+    width, height, _ = agg_renderer(dpi).get_text_width_height_descent(text, FontProperties(size=points), ismath=False)
+    return width * 72 / dpi, height * 72 / dpi
 
 
 @functools.lru_cache(maxsize=8)
