@@ -61,7 +61,8 @@ def channel_list(text: str) -> tuple[int, ...]:
 
 
 class StoreGiven(argparse.Action):
-    """Stores the value and notes that the option was given (`<dest>_given`), so a mode can change its default."""
+    """Stores the value and notes that the option was given (`<dest>_given`): a mode can change its default,
+    and a mode that does not use it refuses it, whatever its value."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         setattr(namespace, self.dest, values)
@@ -178,11 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "channel's map on the photo; without IMAGE, only the patterns of --channels "
                         "(cached under $DEEPVIZ_CACHE, default ~/.cache/deepviz)")
     parser.add_argument("--steps", type=positive_int(1, 100_000), default=SYNTHESIS_STEPS, metavar="N",
+                        action=StoreGiven,
                         help="--synthesize: optimisation steps per pattern")
-    parser.add_argument("--size", type=positive_int(16, 4096), metavar="PIXELS",
+    parser.add_argument("--size", type=positive_int(16, 4096), metavar="PIXELS", action=StoreGiven,
                         help=f"--synthesize: side of each square pattern (default: {SYNTHESIS_SIZE}, or the "
                         "model's input if smaller)")
     parser.add_argument("--seed", type=positive_int(0, 2**32 - 1), default=SYNTHESIS_SEED, metavar="N",
+                        action=StoreGiven,
                         help="--synthesize: random seed of the starting noise and transforms; the same seed "
                         f"gives the same pattern (default: {SYNTHESIS_SEED})")
     parser.add_argument("--json", action="store_true",

@@ -28,8 +28,6 @@ from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, check_model_argu
 from .output import check_out_path, figure_paths, library_versions, run_record, save_figure, write_atomically
 from .stats import format_layer_line
 from .synthesis import DEFAULT_MAX_MAPS as SYNTHESIS_MAX_MAPS
-from .synthesis import DEFAULT_SEED as SYNTHESIS_SEED
-from .synthesis import DEFAULT_STEPS as SYNTHESIS_STEPS
 from .synthesis import check_synthesis_layer, layer_patterns, pattern_arrays, synthesis_settings
 from .synthesis_figure import draw_synthesis_figure
 from .workers import DrawJob, DrawingPool, DrawReport, default_workers
@@ -90,8 +88,9 @@ def check_mode_options(args) -> None:
     if args.cam_layer is not None and not args.cam:
         raise UsageError(f"--cam-layer {args.cam_layer} picks the layer --cam explains; add --cam, or leave "
                          "--cam-layer out")
-    if not args.synthesize and (args.steps, args.size, args.seed) != (SYNTHESIS_STEPS, None, SYNTHESIS_SEED):
-        raise UsageError("--steps, --size and --seed set up --synthesize; add --synthesize, or leave them out")
+    if not args.synthesize:
+        refuse_with([(f"--{option}", given(args, option)) for option in ("steps", "size", "seed")],
+                    "sets up --synthesize; add --synthesize, or leave it out")
     if args.exemplars:
         one_photos = [("--cam", args.cam), ("--summary", args.summary), ("--save-arrays", args.save_arrays),
                       ("--synthesize", args.synthesize)]

@@ -198,10 +198,11 @@ def test_an_out_path_that_cannot_be_written_is_refused_before_any_work(run, tmp_
     assert err.startswith("deepviz: error: --out: expected a figure file or a directory, received an empty path")
 
 
-def test_synthesis_settings_without_synthesize_are_a_usage_error(run):
-    status, out, err = run(SAMPLE_PHOTO, "--weights", "none", "--steps", 8, "--size", 64)
+@pytest.mark.parametrize("option, value", [("--steps", 8), ("--steps", 256), ("--size", 64), ("--seed", 0)])
+def test_synthesis_settings_without_synthesize_are_a_usage_error(run, option, value):
+    status, out, err = run(SAMPLE_PHOTO, "--weights", "none", option, value)  # even at the default value
     assert status == 2 and out == ""
-    assert err == "deepviz: error: --steps, --size and --seed set up --synthesize; add --synthesize, or leave them out\n"
+    assert err == f"deepviz: error: {option} sets up --synthesize; add --synthesize, or leave it out\n"
 
 
 @pytest.mark.parametrize("args, message", [
