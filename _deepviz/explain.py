@@ -9,20 +9,53 @@ import numpy as np
 from .backend import import_keras, input_gradient
 from .errors import UsageError
 from .forward import OUTPUT_KEY, feature_model_for
-from .layers import check_layer_names, layer_paths, output_shape
+from .layers import check_layer_names, is_input_layer, layer_paths, output_shape
+from .models import OWN_WEIGHTS_LABEL
 
 
 def build_cam_head(network, path: str):
     """A model from the maps of layer `path` to the network's output, for Grad-CAM's gradients."""
+    head = cam_head_or_none(network, path)
+    if head is None:
+        raise UsageError(
+            f"--cam-layer {path}: a connection goes around this layer to the output, so the output does not "
+            f"depend on its maps alone; choose a layer that every path passes through, such as "
+            f"{explainable_layer_before(network, path)}"
+        )
+    return head
+
+
+def cam_head_or_none(network, path: str):
+    """build_cam_head's model, or None where a connection goes around the layer (a residual block's insides)."""
     keras = import_keras()
     feature_model = feature_model_for(network.model, [path])
     try:
         return keras.Model(feature_model.output[path], feature_model.output[OUTPUT_KEY])
     except ValueError:
-        raise UsageError(
-            f"--cam-layer {path}: the output does not depend on this layer alone (a connection "
-            f"goes around it); choose a block output, such as {network.default_layers[-1]}"
-        ) from None
+        return None
+
+
+def explainable_layer_before(network, path: str) -> str:
+    """The last layer with spatial maps, `path` or before it, that every path to the output passes through."""
+    paths = layer_paths(network.model)
+    names = list(paths)
+    for name in reversed(names[: names.index(path) + 1]):
+        layer = paths[name]
+        if is_input_layer(layer) or len(output_shape(layer)) != 3:
+            continue
+        if cam_head_or_none(network, name) is not None:
+            return name
+    raise UsageError(f"--cam: no layer of {network.label} with spatial maps, {path} or before it, that every "
+                     "path to the output passes through; Grad-CAM cannot explain this model")
+
+
+def default_cam_layer(network) -> str:
+    """The layer --cam explains without --cam-layer: a built-in model's own, or the last that can be explained."""
+    if network.cam_layer:
+        return network.cam_layer
+    if not network.default_layers:
+        raise UsageError(f"--cam: {network.label} has no layer with spatial maps (height, width, channels) to explain")
+    return explainable_layer_before(network, network.default_layers[-1])
 
 
 def grad_cam(head, maps: np.ndarray, class_indices: Sequence[int]) -> np.ndarray:
@@ -41,12 +74,16 @@ def grad_cam(head, maps: np.ndarray, class_indices: Sequence[int]) -> np.ndarray
 
 
 def check_cam(network, cam_layer: str | None) -> str:
-    """The layer Grad-CAM explains (default: the network's last default layer); it needs predictions."""
+    """The layer Grad-CAM explains (default: default_cam_layer); it needs predictions."""
     if network.class_names is None:
-        raise UsageError(f"--cam explains predictions, and there are none: {network.no_predictions_reason}")
-    cam_layer = cam_layer or network.default_layers[-1]
+        other_weights = ("" if network.weights_label == OWN_WEIGHTS_LABEL
+                         else ", or use weights with a classifier head (--weights imagenet)")
+        raise UsageError(f"--cam explains predictions, and there are none: {network.no_predictions_reason}. "
+                         f"Leave --cam out{other_weights}")
+    if cam_layer is None:
+        return default_cam_layer(network)
     check_layer_names(network, [cam_layer])
     if len(output_shape(layer_paths(network.model)[cam_layer])) != 3:
         raise UsageError(f"--cam-layer {cam_layer}: Grad-CAM needs a layer with spatial maps (height, width, "
-                         f"channels); choose a convolutional layer such as {network.default_layers[-1]}")
+                         f"channels); choose a convolutional layer such as {default_cam_layer(network)}")
     return cam_layer

@@ -45,6 +45,7 @@ class ModelSpec:
     input_size: int  # side of its square input, in pixels
     default_layers: tuple[str, ...]  # a spread from early to late layers
     block_pattern: str  # regular expression of its block outputs, marked by --list-layers
+    cam_layer: str = ""  # the layer --cam explains; "": the last default layer
 
 
 MODELS = {
@@ -77,7 +78,10 @@ MODELS = {
                                ("convnext_tiny_stem", "convnext_tiny_downsampling_block_0",
                                 "convnext_tiny_downsampling_block_1", "convnext_tiny_downsampling_block_2",
                                 "convnext_tiny_stage_3_block_2_gelu"),
-                               r"convnext_tiny_(stem|downsampling_block_\d)"),
+                               r"convnext_tiny_(stem|downsampling_block_\d)",
+                               # the last layer that every path to the output passes through: the
+                               # residual additions after it are not layers, and cannot be explained
+                               cam_layer="convnext_tiny_downsampling_block_2"),
 }
 
 
@@ -96,6 +100,7 @@ class Network:
     trained: bool = True
     default_layers: tuple[str, ...] = ()
     block_pattern: str = ""  # regular expression of the layer paths --list-layers marks
+    cam_layer: str = ""  # the layer --cam explains by default; "": found when asked (explain.default_cam_layer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +164,7 @@ def build_application(choice: NetworkChoice) -> Network:
         trained=trained,
         default_layers=spec.default_layers,
         block_pattern=spec.block_pattern,
+        cam_layer=spec.cam_layer or spec.default_layers[-1],
     )
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import deepviz
-from _deepviz import backend, explain, figure, forward, models, mosaic, output, stats
+from _deepviz import analysis, backend, explain, figure, forward, models, mosaic, output, stats
 from conftest import SAMPLE_PHOTO, half_and_half_model, pixels_of
 
 keras = backend.import_keras()
@@ -96,7 +96,8 @@ def test_grad_cam_needs_predictions_and_spatial_maps(run, backbone_weights, tmp_
     status, _, err = run(SAMPLE_PHOTO, "--weights", backbone_weights, "--cam", "--quiet", "--out", tmp_path)
     assert status == 2
     assert err == ("deepviz: error: --cam explains predictions, and there are none: weights "
-                   "inception_v3_2015_notop.weights.h5 have no classifier head\n")
+                   "inception_v3_2015_notop.weights.h5 have no classifier head. Leave --cam out, or use weights "
+                   "with a classifier head (--weights imagenet)\n")
 
 
 def test_grad_cam_layer_must_have_spatial_maps(run, tmp_path):
@@ -104,6 +105,28 @@ def test_grad_cam_layer_must_have_spatial_maps(run, tmp_path):
                          "--out", tmp_path)
     assert status == 2
     assert err.startswith("deepviz: error: --cam-layer avg_pool: Grad-CAM needs a layer with spatial maps")
+
+
+def residual_ending_model():
+    """A classifier whose last maps are added to the block's input by a bare `+`: no layer after the addition."""
+    inputs = keras.Input((32, 32, 3))
+    stem = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="stem")(inputs)
+    inner = keras.layers.Conv2D(4, 3, padding="same", name="inner")(stem)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(stem + inner)
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="classes")(pooled))
+
+
+def test_grad_cam_explains_the_last_layer_it_can_where_a_connection_goes_around_the_last_maps():
+    viz = deepviz.Visualizer(residual_ending_model(), preprocess="unit")
+    assert viz.default_layers[-1] == "inner"  # the output depends on it and on stem, around it
+    photo = np.full((32, 32, 3), 128, np.uint8)
+    assert [heatmap.shape for heatmap in viz.grad_cam(photo, top=1).values()] == [(15, 15)]
+    assert viz.prepare(analysis.Analysis(layers=("inner",), cam=True)).cam_layer == "stem"
+    with pytest.raises(deepviz.UsageError) as refused:
+        viz.grad_cam(photo, layer="inner")
+    assert str(refused.value) == ("--cam-layer inner: a connection goes around this layer to the output, so the "
+                                  "output does not depend on its maps alone; choose a layer that every path passes "
+                                  "through, such as stem")
 
 
 def test_pca_summary_colours_pixels_by_their_channel_mixture():

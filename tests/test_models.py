@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import deepviz
-from _deepviz import backend, forward, images, layers, models
+from _deepviz import backend, explain, forward, images, layers, models
 from conftest import SAMPLE_PHOTO
 
 keras = backend.import_keras()
@@ -33,6 +33,9 @@ def test_each_built_in_model_has_its_default_layers_and_input_size(name):
     assert all(len(shape) == 3 for shape in spatial)  # every default layer has maps to draw
     marked = [line for line in layers.describe_layers(network) if line.endswith("<- block output")]
     assert len(marked) >= 2
+    cam_layer = explain.check_cam(network, None)  # --cam works out of the box: a layer Grad-CAM can explain
+    assert len(layers.output_shape(layers.layer_paths(network.model)[cam_layer])) == 3
+    assert explain.cam_head_or_none(network, cam_layer) is not None
 
 
 def test_a_built_in_model_uses_its_own_size_preprocessing_and_weights_file(run, tmp_path):
@@ -278,7 +281,9 @@ def test_a_model_ending_in_logits_is_not_a_classifier(run, tmp_path):
     assert out.splitlines()[0] == ("predictions unavailable: the output of logits.keras, shape (2,), does not end "
                                    "in a softmax; pass --labels FILE if it is a class vector")
     status, _, err = run(SAMPLE_PHOTO, "--model", path, "--cam", "--quiet", "--out", tmp_path)
-    assert status == 2 and "--cam explains predictions, and there are none" in err
+    assert status == 2 and err == ("deepviz: error: --cam explains predictions, and there are none: the output of "
+                                   "logits.keras, shape (2,), does not end in a softmax; pass --labels FILE if it "
+                                   "is a class vector. Leave --cam out\n")
 
 
 def test_a_saved_model_is_built_with_its_own_weights(run, classifier, tmp_path):
