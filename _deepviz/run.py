@@ -191,20 +191,25 @@ def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
                 if progress:
                     progress.advance(task)
 
-        for positions, photos in itertools.chain(read_ahead, batches):
-            if photos:
-                results = visualizer.analyse([photo for _, photo in photos], analysis, batch_size)
-                for (index, photo), result in zip(photos, results):
-                    path = image_paths[index]
-                    lines = report_lines(path, visualizer.network, result, failures.several)
-                    job = draw_job(path, photo, visualizer, result, out_paths[index], analysis, style, args, versions)
-                    if args.synthesize:
-                        job, pattern_lines = with_patterns(job, visualizer.network, args)
-                        lines += pattern_lines
-                    show(pool.submit(job, (path, lines)))
-            if progress:
-                progress.advance(task, len(positions) - len(photos))  # the unreadable ones
-        show(pool.finish())
+        try:
+            for positions, photos in itertools.chain(read_ahead, batches):
+                if photos:
+                    results = visualizer.analyse([photo for _, photo in photos], analysis, batch_size)
+                    for (index, photo), result in zip(photos, results):
+                        path = image_paths[index]
+                        lines = report_lines(path, visualizer.network, result, failures.several)
+                        job = draw_job(path, photo, visualizer, result, out_paths[index], analysis, style, args,
+                                       versions)
+                        if args.synthesize:
+                            job, pattern_lines = with_patterns(job, visualizer.network, args)
+                            lines += pattern_lines
+                        show(pool.submit(job, (path, lines)))
+                if progress:
+                    progress.advance(task, len(positions) - len(photos))  # the unreadable ones
+            show(pool.finish())
+        except KeyboardInterrupt:
+            show(pool.stop())  # what the workers wrote before they stopped is reported, as --workers 1 does
+            raise
     return report_totals(image_paths, failures)
 
 

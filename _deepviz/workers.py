@@ -144,29 +144,51 @@ class DrawingPool:
     def __init__(self, workers: int):
         self.limit = JOBS_PER_WORKER * workers
         self.pending = collections.deque()  # (tag, future), oldest first
+        self.ready = []  # (tag, DrawReport) finished and not yet handed back, in submission order
         self.executor = start_executor(workers) if workers > 1 else None
 
     def submit(self, job: DrawJob, tag) -> list[tuple]:
         """Hand `job` over; return the (tag, DrawReport) pairs due now, in submission order."""
         if self.executor is None:
-            return [(tag, draw_and_write(job))]
+            self.ready.append((tag, draw_and_write(job)))
+            return self.take_ready()
         self.pending.append((tag, self.executor.submit(draw_and_write, job)))
-        due = []
         while self.pending and (len(self.pending) > self.limit or self.pending[0][1].done()):
-            due.append(self.take_oldest())
-        return due
+            self.wait_for_oldest()
+        return self.take_ready()
 
     def finish(self) -> list[tuple]:
         """Every (tag, DrawReport) still to come, in submission order."""
-        return [self.take_oldest() for _ in range(len(self.pending))]
+        while self.pending:
+            self.wait_for_oldest()
+        return self.take_ready()
 
-    def take_oldest(self) -> tuple:
-        tag, future = self.pending.popleft()
+    def stop(self) -> list[tuple]:
+        """Stop the workers (see close); the (tag, DrawReport) of each job finished and not yet handed back.
+
+        After Ctrl-C: a job whose report was awaited when it came is kept, so every file written is reported.
+        """
+        self.close()
+        for tag, future in self.pending:
+            if not future.cancelled() and future.exception() is None:
+                self.ready.append((tag, future.result()))
+        self.pending.clear()
+        return self.take_ready()
+
+    def wait_for_oldest(self) -> None:
+        """Move the oldest job's report to `ready` once it is written; an interrupted wait leaves it pending."""
+        tag, future = self.pending[0]
         try:
-            return tag, future.result()
+            report = future.result()
         except BrokenProcessPool:
             raise DeepvizError("a drawing worker process died (killed, or out of memory); "
                                "rerun with fewer --workers, or --workers 1") from None
+        self.pending.popleft()
+        self.ready.append((tag, report))
+
+    def take_ready(self) -> list[tuple]:
+        ready, self.ready = self.ready, []
+        return ready
 
     def __enter__(self) -> DrawingPool:
         return self

@@ -1,8 +1,10 @@
 """Drawing in worker processes: plain data in, files out, reports in input order, failures and Ctrl-C."""
 
+import concurrent.futures
 import multiprocessing
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -92,24 +94,51 @@ def test_a_photo_failing_in_a_worker_is_reported_and_the_run_goes_on(run, tmp_pa
 
 def test_ctrl_c_with_workers_stops_them_and_leaves_no_partial_file(run, tmp_path, monkeypatch):
     photos = make_photos(tmp_path / "in", [(40, 30), (40, 30), (40, 30)])
+    first_figure = tmp_path / "out" / "a.png"
     real_forward_pass = analysis.run_forward_pass
     calls = []
 
-    def interrupted_at_the_second_batch(*args, **kwargs):
+    def interrupted_at_the_third_batch_once_a_worker_wrote_the_first(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 3:
+            deadline = time.monotonic() + 60
+            while not first_figure.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
             raise KeyboardInterrupt
         return real_forward_pass(*args, **kwargs)
 
-    monkeypatch.setattr(analysis, "run_forward_pass", interrupted_at_the_second_batch)
+    monkeypatch.setattr(analysis, "run_forward_pass", interrupted_at_the_third_batch_once_a_worker_wrote_the_first)
     status, out, err = run(*photos, *SMALL_RUN, "--workers", 2, "--batch-size", 1, "--out", tmp_path / "out")
     assert (status, err) == (130, "interrupted\n")
     assert multiprocessing.active_children() == []  # the workers are gone
-    written = sorted((tmp_path / "out").iterdir()) if (tmp_path / "out").exists() else []
-    assert [p.name for p in written] in ([], ["a.png"])  # the first photo's figure, whole, or nothing
+    written = sorted((tmp_path / "out").iterdir())
+    assert [p.name for p in written] in (["a.png"], ["a.png", "b.png"])  # each whole: b's job was written or dropped
     for path in written:
         with Image.open(path) as image:
             image.verify()
+    # each figure written is reported, in input order, as --workers 1 reports the photos drawn before Ctrl-C
+    assert [line for line in out.splitlines() if line.startswith(("== ", "wrote "))] == [
+        line for path, photo in zip(written, photos) for line in (f"== {photo}", f"wrote {path}")]
+
+
+class InterruptedWait(concurrent.futures.Future):
+    """A job whose first wait is cut by Ctrl-C, as a terminal's would be; it is written meanwhile."""
+
+    def result(self, timeout=None):
+        if not self.done():
+            self.set_result("report b")
+            raise KeyboardInterrupt
+        return super().result(timeout)
+
+
+def test_reports_taken_or_awaited_when_ctrl_c_comes_are_still_handed_back():
+    pool = workers.DrawingPool(1)
+    written = concurrent.futures.Future()
+    written.set_result("report a")
+    pool.pending.extend([("a", written), ("b", InterruptedWait())])
+    with pytest.raises(KeyboardInterrupt):
+        pool.finish()  # a's report was taken, then the wait for b's was interrupted
+    assert pool.stop() == [("a", "report a"), ("b", "report b")]
 
 
 def test_an_error_before_the_first_photo_stops_the_workers(run, tmp_path):
