@@ -75,6 +75,8 @@ class Visualizer:
 
     def __init__(self, model=DEFAULT_MODEL, weights: str = DEFAULT_WEIGHTS, preprocess: str | None = None,
                  labels: str | Sequence[str] | None = None):
+        if labels is not None:
+            labels = str(labels) if isinstance(labels, (str, Path)) else tuple(labels)
         if isinstance(model, (str, Path)):
             model = str(model)
             if model not in MODELS:
@@ -82,6 +84,9 @@ class Visualizer:
             self.choice = NetworkChoice(model, weights, preprocess, labels)  # what Ray workers build again
             self.network = build_network(self.choice)
         else:
+            if weights != DEFAULT_WEIGHTS:
+                raise UsageError(f"weights {weights!r} applies to the built-in models; the keras.Model "
+                                 f"{model.name!r} carries its own weights: leave weights out")
             self.choice = None
             self.network = network_from_model(model, model.name, f"model {model.name!r}", preprocess, labels)
         self._pipelines = {}  # (layer names, Grad-CAM layer, reduction) -> Pipeline, built once each

@@ -75,10 +75,12 @@ def as_photo(image) -> Image.Image:
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and (
             image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
         return Image.fromarray(image).convert("RGB")
-    received = (f"an array of shape {image.shape} and dtype {image.dtype}" if isinstance(image, np.ndarray)
-                else type(image).__name__)
-    raise UsageError(f"image: expected a path, a PIL.Image.Image or a uint8 array of shape (H, W, 3) or (H, W); "
-                     f"received {received}. Convert a float array with (array * 255).astype('uint8').")
+    expected = "image: expected a path, a PIL.Image.Image or a uint8 array of shape (H, W, 3) or (H, W)"
+    if not isinstance(image, np.ndarray):
+        raise UsageError(f"{expected}; received {type(image).__name__}")
+    hint = (" Convert a float array in [0, 1] with (array * 255).astype('uint8')."
+            if np.issubdtype(image.dtype, np.floating) else "")
+    raise UsageError(f"{expected}; received an array of shape {image.shape} and dtype {image.dtype}.{hint}")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

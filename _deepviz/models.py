@@ -110,7 +110,7 @@ class NetworkChoice:
     model: str = DEFAULT_MODEL
     weights: str = "imagenet"
     preprocess: str | None = None  # a key of PREPROCESSING; None: the built-in model's own
-    labels: str | None = None  # a file of class names, one per line
+    labels: str | tuple[str, ...] | None = None  # a file of class names, one per line, or the names
 
 
 def seed_random_weights(weights: str | None) -> None:
@@ -126,9 +126,26 @@ def seed_random_weights(weights: str | None) -> None:
 
 def build_network(choice: NetworkChoice = NetworkChoice()) -> Network:
     """The network `choice` names, built once per process for each choice (files reloaded if changed)."""
-    stamps = tuple(Path(p).stat().st_mtime_ns for p in (choice.model, choice.weights, choice.labels or "")
+    check_choice(choice)
+    labels_file = choice.labels if isinstance(choice.labels, str) else ""
+    stamps = tuple(Path(p).stat().st_mtime_ns for p in (choice.model, choice.weights, labels_file)
                    if Path(p).is_file())
     return build_network_once(choice, stamps)
+
+
+def check_choice(choice: NetworkChoice) -> None:
+    """What can be checked of a choice before Keras is imported: the names, suffixes and files it gives."""
+    check_preprocess(choice.preprocess)
+    if choice.model in MODELS:
+        if choice.labels is not None:
+            raise UsageError(f"--labels names the classes of a model of your own (--model FILE); {choice.model} "
+                             f"predicts the {NUM_CLASSES:,} ImageNet classes, whose names deepviz has: leave it out")
+        if choice.weights not in ("imagenet", "none"):
+            check_weights_file(Path(choice.weights))
+        return
+    check_readable_file(Path(choice.model), "--model")
+    if isinstance(choice.labels, str):
+        check_readable_file(Path(choice.labels), "--labels")
 
 
 @functools.lru_cache(maxsize=4)
@@ -218,13 +235,24 @@ def build_model_from_file(spec: ModelSpec, path: Path):
             model.load_weights(str(path))
     except (ValueError, KeyError, TypeError, OSError) as error:
         head = "with" if include_top else "without"
-        reason = str(error).strip().splitlines()[0]
+        reason = keras_load_reason(error)
         raise DeepvizError(
-            f"{path}: not {spec.builder} weights; Keras could not load it into {spec.builder} {head} the "
+            f"--weights {path}: not {spec.builder} weights; Keras could not load it into {spec.builder} {head} the "
             f"classifier head ({reason}). Pass weights saved from keras.applications.{spec.builder}, "
             f"or --weights imagenet."
         ) from None
     return model, include_top
+
+
+def keras_load_reason(error: Exception) -> str:
+    """Why Keras could not load a file, in one line: how many layers did not fit, and why the first did not."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    not_loaded = re.match(r"A total of (\d+) objects could not be loaded", lines[0])
+    if not_loaded and len(lines) > 1:
+        return f"{not_loaded.group(1)} layers found nothing that fits them; the first: {lines[1].rstrip('.')}"
+    return lines[0]
 
 
 def weights_have_classifier(path: Path) -> bool:
@@ -266,10 +294,14 @@ def check_readable_file(path: Path, option: str) -> None:
         raise DeepvizError(f"{option} {path}: permission denied; make the file readable")
 
 
+def check_preprocess(preprocess: str | None) -> None:
+    if preprocess is not None and preprocess not in PREPROCESSING:
+        raise UsageError(f"--preprocess {preprocess}: expected one of {', '.join(PREPROCESSING)}")
+
+
 def load_own_model(choice: NetworkChoice) -> Network:
     """A saved Keras model (.keras, or a full-model .h5) with the user's preprocessing and labels."""
     path = Path(choice.model)
-    check_readable_file(path, "--model")
     keras = import_keras()
     keras.backend.clear_session()
     try:
@@ -277,7 +309,9 @@ def load_own_model(choice: NetworkChoice) -> Network:
             warnings.simplefilter("ignore")
             model = keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras raises many kinds for a file it cannot read
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "No model config found" in str(error):  # a legacy .h5 of weights alone
+            raise DeepvizError(weights_not_model_message(path)) from None
+        reason = keras_load_reason(error)
         raise DeepvizError(f"--model {path}: Keras could not load it as a saved model ({reason})") from None
     return network_from_model(model, path.name, f"--model {path}", choice.preprocess, choice.labels)
 
@@ -285,6 +319,7 @@ def load_own_model(choice: NetworkChoice) -> Network:
 def network_from_model(model, label: str, source: str, preprocess: str | None = None,
                        labels: str | Sequence[str] | None = None) -> Network:
     """The user's own model, saved or in memory; `source` names it in errors ("--model my.keras")."""
+    check_preprocess(preprocess)
     input_size = own_model_input_size(model, source)
     class_names, reason = own_model_classes(model, label, source, labels)
     paths = layer_paths(model)
@@ -373,9 +408,16 @@ def check_model_argument(model: str, weights: str | None) -> None:
     """A model that is not a built-in name must be a saved model file, and takes no weights."""
     if not model.endswith(MODEL_SUFFIXES):
         close = difflib.get_close_matches(model, list(MODELS), n=3)
-        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        hint = f"; did you mean {' or '.join(close)}?" if close else "."
         raise UsageError(f"--model {model}: not a built-in model{hint} Expected one of "
                          f"{', '.join(MODELS)} (see --list-models) or a saved model ending in "
                          f"{' or '.join(MODEL_SUFFIXES)}")
+    if model.endswith(WEIGHTS_SUFFIXES[0]):
+        raise UsageError(weights_not_model_message(model))
     if weights is not None:
         raise UsageError(f"--weights applies to the built-in models; {model} carries its own weights")
+
+
+def weights_not_model_message(path) -> str:
+    return (f"--model {path}: a file of weights alone, not a saved model; pass it as --weights {path} with the "
+            "built-in --model it was saved from, or save your whole model with model.save('my_model.keras')")

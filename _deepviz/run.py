@@ -24,7 +24,8 @@ from .errors import DeepvizError, UsageError
 from .figure import FigureStyle, display_photo, photo_title
 from .images import expand_inputs, load_image, sample_image
 from .layers import describe_layers
-from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, check_model_argument, seed_random_weights
+from .models import (DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, NetworkChoice, check_choice, check_model_argument,
+                     seed_random_weights)
 from .output import check_out_path, figure_paths, library_versions, run_record, save_figure, write_atomically
 from .stats import format_layer_line
 from .synthesis import DEFAULT_MAX_MAPS as SYNTHESIS_MAX_MAPS
@@ -120,12 +121,16 @@ def refuse_with(options, reason: str) -> None:
 
 
 def check_model_options(args, for_listing: bool = False) -> str | None:
-    """The weights to build with; listing layers needs no download, so no ImageNet weights."""
+    """The weights to build with, its files checked before Keras is imported; listing layers needs no download,
+    so no ImageNet weights."""
     if args.model not in MODELS:
         check_model_argument(args.model, args.weights)
-        return None
-    weights = args.weights or DEFAULT_WEIGHTS
-    return "none" if for_listing and weights == DEFAULT_WEIGHTS else weights
+        weights = None
+    else:
+        weights = args.weights or DEFAULT_WEIGHTS
+        weights = "none" if for_listing and weights == DEFAULT_WEIGHTS else weights
+    check_choice(NetworkChoice(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels))
+    return weights
 
 
 def build_visualizer(args, reporter: Reporter, make_visualizer: Callable):

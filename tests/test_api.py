@@ -185,8 +185,12 @@ def test_bad_arguments_raise_usage_errors_a_python_user_can_catch(tmp_path):
         viz.figure(photo, norm="global")
     with pytest.raises(ValueError, match="unknown colormap 'viridiss'; did you mean viridis"):
         viz.figure(photo, cmap="viridiss")
-    with pytest.raises(deepviz.UsageError, match=r"image: expected a path, a PIL.Image.Image or a uint8 array"):
+    with pytest.raises(deepviz.UsageError, match=r"image: expected a path, a PIL.Image.Image or a uint8 array.*"
+                                                 r"dtype float32\. Convert a float array in \[0, 1\] with"):
         viz.predict(photo.astype(np.float32))
+    with pytest.raises(deepviz.UsageError) as refused:
+        viz.maps(123)
+    assert str(refused.value).endswith("(H, W, 3) or (H, W); received int")  # no hint about float arrays
     with pytest.raises(deepviz.UsageError, match=r"classes: 'dog' is not a class of functional"):
         viz.grad_cam(photo, classes=["dog"])
     with pytest.raises(deepviz.UsageError, match=r"top: expected a whole number of at least 1, received 0"):
@@ -206,6 +210,24 @@ def test_runtime_failures_raise_deepviz_errors(tmp_path):
     with pytest.raises(deepviz.UsageError, match="--model vgg61: not a built-in model; did you mean vgg19"):
         deepviz.Visualizer("vgg61")
     assert not issubclass(deepviz.DeepvizError, ValueError) and issubclass(deepviz.UsageError, ValueError)
+
+
+def test_a_saved_model_takes_labels_as_a_list_and_every_bad_argument_is_a_usage_error(tmp_path):
+    path = tmp_path / "classifier.keras"
+    functional_classifier().save(str(path))
+    viz = deepviz.Visualizer(path, labels=["cat", "dog", "fox"])
+    assert sorted(name for name, _ in viz.predict(photo_array(), top=3)) == ["cat", "dog", "fox"]
+    with pytest.raises(deepviz.UsageError, match=r"--preprocess bogus: expected one of inception, caffe, torch"):
+        deepviz.Visualizer(path, preprocess="bogus")
+    with pytest.raises(deepviz.UsageError, match=r"--preprocess bogus: expected one of"):
+        deepviz.Visualizer(functional_classifier(), preprocess="bogus")
+    with pytest.raises(deepviz.UsageError, match=r"weights 'my.weights.h5' applies to the built-in models; the "
+                                                 r"keras.Model '\w+' carries its own weights: leave weights out"):
+        deepviz.Visualizer(functional_classifier(), weights="my.weights.h5")
+    with pytest.raises(deepviz.UsageError, match="--labels names the classes of a model of your own"):
+        deepviz.Visualizer("inception_v3", weights="none", labels=["a", "b"])
+    with pytest.raises(deepviz.UsageError, match=r"--model foo: not a built-in model\. Expected one of"):
+        deepviz.Visualizer("foo")
 
 
 def test_a_model_without_a_class_vector_predicts_nothing():

@@ -2,6 +2,7 @@
 
 import io
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -283,8 +284,27 @@ def test_weights_of_another_architecture(run, tmp_path):
     other.save_weights(str(path))
     status, _, err = run(SAMPLE_PHOTO, "--quiet", "--weights", path)
     assert status == 1
-    assert err.startswith(f"deepviz: error: {path}: not InceptionV3 weights; Keras could not load it")
+    assert err.startswith(f"deepviz: error: --weights {path}: not InceptionV3 weights; Keras could not load it "
+                          "into InceptionV3 with the classifier head (")  # it has a Dense layer
+    assert re.search(r"\(\d+ layers found nothing that fits them; the first: Layer 'conv2d' expected", err)
+    assert err.endswith("Pass weights saved from keras.applications.InceptionV3, or --weights imagenet.\n")
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--weights", "imagnet"], "--weights imagnet: expected 'imagenet', 'none' or a Keras weights file ending in "
+                               ".weights.h5 or .h5"),
+    (["--model", "missing.keras"], "--model missing.keras: no such file; check the path"),
+    (["--labels", "classes.txt"], "--labels names the classes of a model of your own (--model FILE); inception_v3 "
+                                  "predicts the 1,000 ImageNet classes, whose names deepviz has: leave it out"),
+    (["--model", "vgg16.weights.h5"], "--model vgg16.weights.h5: a file of weights alone, not a saved model; pass it "
+                                      "as --weights vgg16.weights.h5 with the built-in --model it was saved from, or "
+                                      "save your whole model with model.save('my_model.keras')"),
+])
+def test_a_bad_model_weights_or_labels_option_is_refused_before_the_build(run, args, message):
+    status, out, err = run(SAMPLE_PHOTO, *args)
+    assert (status, out) == (1 if "no such file" in message else 2, "")
+    assert err == f"deepviz: error: {message}\n"  # and no "building ..." line before it
 
 
 def test_legacy_h5_weights_as_keras_distributes_them(run, random_weights_file, tmp_path):
