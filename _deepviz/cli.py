@@ -11,6 +11,7 @@ from .errors import UsageError
 from .exemplars import DEFAULT_ENGINE, DEFAULT_PER_CHANNEL, ENGINES, MAX_PER_CHANNEL
 from .figure import DEFAULT_CMAP, DEFAULT_DPI, check_colormap
 from .images import PREPROCESSING, SAMPLE_IMAGE_NAME
+from .layers import first_repeated
 from .mosaic import NORMALISATIONS
 from .models import DEFAULT_MODEL, DEFAULT_PREPROCESS, MODELS, NUM_CLASSES
 from .output import DEFAULT_OUT_DIR, FIGURE_FORMATS
@@ -57,6 +58,9 @@ def channel_list(text: str) -> tuple[int, ...]:
                                          f"got {text!r}") from None
     if min(channels) < 0:
         raise argparse.ArgumentTypeError(f"expected channel indices of 0 or more, got {text!r}")
+    repeated = first_repeated(channels)
+    if repeated is not None:
+        raise argparse.ArgumentTypeError(f"expected each channel once, got {repeated} twice in {text!r}")
     return channels
 
 

@@ -73,9 +73,22 @@ def check_channels(network, layer_names: Sequence[str], channels: Sequence[int] 
     """Every --channels index must exist in every chosen layer with spatial maps."""
     if channels is None:
         return
+    repeated = first_repeated(channels)
+    if repeated is not None:
+        raise UsageError(f"channels: expected each channel once, received {repeated} twice in {list(channels)}")
     paths = layer_paths(network.model)
     for name in layer_names:
         shape = output_shape(paths[name])
         if len(shape) == 3 and max(channels) >= shape[-1]:
             raise UsageError(f"--channels {max(channels)}: layer {name} has {shape[-1]} channels "
                              f"(0 to {shape[-1] - 1})")
+
+
+def first_repeated(values: Sequence[int]) -> int | None:
+    """The first value listed a second time, or None."""
+    seen = set()
+    for value in values:
+        if value in seen:
+            return value
+        seen.add(value)
+    return None

@@ -197,6 +197,8 @@ def test_bad_arguments_raise_usage_errors_a_python_user_can_catch(tmp_path):
         viz.predict(photo, top=0)
     with pytest.raises(deepviz.UsageError, match=r"--channels 9: layer conv_a has 6 channels"):
         viz.figure(photo, ["conv_a"], channels=[9])
+    with pytest.raises(deepviz.UsageError, match=r"channels: expected each channel once, received 2 twice in \[2, 1, 2\]"):
+        viz.figure(photo, ["conv_a"], channels=[2, 1, 2])
 
 
 def test_runtime_failures_raise_deepviz_errors(tmp_path):

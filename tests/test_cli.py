@@ -76,6 +76,7 @@ def test_help_and_argument_errors_import_no_heavy_library(args):
         (["--norm", "global"], "argument --norm: invalid choice: 'global'"),
         (["--cmap", "viridiss"], "argument --cmap: unknown colormap 'viridiss'; did you mean viridis"),
         (["--layers"], "argument --layers: expected at least one argument"),
+        (["--channels", "5,5,7"], "argument --channels: expected each channel once, got 5 twice in '5,5,7'"),
     ],
 )
 def test_bad_option_values_are_usage_errors(run, args, expected):
