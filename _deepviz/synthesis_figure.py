@@ -106,8 +106,13 @@ def draw_map_on_photo(axes, photo: Image.Image, summary: LayerSummary, channel: 
 def draw_pattern(axes, pattern, photo_mean: float | None, channel: int | None = None) -> None:
     axes.imshow(pattern.image, aspect="equal")
     if photo_mean is not None:
-        times = f" ({pattern.activation / photo_mean:.0f}×)" if photo_mean > 0 else ""
+        times = f" ({times_label(pattern.activation / photo_mean)})" if photo_mean > 0 else ""
         axes.set_title(f"pattern {pattern.activation:.3g}{times}", fontsize=8)
     else:
         axes.set_title(f"{channel}: {pattern.activation:.3g}", fontsize=8)
     axes.set_axis_off()
+
+
+def times_label(ratio: float) -> str:
+    """How many times the photo's activation the pattern's is: "1.4×", "12×"."""
+    return f"{ratio:.1f}×" if ratio < 9.95 else f"{ratio:.0f}×"
