@@ -10,10 +10,10 @@ The channel's map is laid over it lightly, stretched the same way; a thin box ma
 
 from __future__ import annotations
 
+import collections
 import functools
-import textwrap
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -21,14 +21,16 @@ from PIL import Image
 from .errors import DeepvizError
 from .exemplars import Exemplar
 from .images import load_image
+from .titles import shorten, wrap
 
 CROP_CELLS = 3  # the crop's side, in grid cells, at least
 MIN_CROP_FRACTION = 1 / 3  # ... and at least this fraction of the photo's shorter side
 CROP_PIXELS = 128  # longest side of a crop as stored in the figure: keeps files small
 MAP_ALPHA = 0.35  # the channel's map over the crop, lightly
 TILE_INCHES = 1.35
-TITLE_CHARACTERS_PER_INCH = 12  # at the title's font size
-LABEL_CHARACTERS = 18  # file names longer than this are shortened in the labels
+TITLE_POINTS = 9
+LABEL_POINTS = 7
+BOX_LINE_POINTS = 0.6  # the box around the strongest cell
 
 
 def crop_box(photo_size: tuple[int, int], position: tuple[int, int], grid: tuple[int, int]) -> tuple[int, ...]:
@@ -56,6 +58,29 @@ def synthesized_patterns(network, layer: str, channels: Sequence[int]) -> dict[i
     return cached_patterns(network, layer, channels)
 
 
+def distinct_names(paths: Iterable[Path]) -> dict[Path, str]:
+    """Each path's file name, with as many of its folders as tell it from other paths of the same name.
+
+    ["a/cat/001.jpg", "b/dog/001.jpg", "c/x.jpg"] -> "cat/001.jpg", "dog/001.jpg", "x.jpg".
+    """
+    paths = list(dict.fromkeys(paths))
+    names = {path: path.name for path in paths}
+    depth = 1
+    while True:
+        counts = collections.Counter(names.values())
+        clashing = [path for path in paths if counts[names[path]] > 1 and depth < len(path.parts)]
+        if not clashing:
+            return names
+        depth += 1
+        for path in clashing:
+            names[path] = "/".join(path.parts[-depth:])
+
+
+def exemplar_names(rows: dict[int, list[Exemplar]]) -> dict[Path, str]:
+    """distinct_names of every photo a layer's rows show."""
+    return distinct_names(exemplar.path for exemplars in rows.values() for exemplar in exemplars)
+
+
 def draw_exemplars(layer: str, rows: dict[int, list[Exemplar]], channel_means: dict[int, float],
                    patterns: dict[int, np.ndarray], title: str, cmap: str = "viridis", dpi: int = 100):
     """A Matplotlib Figure: per channel, its synthesized pattern (when given) then its exemplars' crops."""
@@ -66,9 +91,10 @@ def draw_exemplars(layer: str, rows: dict[int, list[Exemplar]], channel_means: d
     columns = max(per_row + pattern_column, 1)
     figure = Figure(figsize=(columns * TILE_INCHES, max(len(rows), 1) * (TILE_INCHES + 0.35) + 0.6),
                     dpi=dpi, layout="constrained")
-    figure.suptitle("\n".join(textwrap.wrap(title, width=int(columns * TILE_INCHES * TITLE_CHARACTERS_PER_INCH))),
-                    fontsize=9)
+    figure.suptitle("\n".join(wrap(title.split(" "), " ", TITLE_POINTS, dpi, columns * TILE_INCHES * 72 - 8)),
+                    fontsize=TITLE_POINTS)
     grid = figure.add_gridspec(max(len(rows), 1), columns)
+    names = exemplar_names(rows)
     read_photo = functools.lru_cache(maxsize=8)(read_or_none)
     for row, (channel, exemplars) in enumerate(rows.items()):
         tiles = [figure.add_subplot(grid[row, column]) for column in range(columns)]
@@ -82,7 +108,7 @@ def draw_exemplars(layer: str, rows: dict[int, list[Exemplar]], channel_means: d
             tiles[0].imshow(patterns[channel], interpolation="antialiased")
             tiles[0].set_title("synthesized", fontsize=7)
         for axes, exemplar in zip(tiles[pattern_column:], exemplars):
-            draw_crop(axes, exemplar, read_photo(exemplar.path), cmap)
+            draw_crop(axes, exemplar, names[exemplar.path], read_photo(exemplar.path), cmap)
     return figure
 
 
@@ -93,13 +119,13 @@ def read_or_none(path: Path) -> Image.Image | None:
         return None
 
 
-def draw_crop(axes, exemplar: Exemplar, photo: Image.Image | None, cmap: str) -> None:
-    """The exemplar's crop with the channel's map over it, labelled with file name and activation."""
+def draw_crop(axes, exemplar: Exemplar, name: str, photo: Image.Image | None, cmap: str) -> None:
+    """The exemplar's crop with the channel's map over it, labelled with its `name` and activation."""
     from matplotlib.patches import Rectangle
+    from matplotlib.patheffects import withStroke
 
-    name = exemplar.path.name
-    label = name if len(name) <= LABEL_CHARACTERS else name[:LABEL_CHARACTERS - 1] + "…"
-    axes.set_title(f"{label}\n{exemplar.activation:.3g}", fontsize=7)
+    label = shorten(name, LABEL_POINTS, axes.figure.dpi, TILE_INCHES * 72 - 6)
+    axes.set_title(f"{label}\n{exemplar.activation:.3g}", fontsize=LABEL_POINTS)
     if photo is None:
         axes.text(0.5, 0.5, "unreadable now", ha="center", va="center", fontsize=7, transform=axes.transAxes)
         return
@@ -111,7 +137,9 @@ def draw_crop(axes, exemplar: Exemplar, photo: Image.Image | None, cmap: str) ->
     axes.imshow(exemplar.map, extent=(0, width, height, 0), cmap=cmap, alpha=MAP_ALPHA, interpolation="bilinear")
     (row, column), (rows, columns) = exemplar.position, exemplar.grid
     cell_width, cell_height = width / columns, height / rows
-    axes.add_patch(Rectangle((column * cell_width, row * cell_height), cell_width, cell_height,
-                             fill=False, edgecolor="white", linewidth=0.6))
+    # white edged in black, to show on any photo, and at the photo's edge against the figure's white
+    axes.add_patch(Rectangle((column * cell_width, row * cell_height), cell_width, cell_height, fill=False,
+                             edgecolor="white", linewidth=BOX_LINE_POINTS,
+                             path_effects=[withStroke(linewidth=3 * BOX_LINE_POINTS, foreground="black")]))
     axes.set_xlim(left, right)
     axes.set_ylim(bottom, top)

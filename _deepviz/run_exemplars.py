@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .cli import Reporter
 from .errors import UsageError
-from .exemplar_figure import draw_exemplars, synthesized_patterns
+from .exemplar_figure import draw_exemplars, exemplar_names, synthesized_patterns
 from .exemplars import DEFAULT_RANK, RANKS, ExemplarPlan, ExemplarResult, exemplar_records, find_exemplars
 from .images import expand_inputs
 from .output import DEFAULT_OUT_DIR, is_directory_target, library_versions, save_figure, write_atomically
@@ -53,8 +53,9 @@ def exemplar_figure_paths(layers, out: str | None) -> dict[str, Path]:
 def report_layer(layer: str, result: ExemplarResult, network, plan: ExemplarPlan, out_path: Path, args) -> None:
     """Print each channel's exemplars, draw the layer's figure and write it (and its JSON)."""
     rows = result.exemplars[layer]
+    names = exemplar_names(rows)
     for channel, exemplars in rows.items():
-        found = ", ".join(f"{e.path.name} {e.activation:.4g}" for e in exemplars)
+        found = ", ".join(f"{names[e.path]} {e.activation:.4g}" for e in exemplars)
         print(f"{layer} channel {channel}: {found}")
     title = (f"{layer}: the {plan.per_channel} of {result.photos} photos that excite each channel most "
              f"({plan.rank} activation); {network.label}, weights {network.weights_label}")

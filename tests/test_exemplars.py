@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,6 +129,35 @@ def test_a_row_starts_with_the_synthesized_pattern_when_there_is_one(tmp_path):
     assert axes[1].get_title() == "photo.png\n2" and axes[3].get_title() == "photo.png\n0"
     assert not axes[7].get_images()  # channel 5 has two exemplars only
     assert axes[1].get_xlim() == pytest.approx(exemplar_figure.crop_box((60, 40), (1, 2), (4, 5))[0:3:2])
+
+
+def test_photos_of_the_same_name_are_told_apart_by_their_folders():
+    paths = [Path("/data/cat/001.jpg"), Path("/data/dog/001.jpg"), Path("/x/a/b.jpg"), Path("/y/a/b.jpg"),
+             Path("/data/c.jpg")]
+    assert exemplar_figure.distinct_names(paths + paths[:1]) == {
+        paths[0]: "cat/001.jpg", paths[1]: "dog/001.jpg", paths[2]: "x/a/b.jpg", paths[3]: "y/a/b.jpg",
+        paths[4]: "c.jpg"}
+
+
+@pytest.mark.parametrize("colour", ["white", "black"])
+def test_the_box_around_the_strongest_cell_shows_on_any_photo_and_at_its_edge(tmp_path, colour):
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (80, 80), colour).save(path)
+    corner = exemplars.Exemplar(path, 1.0, (0, 0), (8, 8), np.zeros((8, 8), np.float32))  # the top-left cell
+    figure = exemplar_figure.draw_exemplars("layer", {0: [corner]}, {0: 1.0}, {}, "t", cmap="gray", dpi=100)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    grey = np.asarray(canvas.buffer_rgba())[..., :3].astype(int).mean(axis=-1)
+    x0, _, x1, y1 = figure.axes[0].get_window_extent().extents  # Agg's origin is the bottom left
+    top, left = round(grey.shape[0] - y1), round(x0)
+    cell = round((x1 - x0) / 3)  # the crop is 3 cells wide
+    photo = 255 if colour == "white" else 0
+    # along the cell's top and left edges, on the photo's edge, some pixel across the line stands out from the photo
+    top_edge = np.abs(grey[top:top + 3, left + 3:left + cell - 3] - photo).max(axis=0)
+    left_edge = np.abs(grey[top + 3:top + cell - 3, left:left + 3] - photo).max(axis=1)
+    assert top_edge.min() > 100 and left_edge.min() > 100
 
 
 # --- The search, from the command line and the API -------------------------------------
