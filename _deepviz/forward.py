@@ -45,7 +45,7 @@ def trace_layers(model, inputs, wanted: set, recorded: dict, prefix: str = ""):
     def call_layer(layer, *args, **kwargs):
         path = prefix + layer.name
         if isinstance(layer, keras.Model) and any(w.startswith(path + "/") for w in wanted):
-            result = trace_layers(layer, args[0], wanted, recorded, path + "/")
+            result = call_inlined(layer, args[0], wanted, recorded, path + "/")
         else:
             result = layer(*args, **kwargs)
         if path in wanted:
@@ -61,6 +61,23 @@ def trace_layers(model, inputs, wanted: set, recorded: dict, prefix: str = ""):
         model, input_tensors=inputs, clone_function=lambda layer: layer, call_function=call_layer
     )
     return clone.output
+
+
+def call_inlined(model, tensor, wanted: set, recorded: dict, prefix: str):
+    """`model` called on `tensor`, with the outputs of its `wanted` layers recorded as tensors of the caller's graph.
+
+    The nested model is traced on an input of its own (a model cannot be built from a tensor
+    that is not an Input, such as the output of a Rescaling layer before it), then called on
+    `tensor` with those layers' outputs as extra outputs.
+    """
+    keras = import_keras()
+    own_input = keras.Input(shape=tuple(model.inputs[0].shape[1:]), dtype=model.inputs[0].dtype)
+    inner = {}
+    result = trace_layers(model, own_input, wanted, inner, prefix)
+    paths = list(inner)
+    outputs = keras.Model(own_input, [result, *(inner[path] for path in paths)])(tensor)
+    recorded.update(zip(paths, outputs[1:]))
+    return outputs[0]
 
 
 def run_forward_pass(feature_model, batch: np.ndarray, compiled: bool = False) -> dict:

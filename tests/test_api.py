@@ -83,6 +83,30 @@ def test_in_memory_models_give_keras_own_maps_and_predictions(build, layers, inn
     np.testing.assert_allclose([p for _, p in predicted], np.sort(probabilities)[::-1], rtol=1e-5)
 
 
+@pytest.mark.parametrize("sequential_base", [False, True])
+def test_a_nested_model_after_a_layer_of_the_outer_one_gives_its_inner_maps(sequential_base):
+    """The usual transfer-learning shape with preprocessing in the model: Rescaling, then the backbone."""
+    keras.utils.set_random_seed(24)
+    conv_a = keras.layers.Conv2D(6, 3, activation="relu", name="conv_a")
+    conv_b = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="conv_b")
+    if sequential_base:
+        base = keras.Sequential([keras.Input((32, 32, 3)), conv_a, conv_b], name="base")
+    else:
+        base_inputs = keras.Input((32, 32, 3))
+        base = keras.Model(base_inputs, conv_b(conv_a(base_inputs)), name="base")
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(base(keras.layers.Rescaling(0.5, name="halve")(inputs)))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="probs")(x))
+    viz = deepviz.Visualizer(model, preprocess="unit")
+    photo = photo_array()
+    pixels = images.preprocess(images.as_photo(photo), viz.network)
+    maps = viz.maps(photo, ["base/conv_a", "base/conv_b"])
+    for path in maps:
+        np.testing.assert_allclose(maps[path], expected_maps(base, path, pixels * 0.5), rtol=1e-5, atol=1e-6)
+    probabilities = keras.ops.convert_to_numpy(model(pixels[None], training=False))[0]
+    np.testing.assert_allclose([p for _, p in viz.predict(photo, top=3)], np.sort(probabilities)[::-1], rtol=1e-5)
+
+
 def test_images_may_be_paths_pil_images_or_arrays_and_lists_give_lists(tmp_path):
     viz = deepviz.Visualizer(functional_classifier(), preprocess="unit")
     pixels = photo_array(1)

@@ -88,7 +88,7 @@ def classifier(tmp_path_factory):
     keras.utils.set_random_seed(3)
     inputs = keras.Input((32, 32, 3))
     x = small_cnn()(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.GlobalAveragePooling2D(name="global_average_pooling2d")(x)  # named: not by what came before
     outputs = keras.layers.Dense(4, activation="softmax", name="probs")(x)
     model = keras.Model(inputs, outputs, name="transfer")
     return model, save(model, tmp_path_factory.mktemp("own") / "transfer.keras")
