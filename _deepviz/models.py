@@ -33,7 +33,7 @@ MODEL_SUFFIXES = (".keras", ".h5")
 NUM_CLASSES = 1000
 DOWNLOAD_TIMEOUT_SECONDS = 30  # per socket operation, so a dead network fails fast
 CLASS_INDEX_PATH = HERE / "deepviz_data" / "imagenet_class_index.json"
-RANDOM_WEIGHTS_SEED = 0  # --weights none: the same random network on every run of the command line
+RANDOM_WEIGHTS_SEED = 0  # --weights none: the same random network on every build
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,15 +113,20 @@ class NetworkChoice:
     labels: str | tuple[str, ...] | None = None  # a file of class names, one per line, or the names
 
 
-def seed_random_weights(weights: str | None) -> None:
-    """With random weights, seed Python's `random`, from which Keras draws each initializer's seed, so every
-    run of the command line (and each of its Ray workers) builds the same network.
+@contextlib.contextmanager
+def random_weights_seeded():
+    """Python's `random` seeded while a network with random weights is built, then as it was.
 
-    Not keras.utils.set_random_seed: it imports TensorFlow on every backend. The Python API
-    leaves a user's seeds alone (keras.utils.set_random_seed is theirs to call).
+    Keras draws each initializer's seed from it, so every build, in the command line, the
+    API or a Ray worker, is the same network, and a user's own random sequence goes on
+    untouched. Not keras.utils.set_random_seed: it imports TensorFlow on every backend.
     """
-    if weights == "none":
-        random.seed(RANDOM_WEIGHTS_SEED)
+    state = random.getstate()
+    random.seed(RANDOM_WEIGHTS_SEED)
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 def build_network(choice: NetworkChoice = NetworkChoice()) -> Network:
@@ -165,7 +170,8 @@ def build_application(choice: NetworkChoice) -> Network:
     if choice.weights == "imagenet":
         model, include_top, trained, label = build_imagenet_model(spec), True, True, "imagenet"
     elif choice.weights == "none":
-        model, include_top, trained, label = build_model(spec, include_top=True), True, False, "untrained"
+        with random_weights_seeded():
+            model, include_top, trained, label = build_model(spec, include_top=True), True, False, "untrained"
     else:
         model, include_top = build_model_from_file(spec, Path(choice.weights))
         trained, label = True, Path(choice.weights).name

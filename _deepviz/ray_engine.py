@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import UsageError
 from .exemplars import ExemplarPlan, Partial, build_maps_model, check_plan, merge_partials, reduce_batch
-from .models import NetworkChoice, build_network, seed_random_weights
+from .models import NetworkChoice, build_network
 
 CPUS_PER_CPU_WORKER = 2  # a CPU worker's framework uses several threads; one worker per two CPUs
 
@@ -38,7 +38,6 @@ class ExemplarWorker:
     """A Ray Data actor: the network and its maps model built once, then one Partial per batch of paths."""
 
     def __init__(self, choice: NetworkChoice, plan: ExemplarPlan, batch_size: int):
-        seed_random_weights(choice.weights)  # with random weights, every worker's network the same
         self.network = build_network(choice)
         self.plan = plan
         self.layer_names = check_plan(self.network, plan)

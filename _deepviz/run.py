@@ -24,8 +24,7 @@ from .errors import DeepvizError, UsageError
 from .figure import FigureStyle, display_photo, photo_title
 from .images import expand_inputs, load_image, sample_image
 from .layers import describe_layers
-from .models import (DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, NetworkChoice, check_choice, check_model_argument,
-                     seed_random_weights)
+from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, NetworkChoice, check_choice, check_model_argument
 from .output import check_out_path, figure_paths, library_versions, run_record, save_figure, write_atomically
 from .stats import format_layer_line
 from .synthesis import DEFAULT_MAX_MAPS as SYNTHESIS_MAX_MAPS
@@ -137,7 +136,6 @@ def build_visualizer(args, reporter: Reporter, make_visualizer: Callable):
     """The Visualizer the command line asks for, announced on stderr as it is built."""
     weights = check_model_options(args)
     reporter.status(f"building {args.model} (weights: {weights or OWN_WEIGHTS_LABEL})")
-    seed_random_weights(weights)
     return make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
 
 

@@ -38,6 +38,21 @@ def test_each_built_in_model_has_its_default_layers_and_input_size(name):
     assert explain.cam_head_or_none(network, cam_layer) is not None
 
 
+def test_random_weights_are_the_same_network_on_every_build_and_leave_python_random_alone():
+    import random
+
+    choice = models.NetworkChoice(model="mobilenet_v2", weights="none")
+    random.seed(1)
+    first = models.build_application(choice).model.get_layer("Conv1").get_weights()[0]
+    after_first = random.random()
+    random.seed(2)  # another state before the build, as another process or a user's own seeds would leave
+    second = models.build_application(choice).model.get_layer("Conv1").get_weights()[0]
+    random.seed(1)
+    assert random.random() == after_first  # the build drew nothing from the user's sequence
+    np.testing.assert_array_equal(first, second)
+    assert np.abs(first).max() > 0
+
+
 def test_a_built_in_model_uses_its_own_size_preprocessing_and_weights_file(run, tmp_path):
     keras.utils.set_random_seed(7)
     model = models.build_model(deepviz.MODELS["vgg16"], include_top=True)
