@@ -44,7 +44,7 @@ from _deepviz.errors import DeepvizError, UsageError
 from _deepviz.exemplars import DEFAULT_ENGINE, DEFAULT_PER_CHANNEL, DEFAULT_RANK, Exemplar, ExemplarPlan, find_exemplars
 from _deepviz.explain import grad_cam
 from _deepviz.figure import DEFAULT_CMAP, DEFAULT_DPI, FigureStyle, check_colormap, draw_figure, photo_title
-from _deepviz.forward import OUTPUT_KEY, top_classes, top_predictions
+from _deepviz.forward import OUTPUT_KEY, class_keys, top_classes, top_predictions
 from _deepviz.images import as_photo, expand_inputs
 from _deepviz.layers import layer_paths
 from _deepviz.models import (DEFAULT_MODEL, DEFAULT_WEIGHTS, MODELS, NetworkChoice, build_network,
@@ -120,13 +120,16 @@ class Visualizer:
 
     def grad_cam(self, image, classes: Sequence[str | int] | None = None, layer: str | None = None,
                  top: int = DEFAULT_TOP) -> dict[str, np.ndarray]:
-        """{class name: heatmap in [0, 1] at `layer`'s resolution}, for the `top` classes or those named."""
+        """{class name: heatmap in [0, 1] at `layer`'s resolution}, for the `top` classes or those named.
+
+        A name two classes share is keyed with its index: "crane_134" (the bird), "crane_517".
+        """
         pipeline = self.prepare(Analysis(layers=(), top=top, cam=True, cam_layer=layer))
         outputs = self._forward(pipeline, [as_photo(image)])
         indices = (top_classes(outputs[OUTPUT_KEY][0], top) if classes is None
                    else [self._class_index(c) for c in classes])
         heatmaps = grad_cam(pipeline.cam_head, outputs[pipeline.cam_layer][0], indices)
-        return {self.network.class_names[i]: heatmap for i, heatmap in zip(indices, heatmaps)}
+        return dict(zip(class_keys(self.network.class_names, indices), heatmaps))
 
     def figure(self, image, layers: Sequence[str] | None = None, *, max_maps: int | None = DEFAULT_MAX_MAPS,
                rank: str = "mean", norm: str = "channel", cmap: str = DEFAULT_CMAP,
@@ -240,8 +243,12 @@ class Visualizer:
             raise UsageError(f"classes: {self.network.no_predictions_reason}")
         if isinstance(name_or_index, (int, np.integer)) and 0 <= name_or_index < len(names):
             return int(name_or_index)
-        if name_or_index in names:
-            return names.index(name_or_index)
+        matches = [i for i, name in enumerate(names) if name == name_or_index]
+        if len(matches) > 1:
+            raise UsageError(f"classes: {len(matches)} classes are named {name_or_index!r} (indices "
+                             f"{', '.join(map(str, matches))}); name it by its index")
+        if matches:
+            return matches[0]
         raise UsageError(f"classes: {name_or_index!r} is not a class of {self.network.label}; expected a name "
                          f"such as {names[0]!r} or an index from 0 to {len(names) - 1}")
 

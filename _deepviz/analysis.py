@@ -17,7 +17,7 @@ from PIL import Image
 from .backend import import_keras
 from .errors import UsageError
 from .explain import build_cam_head, check_cam, grad_cam
-from .forward import OUTPUT_KEY, build_feature_model, run_forward_pass, top_classes, top_predictions
+from .forward import OUTPUT_KEY, build_feature_model, class_keys, run_forward_pass, top_classes, top_predictions
 from .images import preprocess
 from .layers import check_channels, check_layer_names
 from .reduction import Reduction, is_spatial, with_layers_reduced
@@ -59,6 +59,7 @@ class PhotoResult:
     layers: list[LayerSummary]
     arrays: dict | None  # for --save-arrays
     cams: list | None  # [(class name, probability, heatmap)]
+    classes: list[int] | None = None  # the predictions' class indices
 
 
 def check_analysis(network, analysis: Analysis) -> tuple[list[str], str | None]:
@@ -134,16 +135,17 @@ def reduce_batch(network, pipeline: Pipeline, outputs: dict, count: int, analysi
     """The first `count` photos of a forward pass's outputs, each reduced to a PhotoResult."""
     results = []
     for i in range(count):
-        predictions = cams = None
+        predictions = cams = classes = None
         if network.class_names is not None:
+            classes = [int(c) for c in top_classes(outputs[OUTPUT_KEY][i], analysis.top)]
             predictions = top_predictions(outputs[OUTPUT_KEY][i], network.class_names, analysis.top)
         if pipeline.cam_head is not None:
-            classes = top_classes(outputs[OUTPUT_KEY][i], analysis.top)
             heatmaps = grad_cam(pipeline.cam_head, outputs[pipeline.cam_layer][i], classes)
             cams = [(name, probability, heatmap) for (name, probability), heatmap in zip(predictions, heatmaps)]
         layers = [layer_summary(pipeline, name, outputs[name], i, analysis) for name in pipeline.layer_names]
-        arrays = output_arrays(network, outputs, pipeline.layer_names, i, cams) if analysis.keep_arrays else None
-        results.append(PhotoResult(predictions, layers, arrays, cams))
+        arrays = (output_arrays(network, outputs, pipeline.layer_names, i, cams, classes) if analysis.keep_arrays
+                  else None)
+        results.append(PhotoResult(predictions, layers, arrays, cams, classes))
     return results
 
 
@@ -155,11 +157,15 @@ def layer_summary(pipeline: Pipeline, name: str, output, index: int, analysis: A
     return summarize_layer(name, output[index], analysis.max_maps, analysis.rank, analysis.channels, analysis.summary)
 
 
-def output_arrays(network, outputs: dict, layer_names: Sequence[str], index: int, cams) -> dict:
-    """One photo's full maps of every chosen layer, the model's output vector and Grad-CAM heatmaps."""
+def output_arrays(network, outputs: dict, layer_names: Sequence[str], index: int, cams, classes) -> dict:
+    """One photo's full maps of every chosen layer, the model's output vector and Grad-CAM heatmaps.
+
+    Each heatmap is "cam/<class name>", or "cam/<class name>_<index>" for a name two classes share.
+    """
     arrays = {name: np.array(outputs[name][index]) for name in layer_names}
     output_name = "predictions" if network.class_names is not None else "output"
     arrays.setdefault(output_name, np.array(outputs[OUTPUT_KEY][index]))
-    for name, _, heatmap in cams or []:
-        arrays[f"cam/{name}"] = heatmap
+    if cams:
+        for key, (_, _, heatmap) in zip(class_keys(network.class_names, classes), cams):
+            arrays[f"cam/{key}"] = heatmap
     return arrays

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from typing import Sequence
 
 import numpy as np
@@ -97,6 +98,15 @@ def run_forward_pass(feature_model, batch: np.ndarray, compiled: bool = False) -
 def top_classes(probabilities: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k most probable classes, most probable first."""
     return np.argsort(-probabilities, kind="stable")[:k]
+
+
+def class_keys(class_names: Sequence[str], indices: Sequence[int]) -> list[str]:
+    """A key per class: its name, or where another class has the same name, the name and its index.
+
+    ImageNet has two classes named crane (134, the bird; 517, the machine) and two maillot.
+    """
+    counts = collections.Counter(class_names)
+    return [class_names[i] if counts[class_names[i]] == 1 else f"{class_names[i]}_{i}" for i in indices]
 
 
 def top_predictions(probabilities: np.ndarray, class_names: Sequence[str], k: int):

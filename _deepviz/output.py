@@ -147,7 +147,7 @@ def try_making_a_file(folder: Path) -> None:
 
 
 def run_record(path: Path, network, predictions, layers: Sequence[LayerSummary], analysis, style,
-               versions: dict | None = None) -> dict:
+               versions: dict | None = None, classes: Sequence[int] | None = None) -> dict:
     """Everything --json writes about one photo's run; `versions`: library_versions(), computed once."""
     return {
         "image": str(path),
@@ -165,12 +165,15 @@ def run_record(path: Path, network, predictions, layers: Sequence[LayerSummary],
             "summary": analysis.summary,
             "cmap": style.cmap,
             "dpi": style.dpi,
+            "cam": analysis.cam,  # a Grad-CAM heatmap for each prediction
+            "cam_layer": style.cam_layer or None,
             "preprocess": network.preprocess_name,
             "input_size": list(network.input_size),
         },
         "predictions": None if predictions is None else [
-            {"rank": rank, "class": name, "probability": probability}
-            for rank, (name, probability) in enumerate(predictions, start=1)
+            {"rank": rank, "class": name, "index": index, "probability": probability}
+            for rank, ((name, probability), index) in enumerate(zip(predictions, classes or [None] * len(predictions)),
+                                                                 start=1)
         ],
         "predictions_unavailable": network.no_predictions_reason or None,
         "layers": [layer_record(layer) for layer in layers],

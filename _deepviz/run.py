@@ -295,7 +295,8 @@ def draw_job(path: Path, photo, visualizer, result: PhotoResult, out_path: Path,
     style = dataclasses.replace(style, photo_title=title, cam_layer=cam_layer)
     json_text = None
     if args.json:
-        record = run_record(path, network, result.predictions, result.layers, analysis, style, versions)
+        record = run_record(path, network, result.predictions, result.layers, analysis, style, versions,
+                            result.classes)
         json_text = json.dumps(record, indent=2).encode("utf-8")
     return DrawJob(display_photo(photo), result.layers, result.cams, style, out_path, json_text, result.arrays)
 

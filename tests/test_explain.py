@@ -1,5 +1,6 @@
 """Explaining the prediction: Grad-CAM for each top class, and a whole-layer PCA summary."""
 
+import json
 import re
 
 import numpy as np
@@ -44,6 +45,28 @@ def test_grad_cam_puts_each_class_where_it_is_decided(run, tmp_path):
         assert heatmap[:, side].sum() / heatmap.sum() > 0.9, name
     figure_titles = stdout  # the figure is checked below through draw_figure
     assert "wrote" in figure_titles
+
+
+def test_two_classes_of_one_name_keep_their_own_heatmaps(run, tmp_path):
+    model = left_right_model(tmp_path / "left_right.keras")
+    photo = red_left_blue_right(tmp_path / "photo.png")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("side\nside\n")  # as ImageNet's two cranes: one name, two classes
+    out = tmp_path / "figure.png"
+    status, _, err = run(photo, "--model", model, "--labels", labels, "--preprocess", "unit", "--cam", "--cam-layer",
+                         "maps", "--top", 2, "--layers", "maps", "--save-arrays", "--json", "--quiet", "--out", out)
+    assert status == 0, err
+    arrays = np.load(out.with_suffix(".npz"))
+    assert sorted(name for name in arrays.files if name.startswith("cam/")) == ["cam/side_0", "cam/side_1"]
+    assert arrays["cam/side_0"][:, :16].sum() > 0.9 * arrays["cam/side_0"].sum()  # class 0: the left half
+    assert arrays["cam/side_1"][:, 16:].sum() > 0.9 * arrays["cam/side_1"].sum()
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert sorted(p["index"] for p in record["predictions"]) == [0, 1]
+    assert (record["settings"]["cam"], record["settings"]["cam_layer"]) == (True, "maps")
+    viz = deepviz.Visualizer(str(model), preprocess="unit", labels=["side", "side"])
+    assert sorted(viz.grad_cam(str(photo), layer="maps", top=2)) == ["side_0", "side_1"]
+    with pytest.raises(deepviz.UsageError, match=r"classes: 2 classes are named 'side' \(indices 0, 1\); name it by"):
+        viz.grad_cam(str(photo), classes=["side"], layer="maps")
 
 
 def reference_grad_cam(model, layer, image_batch, class_index):

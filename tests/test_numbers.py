@@ -73,6 +73,8 @@ def test_json_holds_predictions_settings_versions_and_layer_statistics(run, rand
     assert arrays["predictions"].shape == (1000,)
     top = np.argsort(-arrays["predictions"])[:3]
     assert [float(p) for _, _, p in printed] == pytest.approx((arrays["predictions"][top] * 100).tolist(), abs=0.006)
+    assert [p["index"] for p in record["predictions"]] == top.tolist()
+    assert (record["settings"]["cam"], record["settings"]["cam_layer"]) == (False, None)
 
 
 def test_json_without_predictions_says_why(run, backbone_weights, tmp_path):
