@@ -102,9 +102,12 @@ class Visualizer:
         return list(self.network.default_layers)
 
     # --- One call, one plain value ----------------------------------------------------
-    def maps(self, image, layers: Sequence[str] | None = None):
-        """{layer path: (H, W, C) maps, or (C,) for a vector layer}; a list of those for a list of images."""
-        pipeline = self.prepare(Analysis(layers=tuple(layers or self.default_layers), max_maps=None, keep_arrays=True))
+    def maps(self, image, layers: str | Sequence[str] | None = None):
+        """{layer path: (H, W, C) maps, or (C,) for a vector layer}; a list of those for a list of images.
+
+        `layers`: one name or a list of names (default: the default layers).
+        """
+        pipeline = self.prepare(Analysis(layers=self._layer_names(layers), max_maps=None, keep_arrays=True))
         found = [{name: np.array(outputs[name]) for name in pipeline.layer_names}
                  for outputs in self._outputs_per_photo(pipeline, image)]
         return found if isinstance(image, list) else found[0]
@@ -131,7 +134,7 @@ class Visualizer:
         heatmaps = grad_cam(pipeline.cam_head, outputs[pipeline.cam_layer][0], indices)
         return dict(zip(class_keys(self.network.class_names, indices), heatmaps))
 
-    def figure(self, image, layers: Sequence[str] | None = None, *, max_maps: int | None = DEFAULT_MAX_MAPS,
+    def figure(self, image, layers: str | Sequence[str] | None = None, *, max_maps: int | None = DEFAULT_MAX_MAPS,
                rank: str = "mean", norm: str = "channel", cmap: str = DEFAULT_CMAP,
                channels: Sequence[int] | None = None, summary: str | None = None, cam: bool = False,
                cam_layer: str | None = None, top: int = DEFAULT_TOP, dpi: int = DEFAULT_DPI,
@@ -145,7 +148,7 @@ class Visualizer:
         if norm not in NORMALISATIONS:
             raise UsageError(f"norm: expected one of {', '.join(NORMALISATIONS)}, received {norm!r}")
         check_colormap(cmap)
-        analysis = Analysis(layers=tuple(layers or self.default_layers), top=top, max_maps=max_maps, rank=rank,
+        analysis = Analysis(layers=self._layer_names(layers), top=top, max_maps=max_maps, rank=rank,
                             channels=tuple(channels) if channels is not None else None, summary=summary,
                             cam=cam, cam_layer=cam_layer)
         photo = as_photo(image)
@@ -232,6 +235,12 @@ class Visualizer:
             outputs = self._forward(pipeline, batch)
             found += [{name: values[i] for name, values in outputs.items()} for i in range(len(batch))]
         return found
+
+    def _layer_names(self, layers: str | Sequence[str] | None) -> tuple[str, ...]:
+        """The layers asked for: one name, a list of names, or None for the default layers."""
+        if isinstance(layers, str):
+            return (layers,)
+        return tuple(layers or self.default_layers)
 
     @staticmethod
     def _photos(image) -> list:

@@ -129,6 +129,14 @@ def test_images_may_be_paths_pil_images_or_arrays_and_lists_give_lists(tmp_path)
     assert [p for _, p in predictions[0]] == pytest.approx([p for _, p in alone], rel=1e-5)  # a GPU rounds by batch
 
 
+def test_one_layer_may_be_named_without_a_list():
+    viz = deepviz.Visualizer(functional_classifier())
+    photo = photo_array()
+    assert list(viz.maps(photo, "conv_b")) == ["conv_b"]
+    np.testing.assert_array_equal(viz.maps(photo, "conv_b")["conv_b"], viz.maps(photo, ["conv_b"])["conv_b"])
+    assert [axes.get_title().split(" ")[0] for axes in viz.figure(photo, "conv_a", dpi=40).axes[1:2]] == ["conv_a"]
+
+
 def test_layers_and_default_layers():
     viz = deepviz.Visualizer(transfer_classifier())
     paths = viz.layers()
