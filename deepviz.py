@@ -43,14 +43,15 @@ from _deepviz.cli import DEFAULT_BATCH_SIZE, build_parser
 from _deepviz.errors import DeepvizError, UsageError
 from _deepviz.exemplars import DEFAULT_ENGINE, DEFAULT_PER_CHANNEL, DEFAULT_RANK, Exemplar, ExemplarPlan, find_exemplars
 from _deepviz.explain import grad_cam
-from _deepviz.figure import DEFAULT_CMAP, DEFAULT_DPI, FigureStyle, check_colormap, draw_figure, photo_title
+from _deepviz.figure import (DEFAULT_CMAP, DEFAULT_DPI, FigureStyle, check_colormap, check_dpi, draw_figure,
+                             photo_title)
 from _deepviz.forward import OUTPUT_KEY, class_keys, top_classes, top_predictions
 from _deepviz.images import as_photo, expand_inputs
 from _deepviz.layers import layer_paths
 from _deepviz.models import (DEFAULT_MODEL, DEFAULT_WEIGHTS, MODELS, NetworkChoice, build_network,
                              check_model_argument, network_from_model)
 from _deepviz.mosaic import NORMALISATIONS
-from _deepviz.output import save_figure
+from _deepviz.output import check_figure_format, save_figure
 from _deepviz.run import run_command, run_guarded
 from _deepviz.stats import DEFAULT_MAX_MAPS, DEFAULT_TOP
 from _deepviz.synthesis import DEFAULT_SEED, DEFAULT_STEPS, layer_patterns, synthesis_settings, synthesize_patterns
@@ -148,6 +149,7 @@ class Visualizer:
         if norm not in NORMALISATIONS:
             raise UsageError(f"norm: expected one of {', '.join(NORMALISATIONS)}, received {norm!r}")
         check_colormap(cmap)
+        check_dpi(dpi)
         analysis = Analysis(layers=self._layer_names(layers), top=top, max_maps=max_maps, rank=rank,
                             channels=tuple(channels) if channels is not None else None, summary=summary,
                             cam=cam, cam_layer=cam_layer)
@@ -178,6 +180,7 @@ class Visualizer:
     def save(self, image, path, **options) -> Path:
         """Draw `figure(image, **options)` and write it to `path` atomically (format from its suffix)."""
         path = Path(path)
+        check_figure_format(path, f"path {path}")
         figure = self.figure(image, **options)
         try:
             save_figure(figure, path, options.get("dpi", DEFAULT_DPI))

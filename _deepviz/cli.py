@@ -9,7 +9,7 @@ import sys
 from . import __version__
 from .errors import UsageError
 from .exemplars import DEFAULT_ENGINE, DEFAULT_PER_CHANNEL, ENGINES, MAX_PER_CHANNEL
-from .figure import DEFAULT_CMAP, DEFAULT_DPI, check_colormap
+from .figure import DEFAULT_CMAP, DEFAULT_DPI, DPI_RANGE, check_colormap
 from .images import PREPROCESSING, SAMPLE_IMAGE_NAME
 from .layers import first_repeated
 from .mosaic import NORMALISATIONS
@@ -154,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--norm", choices=list(NORMALISATIONS), default="channel",
                         help="tile scaling: 'channel' (each tile its own min to max) or 'layer' (one scale per layer)")
     parser.add_argument("--cmap", default=DEFAULT_CMAP, help="any Matplotlib colormap name")
-    parser.add_argument("--dpi", type=positive_int(10, 1200), default=DEFAULT_DPI,
-                        help="figure resolution in dots per inch (10 to 1200)")
+    parser.add_argument("--dpi", type=positive_int(*DPI_RANGE), default=DEFAULT_DPI,
+                        help=f"figure resolution in dots per inch ({DPI_RANGE[0]} to {DPI_RANGE[1]})")
     parser.add_argument("--out", metavar="PATH",
                         help=f"figure file (.{', .'.join(FIGURE_FORMATS)}) or directory "
                         f"(default: {DEFAULT_OUT_DIR}/<image stem>.png)")

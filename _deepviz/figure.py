@@ -19,6 +19,7 @@ from .titles import line_points, shorten, wrap, wrap_limited
 
 
 DEFAULT_DPI = 100
+DPI_RANGE = (10, 1200)  # what --dpi accepts: below 10, FreeType cannot size the fonts
 DEFAULT_CMAP = "viridis"
 # The figure is laid out here, top to bottom in whole pixels: each row a title band over its
 # drawing, and a colour bar right of the drawing. (Matplotlib's constrained layout measured
@@ -50,6 +51,12 @@ PHOTO_DISPLAY_MAX_PIXELS = 1600  # longest side of the photo as drawn in the fig
 VECTOR_COLOUR = "#1f77b4"  # a vector layer's bars
 CAM_CMAP = "inferno"  # Grad-CAM heat, laid over the photo in grey
 CAM_MAX_OPACITY = 0.85  # the heat's opacity where it is largest; 0 where there is none
+
+
+def check_dpi(dpi) -> None:
+    low, high = DPI_RANGE
+    if isinstance(dpi, bool) or not isinstance(dpi, (int, np.integer)) or not low <= dpi <= high:
+        raise UsageError(f"dpi: expected a whole number from {low} to {high}, received {dpi!r}")
 
 
 def check_colormap(name: str) -> None:

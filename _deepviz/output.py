@@ -116,13 +116,17 @@ def check_out_path(out: str | None) -> None:
     if blocking is not None and not blocking.is_dir():
         raise UsageError(f"--out {out}: {blocking} is a file, not a directory; choose another path")
     if not is_directory_target(out):
-        suffix = Path(out).suffix.lower().lstrip(".")
-        if suffix not in FIGURE_FORMATS:
-            raise UsageError(
-                f"--out {out}: unsupported figure format '.{suffix}'; use one of "
-                + ", ".join(f".{f}" for f in FIGURE_FORMATS)
-            )
+        check_figure_format(Path(out), f"--out {out}")
     check_writable(Path(out), f"--out {out}")
+
+
+def check_figure_format(path: Path, name: str) -> None:
+    """`path` ends in the suffix of a format deepviz writes figures in."""
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in FIGURE_FORMATS:
+        received = f"'.{suffix}'" if suffix else "none (no suffix)"
+        raise UsageError(f"{name}: unsupported figure format {received}; use one of "
+                         + ", ".join(f".{f}" for f in FIGURE_FORMATS))
 
 
 def check_writable(target: Path, name: str) -> None:

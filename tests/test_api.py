@@ -229,6 +229,13 @@ def test_bad_arguments_raise_usage_errors_a_python_user_can_catch(tmp_path):
         viz.predict(photo, top=0)
     with pytest.raises(deepviz.UsageError, match=r"--channels 9: layer conv_a has 6 channels"):
         viz.figure(photo, ["conv_a"], channels=[9])
+    with pytest.raises(deepviz.UsageError, match=r"dpi: expected a whole number from 10 to 1200, received 5"):
+        viz.figure(photo, dpi=5)
+    for name, received in (("figure.tiff", "'.tiff'"), ("figure", "none \\(no suffix\\)")):
+        with pytest.raises(deepviz.UsageError, match=f"path {tmp_path / name}: unsupported figure format {received}; "
+                                                     r"use one of \.png, \.pdf"):
+            viz.save(photo, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
     with pytest.raises(deepviz.UsageError, match=r"channels: expected each channel once, received 2 twice in \[2, 1, 2\]"):
         viz.figure(photo, ["conv_a"], channels=[2, 1, 2])
 
