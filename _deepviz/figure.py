@@ -135,7 +135,7 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
     rows = [Row(style.photo_title, PHOTO_TITLE_POINTS, photo_height)]
     cam_layout = CamLayout.of(cams or [], style.cam_layer, panel_width, display, dpi)
     rows += cam_layout.rows  # none without cams
-    mosaics = [layer_mosaic(layer, style.norm, panel_width) for layer in layers]
+    mosaics = [layer_mosaic(layer, style.norm, panel_width, style.dpi) for layer in layers]
     rows += [layer_row(layer, mosaic, style) for layer, mosaic in zip(layers, mosaics)]
     height, bottoms = stack_rows(rows, dpi)
 
@@ -391,7 +391,7 @@ class LayerMosaic:
     label_pixels: int | None  # the labels' font size; None where the tiles are too small for them
 
 
-def layer_mosaic(layer: LayerSummary, norm: str, width: int) -> LayerMosaic | None:
+def layer_mosaic(layer: LayerSummary, norm: str, width: int, dpi: int = DEFAULT_DPI) -> LayerMosaic | None:
     """The layer's tiles laid out `width` pixels wide; None for a vector layer."""
     if not layer.is_spatial:
         return None
@@ -400,7 +400,7 @@ def layer_mosaic(layer: LayerSummary, norm: str, width: int) -> LayerMosaic | No
     if layer.summary_image is not None:  # the summary takes the first slot
         labels.insert(0, "PCA")
     grid = tile_grid(len(labels), scaled.tiles.shape[:2], width)
-    return LayerMosaic(scaled, grid, labels, label_font_pixels(labels, grid))
+    return LayerMosaic(scaled, grid, labels, label_font_pixels(labels, grid, dpi))
 
 
 def tiles_title(layer: LayerSummary, mosaic: LayerMosaic, style: FigureStyle) -> str:

@@ -180,12 +180,14 @@ def label_tiles(image: Image.Image, labels: Sequence[str], grid: TileGrid, size:
         draw.text((corner[0] + 1, corner[1] + 1), label, font=font, fill=(255, 255, 255, 255), anchor="lt")
 
 
-def label_font_pixels(labels: Sequence[str], grid: TileGrid) -> int | None:
-    """The labels' font size: a fifth of a tile's width, 9 to 18 pixels, smaller (down to
-    MIN_LABEL_PIXELS) where the longest label's box would be wider than a tile or taller
-    than half of one; None where even that does not fit."""
+def label_font_pixels(labels: Sequence[str], grid: TileGrid, dpi: int = 100) -> int | None:
+    """The labels' font size: a fifth of a tile's width, 9 to 18 pixels at dpi 100 (6.5 to 13
+    points, scaled with the dpi like the rest of the text), smaller (down to MIN_LABEL_PIXELS)
+    where the longest label's box would be wider than a tile or taller than half of one; None
+    where even that does not fit."""
     longest = max(labels, key=len, default="")
-    largest = int(np.clip(round(grid.tile_width * 0.2), 9, 18))
+    scale = dpi / 100
+    largest = int(np.clip(round(grid.tile_width * 0.2), max(MIN_LABEL_PIXELS, round(9 * scale)), round(18 * scale)))
     for size in range(largest, MIN_LABEL_PIXELS - 1, -1):
         _, _, right, bottom = ImageFont.load_default(size=size).getbbox(longest, anchor="lt")
         if right + 2 <= grid.tile_width and bottom + 2 <= grid.tile_height / 2:
