@@ -22,12 +22,14 @@ def feature_model_for(model, paths: Sequence[str]):
     """A model with `model`'s input and outputs {path: maps, OUTPUT_KEY: `model`'s output}.
 
     A layer inside a nested model ("outer/inner") lives in the nested model's own graph,
-    so it cannot simply be an output of the outer one ("Graph disconnected"). The model
+    so it cannot simply be an output of the outer one ("Graph disconnected"); nor can the
+    nested model's own `output`, which is its inner graph's. The model
     is re-traced instead, its layers (and so their weights) reused, nested models inlined:
     every map then comes from one graph and the same single forward pass.
     """
     keras = import_keras()
-    if not any("/" in path for path in paths) and not isinstance(model, keras.Sequential):
+    inside_or_nested = any("/" in path or isinstance(model.get_layer(path), keras.Model) for path in paths)
+    if not inside_or_nested and not isinstance(model, keras.Sequential):
         outputs = {path: model.get_layer(path).output for path in paths}
         outputs[OUTPUT_KEY] = model.output
         return keras.Model(model.input, outputs)
@@ -40,13 +42,17 @@ def feature_model_for(model, paths: Sequence[str]):
 
 
 def trace_layers(model, inputs, wanted: set, recorded: dict, prefix: str = ""):
-    """Call `model`'s layers on `inputs`, inlining nested models; record the `wanted` paths' outputs."""
+    """Call `model`'s layers on `inputs`, inlining nested models; record the `wanted` paths' outputs.
+
+    Every layer is called on tensors of one graph, so any wanted output is connected to
+    every later one (a Grad-CAM head can start at a nested model's inner layer).
+    """
     keras = import_keras()
 
     def call_layer(layer, *args, **kwargs):
         path = prefix + layer.name
         if isinstance(layer, keras.Model) and any(w.startswith(path + "/") for w in wanted):
-            result = call_inlined(layer, args[0], wanted, recorded, path + "/")
+            result = trace_layers(layer, args[0], wanted, recorded, path + "/")
         else:
             result = layer(*args, **kwargs)
         if path in wanted:
@@ -58,27 +64,10 @@ def trace_layers(model, inputs, wanted: set, recorded: dict, prefix: str = ""):
         for layer in model.layers:
             result = call_layer(layer, result)
         return result
-    clone = keras.models.clone_model(
-        model, input_tensors=inputs, clone_function=lambda layer: layer, call_function=call_layer
-    )
-    return clone.output
-
-
-def call_inlined(model, tensor, wanted: set, recorded: dict, prefix: str):
-    """`model` called on `tensor`, with the outputs of its `wanted` layers recorded as tensors of the caller's graph.
-
-    The nested model is traced on an input of its own (a model cannot be built from a tensor
-    that is not an Input, such as the output of a Rescaling layer before it), then called on
-    `tensor` with those layers' outputs as extra outputs.
-    """
-    keras = import_keras()
-    own_input = keras.Input(shape=tuple(model.inputs[0].shape[1:]), dtype=model.inputs[0].dtype)
-    inner = {}
-    result = trace_layers(model, own_input, wanted, inner, prefix)
-    paths = list(inner)
-    outputs = keras.Model(own_input, [result, *(inner[path] for path in paths)])(tensor)
-    recorded.update(zip(paths, outputs[1:]))
-    return outputs[0]
+    # Keras's own walk through a functional graph, as keras.models.clone_model makes it, without
+    # building a model from `inputs`: that fails where they are not an Input, as for a backbone
+    # called on the output of a Rescaling layer.
+    return model._run_through_graph(inputs, operation_fn=lambda layer: layer, call_fn=call_layer)
 
 
 def run_forward_pass(feature_model, batch: np.ndarray, compiled: bool = False) -> dict:

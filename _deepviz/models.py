@@ -27,6 +27,8 @@ DEFAULT_WEIGHTS = "imagenet"
 DEFAULT_PREPROCESS = "inception"  # for a model of the user's own
 OWN_MODEL_INPUT_SIZE = (224, 224)  # when the user's model accepts any size
 OWN_MODEL_DEFAULT_LAYER_COUNT = 5
+PREPROCESSING_LAYERS = ("Rescaling", "Normalization", "Resizing", "CenterCrop", "RandomCrop", "RandomFlip",
+                        "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness")
 OWN_WEIGHTS_LABEL = "its own weights"  # a saved or in-memory model carries them
 WEIGHTS_SUFFIXES = (".weights.h5", ".h5")
 MODEL_SUFFIXES = (".keras", ".h5")
@@ -328,12 +330,7 @@ def network_from_model(model, label: str, source: str, preprocess: str | None = 
     check_preprocess(preprocess)
     input_size = own_model_input_size(model, source)
     class_names, reason = own_model_classes(model, label, source, labels)
-    paths = layer_paths(model)
-    keras = import_keras()
-    # A nested model's maps are those of one of its own layers, listed after it: drawn once, as that layer
-    spatial = [p for p, layer in paths.items()
-               if len(output_shape(layer)) == 3 and not is_input_layer(layer) and not isinstance(layer, keras.Model)]
-    picks = np.linspace(0, len(spatial) - 1, min(OWN_MODEL_DEFAULT_LAYER_COUNT, len(spatial))).round()
+    default_layers, block_pattern, cam_layer = own_model_layers(model)
     return Network(
         model=model,
         label=label,
@@ -343,8 +340,37 @@ def network_from_model(model, label: str, source: str, preprocess: str | None = 
         preprocess_name=preprocess or DEFAULT_PREPROCESS,
         class_names=class_names,
         no_predictions_reason=reason,
-        default_layers=tuple(dict.fromkeys(spatial[int(i)] for i in picks)),
+        default_layers=default_layers,
+        block_pattern=block_pattern,
+        cam_layer=cam_layer,
     )
+
+
+def own_model_layers(model) -> tuple[tuple[str, ...], str, str]:
+    """(default layers, block-output pattern, Grad-CAM layer or "") of the user's model.
+
+    A built-in architecture in it (the backbone of transfer learning, or the whole model)
+    lends its own: `base/mixed3` rather than whichever layers an even spread lands on.
+    Otherwise the layers with spatial maps are spread from early to late, leaving out
+    preprocessing (Rescaling, Normalization, ...: the photo itself) and nested models
+    (their maps are those of one of their own layers, listed after them).
+    """
+    keras = import_keras()
+    paths = layer_paths(model)
+    for prefix, inner in [("", model)] + [(path + "/", layer) for path, layer in paths.items()
+                                          if isinstance(layer, keras.Model)]:
+        names = {layer.name for layer in inner.layers}
+        for spec in MODELS.values():
+            if set(spec.default_layers) <= names:
+                cam_layer = spec.cam_layer or spec.default_layers[-1]
+                return (tuple(prefix + name for name in spec.default_layers),
+                        re.escape(prefix) + f"(?:{spec.block_pattern})", prefix + cam_layer)
+    preprocessing = tuple(getattr(keras.layers, name) for name in PREPROCESSING_LAYERS if hasattr(keras.layers, name))
+    spatial = [path for path, layer in paths.items()
+               if len(output_shape(layer)) == 3 and not is_input_layer(layer)
+               and not isinstance(layer, (keras.Model, *preprocessing))]
+    picks = np.linspace(0, len(spatial) - 1, min(OWN_MODEL_DEFAULT_LAYER_COUNT, len(spatial))).round()
+    return tuple(dict.fromkeys(spatial[int(i)] for i in picks)), "", ""
 
 
 def own_model_input_size(model, source: str) -> tuple[int, int]:

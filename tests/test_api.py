@@ -105,6 +105,7 @@ def test_a_nested_model_after_a_layer_of_the_outer_one_gives_its_inner_maps(sequ
         np.testing.assert_allclose(maps[path], expected_maps(base, path, pixels * 0.5), rtol=1e-5, atol=1e-6)
     probabilities = keras.ops.convert_to_numpy(model(pixels[None], training=False))[0]
     np.testing.assert_allclose([p for _, p in viz.predict(photo, top=3)], np.sort(probabilities)[::-1], rtol=1e-5)
+    assert [heatmap.shape for heatmap in viz.grad_cam(photo, layer="base/conv_b", top=2).values()] == [(14, 14)] * 2
 
 
 def test_images_may_be_paths_pil_images_or_arrays_and_lists_give_lists(tmp_path):

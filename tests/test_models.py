@@ -126,6 +126,26 @@ def test_a_nested_models_layers_are_outer_slash_inner(run, classifier):
     assert paths[2].startswith("small_cnn/input_layer")
 
 
+def test_a_built_in_backbone_lends_its_default_layers_and_blocks_and_preprocessing_is_no_default(run, tmp_path):
+    base = keras.applications.MobileNetV2(weights=None, include_top=False, alpha=0.35, input_shape=(96, 96, 3))
+    inputs = keras.Input((96, 96, 3))
+    x = keras.layers.GlobalAveragePooling2D()(base(keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    viz = deepviz.Visualizer(model, preprocess="none")
+    prefix = base.name + "/"
+    assert viz.default_layers == [prefix + name for name in deepviz.MODELS["mobilenet_v2"].default_layers]
+    assert explain.check_cam(viz.network, None) == prefix + "out_relu"
+    marked = [line.split()[1] for line in layers.describe_layers(viz.network) if line.endswith("<- block output")]
+    assert prefix + "block_2_add" in marked and all(path.startswith(prefix) for path in marked)
+    photo = np.full((96, 96, 3), 99, np.uint8)
+    assert viz.maps(photo, base.name)[base.name].shape == (3, 3, 1280)  # the nested model itself, as a layer
+    assert [heatmap.shape for heatmap in viz.grad_cam(photo, top=1).values()] == [(3, 3)]
+
+    small = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255, name="scale"),
+                              keras.layers.Conv2D(4, 3, name="conv_a"), keras.layers.Conv2D(4, 3, name="conv_b")])
+    assert deepviz.Visualizer(small).default_layers == ["conv_a", "conv_b"]  # not the rescaled photo
+
+
 def test_nested_maps_and_predictions_come_from_one_pass_and_equal_keras(classifier):
     model, path = classifier
     rng = np.random.default_rng(0)
