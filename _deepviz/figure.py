@@ -41,6 +41,7 @@ VECTOR_AXIS_INCHES = (0.75, 0.45)  # room left of and under a vector layer's plo
 CAM_GAP_INCHES = 0.1  # between Grad-CAM panels
 CAM_COLUMNS_MAX = 5  # Grad-CAM panels side by side; more classes take more rows
 CAM_PANELS_MAX = 20  # Grad-CAM panels drawn; all are computed (and saved with --save-arrays)
+CAM_MIN_PANEL_HEIGHT_INCHES = 0.8  # a panorama's panels take fewer to a row rather than shrink below this
 PHOTO_TITLE_POINTS = 11
 LAYER_TITLE_POINTS = 10
 CAM_TITLE_POINTS = 9
@@ -271,8 +272,8 @@ def painted_image_class():
 
 @dataclasses.dataclass
 class CamLayout:
-    """Where the Grad-CAM panels go: up to CAM_COLUMNS_MAX side by side, in as many rows as they need,
-    for at most CAM_PANELS_MAX classes (the heading says how many more there are)."""
+    """Where the Grad-CAM panels go: up to CAM_COLUMNS_MAX side by side (fewer for a wide photo), in as many
+    rows as they need, for at most CAM_PANELS_MAX classes (the heading says how many more there are)."""
 
     columns: int
     width: int  # of a panel, in pixels
@@ -285,8 +286,12 @@ class CamLayout:
         if not cams:
             return cls(0, 0, 0, [], [])
         drawn = cams[:CAM_PANELS_MAX]
+        gap = pixels(CAM_GAP_INCHES, dpi)
         columns = min(len(drawn), CAM_COLUMNS_MAX)
-        width = (panel_width - pixels(CAM_GAP_INCHES, dpi) * (columns - 1)) // columns
+        lowest = pixels(CAM_MIN_PANEL_HEIGHT_INCHES, dpi)
+        while columns > 1 and (panel_width - gap * (columns - 1)) // columns * display.height / display.width < lowest:
+            columns -= 1  # a wide photo: fewer panels to a row, each tall enough to read
+        width = (panel_width - gap * (columns - 1)) // columns
         height = drawing_height(width, display.height / display.width, dpi)
         titles = [cam_title(rank, cam, dpi, title_room(CAM_TITLE_POINTS / 2, width / dpi))
                   for rank, cam in enumerate(drawn, 1)]

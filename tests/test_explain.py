@@ -255,6 +255,17 @@ def test_many_classes_take_rows_of_five_panels_beside_one_colour_bar():
     assert colorbar.bbox.y0 == pytest.approx(min(axes.bbox.y0 for axes in panels), abs=1)
 
 
+@pytest.mark.parametrize("photo_size, columns", [((600, 400), 5), ((4000, 400), 1), ((2000, 500), 3)])
+def test_a_wide_photo_takes_fewer_panels_to_a_row_each_tall_enough_to_read(photo_size, columns):
+    cams = [(f"class_{rank}", 0.1, np.eye(4, dtype=np.float32)) for rank in range(5)]
+    style = figure.FigureStyle("photo", "channel", "viridis", 100, cam_layer="mixed10")
+    drawn = figure.draw_figure(Image.new("RGB", photo_size, (90, 90, 90)), [], style, cams=cams)
+    panels = [axes for axes in drawn.axes if re.match(r"\d\. class_", axes.get_title())]
+    tops = sorted({round(axes.bbox.y1) for axes in panels}, reverse=True)
+    assert sum(round(axes.bbox.y1) == tops[0] for axes in panels) == columns
+    assert min(axes.bbox.height for axes in panels) >= figure.CAM_MIN_PANEL_HEIGHT_INCHES * 100 - 1
+
+
 def test_a_heatmap_is_painted_at_its_panel_size_as_heat_over_grey():
     photo = Image.new("RGB", (90, 60), (200, 40, 40))
     heatmap = np.zeros((4, 4), np.float32)
