@@ -295,11 +295,11 @@ class CamLayout:
         height = drawing_height(width, display.height / display.width, dpi)
         titles = [cam_title(rank, cam, dpi, title_room(CAM_TITLE_POINTS / 2, width / dpi))
                   for rank, cam in enumerate(drawn, 1)]
-        heading = (f"Grad-CAM at {layer}: where the photo drives each of its top classes; "
-                   "heat as a fraction of the class's largest value")
+        clauses = [f"Grad-CAM at {layer}: where the photo drives each of its top classes",
+                   "heat as a fraction of the class's largest value"]
         if len(cams) > len(drawn):
-            heading += f"; the first {len(drawn)} of {len(cams)} classes drawn"
-        heading = "\n".join(wrap(heading.split(" "), " ", LAYER_TITLE_POINTS, dpi, title_room(LAYER_TITLE_POINTS)))
+            clauses.append(f"the first {len(drawn)} of {len(cams)} classes drawn")
+        heading = "\n".join(wrap(clauses, "; ", LAYER_TITLE_POINTS, dpi, title_room(LAYER_TITLE_POINTS)))
         rows = [Row(heading if start == 0 else "", LAYER_TITLE_POINTS, height,
                     panel_title_lines=max(title.count("\n") + 1 for title in titles[start:start + columns]))
                 for start in range(0, len(drawn), columns)]

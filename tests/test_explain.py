@@ -1,5 +1,6 @@
 """Explaining the prediction: Grad-CAM for each top class, and a whole-layer PCA summary."""
 
+import dataclasses
 import json
 import re
 
@@ -239,6 +240,12 @@ def test_grad_cam_draws_the_first_twenty_classes_and_says_how_many_more():
     panels = [axes for axes in drawn.axes if axes.get_images() and re.match(r"\d+\. ", axes.get_title())]
     assert len(panels) == figure.CAM_PANELS_MAX == 20
     assert "the first 20 of 23 classes drawn" in drawn.texts[0].get_text().replace("\n", " ")
+    cams = [(f"class_{rank}", 0.001, np.eye(4, dtype=np.float32)) for rank in range(1000)]
+    for dpi in (30, 100):
+        lines = figure.draw_figure(Image.new("RGB", (60, 40)), [], dataclasses.replace(style, dpi=dpi),
+                                   cams=cams).texts[0].get_text().split("\n")
+        assert lines[-1].endswith("the first 20 of 1000 classes drawn")  # wrapped between clauses, not words
+        assert all(line.endswith(";") for line in lines[:-1])
 
 
 def test_many_classes_take_rows_of_five_panels_beside_one_colour_bar():
