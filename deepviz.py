@@ -49,7 +49,7 @@ from _deepviz.forward import OUTPUT_KEY, class_keys, top_classes, top_prediction
 from _deepviz.images import as_photo, expand_inputs
 from _deepviz.layers import layer_paths
 from _deepviz.models import (DEFAULT_MODEL, DEFAULT_WEIGHTS, MODELS, NetworkChoice, build_network,
-                             check_model_argument, network_from_model)
+                             check_choice, network_from_model)
 from _deepviz.mosaic import NORMALISATIONS
 from _deepviz.output import check_figure_format, save_figure
 from _deepviz.run import run_command, run_guarded
@@ -79,10 +79,8 @@ class Visualizer:
         if labels is not None:
             labels = str(labels) if isinstance(labels, (str, Path)) else tuple(labels)
         if isinstance(model, (str, Path)):
-            model = str(model)
-            if model not in MODELS:
-                check_model_argument(model, None if weights == DEFAULT_WEIGHTS else weights)
-            self.choice = NetworkChoice(model, weights, preprocess, labels)  # what Ray workers build again
+            self.choice = NetworkChoice(str(model), weights, preprocess, labels)  # what Ray workers build again
+            check_choice(self.choice, weights_given=weights != DEFAULT_WEIGHTS)
             self.network = build_network(self.choice)
         else:
             if weights != DEFAULT_WEIGHTS:
@@ -258,9 +256,12 @@ class Visualizer:
         matches = [i for i, name in enumerate(names) if name == name_or_index]
         if len(matches) > 1:
             raise UsageError(f"classes: {len(matches)} classes are named {name_or_index!r} (indices "
-                             f"{', '.join(map(str, matches))}); name it by its index")
+                             f"{', '.join(map(str, matches))}); name it by its index, or as {name_or_index}_INDEX")
         if matches:
             return matches[0]
+        keyed = [i for i, key in enumerate(class_keys(names, range(len(names)))) if key == name_or_index]
+        if keyed:  # a key grad_cam returns for a shared name: "crane_134"
+            return keyed[0]
         raise UsageError(f"classes: {name_or_index!r} is not a class of {self.network.label}; expected a name "
                          f"such as {names[0]!r} or an index from 0 to {len(names) - 1}")
 

@@ -17,7 +17,7 @@ from PIL import Image
 from .backend import import_keras
 from .errors import UsageError
 from .explain import build_cam_head, check_cam, grad_cam
-from .forward import OUTPUT_KEY, build_feature_model, class_keys, run_forward_pass, top_classes, top_predictions
+from .forward import OUTPUT_KEY, build_feature_model, class_keys, predictions_of, run_forward_pass, top_classes
 from .images import preprocess
 from .layers import check_channels, check_layer_names
 from .reduction import Reduction, is_spatial, with_layers_reduced
@@ -138,7 +138,7 @@ def reduce_batch(network, pipeline: Pipeline, outputs: dict, count: int, analysi
         predictions = cams = classes = None
         if network.class_names is not None:
             classes = [int(c) for c in top_classes(outputs[OUTPUT_KEY][i], analysis.top)]
-            predictions = top_predictions(outputs[OUTPUT_KEY][i], network.class_names, analysis.top)
+            predictions = predictions_of(outputs[OUTPUT_KEY][i], network.class_names, classes)
         if pipeline.cam_head is not None:
             heatmaps = grad_cam(pipeline.cam_head, outputs[pipeline.cam_layer][i], classes)
             cams = [(name, probability, heatmap) for (name, probability), heatmap in zip(predictions, heatmaps)]

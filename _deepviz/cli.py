@@ -177,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "overlaid on the photo in rows under it (the first 20 classes)")
     parser.add_argument("--cam-layer", metavar="NAME",
                         help="the layer Grad-CAM explains, one that every path to the output passes through "
-                        "(default: the model's last default layer, "
-                        f"{MODELS[DEFAULT_MODEL].default_layers[-1]} for InceptionV3, or the nearest before it that is)")
+                        f"(default: {MODELS[DEFAULT_MODEL].explained_layer} for InceptionV3; for other models their "
+                        "last default layer, or the nearest before it that every path passes through)")
     parser.add_argument("--synthesize", action="store_true",
                         help="for each drawn channel, optimise an image that excites it most and draw it beside the "
                         "channel's map on the photo; without IMAGE, only the patterns of --channels "

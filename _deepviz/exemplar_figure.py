@@ -30,6 +30,7 @@ MAP_ALPHA = 0.35  # the channel's map over the crop, lightly
 TILE_INCHES = 1.35
 TITLE_POINTS = 9
 LABEL_POINTS = 7
+TEXT_MARGIN_POINTS = 4  # kept free at each end of a title or label
 BOX_LINE_POINTS = 0.6  # the box around the strongest cell
 
 
@@ -73,7 +74,7 @@ def distinct_names(paths: Iterable[Path]) -> dict[Path, str]:
             return names
         depth += 1
         for path in clashing:
-            names[path] = "/".join(path.parts[-depth:])
+            names[path] = Path(*path.parts[-depth:]).as_posix()  # at full depth, the path as given
 
 
 def exemplar_names(rows: dict[int, list[Exemplar]]) -> dict[Path, str]:
@@ -91,8 +92,8 @@ def draw_exemplars(layer: str, rows: dict[int, list[Exemplar]], channel_means: d
     columns = max(per_row + pattern_column, 1)
     figure = Figure(figsize=(columns * TILE_INCHES, max(len(rows), 1) * (TILE_INCHES + 0.35) + 0.6),
                     dpi=dpi, layout="constrained")
-    figure.suptitle("\n".join(wrap(title.split(" "), " ", TITLE_POINTS, dpi, columns * TILE_INCHES * 72 - 8)),
-                    fontsize=TITLE_POINTS)
+    title_width = columns * TILE_INCHES * 72 - 2 * TEXT_MARGIN_POINTS
+    figure.suptitle("\n".join(wrap(title.split(" "), " ", TITLE_POINTS, dpi, title_width)), fontsize=TITLE_POINTS)
     grid = figure.add_gridspec(max(len(rows), 1), columns)
     names = exemplar_names(rows)
     read_photo = functools.lru_cache(maxsize=8)(read_or_none)
@@ -124,7 +125,7 @@ def draw_crop(axes, exemplar: Exemplar, name: str, photo: Image.Image | None, cm
     from matplotlib.patches import Rectangle
     from matplotlib.patheffects import withStroke
 
-    label = shorten(name, LABEL_POINTS, axes.figure.dpi, TILE_INCHES * 72 - 6)
+    label = shorten(name, LABEL_POINTS, axes.figure.dpi, TILE_INCHES * 72 - 2 * TEXT_MARGIN_POINTS)
     axes.set_title(f"{label}\n{exemplar.activation:.3g}", fontsize=LABEL_POINTS)
     if photo is None:
         axes.text(0.5, 0.5, "unreadable now", ha="center", va="center", fontsize=7, transform=axes.transAxes)

@@ -9,7 +9,7 @@ import numpy as np
 from .backend import import_keras, input_gradient
 from .errors import UsageError
 from .forward import OUTPUT_KEY, feature_model_for
-from .layers import check_layer_names, is_input_layer, layer_paths, output_shape
+from .layers import check_layer_names, has_own_maps, layer_paths, output_shape
 from .models import OWN_WEIGHTS_LABEL
 
 
@@ -31,7 +31,9 @@ def cam_head_or_none(network, path: str):
     feature_model = feature_model_for(network.model, [path])
     try:
         return keras.Model(feature_model.output[path], feature_model.output[OUTPUT_KEY])
-    except ValueError:
+    except ValueError as error:
+        if "is not connected to" not in str(error):  # Keras's word for a path around the layer
+            raise
         return None
 
 
@@ -40,10 +42,7 @@ def explainable_layer_before(network, path: str) -> str:
     paths = layer_paths(network.model)
     names = list(paths)
     for name in reversed(names[: names.index(path) + 1]):
-        layer = paths[name]
-        if is_input_layer(layer) or len(output_shape(layer)) != 3:
-            continue
-        if cam_head_or_none(network, name) is not None:
+        if has_own_maps(paths[name]) and cam_head_or_none(network, name) is not None:
             return name
     raise UsageError(f"--cam: no layer of {network.label} with spatial maps, {path} or before it, that every "
                      "path to the output passes through; Grad-CAM cannot explain this model")
@@ -51,11 +50,12 @@ def explainable_layer_before(network, path: str) -> str:
 
 def default_cam_layer(network) -> str:
     """The layer --cam explains without --cam-layer: a built-in model's own, or the last that can be explained."""
-    if network.cam_layer:
-        return network.cam_layer
-    if not network.default_layers:
-        raise UsageError(f"--cam: {network.label} has no layer with spatial maps (height, width, channels) to explain")
-    return explainable_layer_before(network, network.default_layers[-1])
+    if not network.cam_layer:
+        if not network.default_layers:
+            raise UsageError(f"--cam: {network.label} has no layer with spatial maps (height, width, channels) "
+                             "to explain")
+        network.cam_layer = explainable_layer_before(network, network.default_layers[-1])  # searched once
+    return network.cam_layer
 
 
 def grad_cam(head, maps: np.ndarray, class_indices: Sequence[int]) -> np.ndarray:

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from .backend import import_keras
+from .layers import is_input_layer
 
 
 OUTPUT_KEY = "__output__"  # the model's own output, among the feature model's outputs
@@ -36,7 +37,7 @@ def feature_model_for(model, paths: Sequence[str]):
     inputs = keras.Input(shape=model.input_shape[1:])
     recorded = {}
     result = trace_layers(model, inputs, set(paths), recorded)
-    outputs = {path: recorded.get(path, inputs) for path in paths}  # input layers are never called
+    outputs = {path: recorded[path] for path in paths}
     outputs[OUTPUT_KEY] = result
     return keras.Model(inputs, outputs)
 
@@ -48,6 +49,9 @@ def trace_layers(model, inputs, wanted: set, recorded: dict, prefix: str = ""):
     every later one (a Grad-CAM head can start at a nested model's inner layer).
     """
     keras = import_keras()
+    for layer in model.layers:  # input layers are never called: their output is what the model is called on
+        if is_input_layer(layer) and prefix + layer.name in wanted:
+            recorded[prefix + layer.name] = inputs
 
     def call_layer(layer, *args, **kwargs):
         path = prefix + layer.name
@@ -66,8 +70,8 @@ def trace_layers(model, inputs, wanted: set, recorded: dict, prefix: str = ""):
         return result
     # Keras's own walk through a functional graph, as keras.models.clone_model makes it, without
     # building a model from `inputs`: that fails where they are not an Input, as for a backbone
-    # called on the output of a Rescaling layer. A private method, the same from Keras 3.3 (the lowest
-    # requirements.txt allows) to 3.15.
+    # called on the output of a Rescaling layer. A private method, with its `call_fn` from Keras 3.3.3
+    # (the lowest requirements.txt allows) to 3.15 at least.
     return model._run_through_graph(inputs, operation_fn=lambda layer: layer, call_fn=call_layer)
 
 
@@ -101,4 +105,9 @@ def class_keys(class_names: Sequence[str], indices: Sequence[int]) -> list[str]:
 
 def top_predictions(probabilities: np.ndarray, class_names: Sequence[str], k: int):
     """[(class name, probability)] for the k most probable classes, most probable first."""
-    return [(class_names[i], float(probabilities[i])) for i in top_classes(probabilities, k)]
+    return predictions_of(probabilities, class_names, top_classes(probabilities, k))
+
+
+def predictions_of(probabilities: np.ndarray, class_names: Sequence[str], classes: Sequence[int]):
+    """[(class name, probability)] of `classes`, in their order."""
+    return [(class_names[i], float(probabilities[i])) for i in classes]

@@ -34,6 +34,20 @@ def is_input_layer(layer) -> bool:
     return type(layer).__name__ == "InputLayer"
 
 
+PREPROCESSING_LAYERS = ("Rescaling", "Normalization", "Resizing", "CenterCrop", "RandomCrop", "RandomFlip",
+                        "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness")
+
+
+def has_own_maps(layer) -> bool:
+    """Whether a layer has spatial maps of its own to draw or explain by default: not an input, nor
+    preprocessing (Rescaling, Normalization, ...: its maps are the photo), nor a nested model (its maps
+    are those of one of its own layers, listed after it)."""
+    keras = import_keras()
+    preprocessing = tuple(getattr(keras.layers, name) for name in PREPROCESSING_LAYERS if hasattr(keras.layers, name))
+    return (len(output_shape(layer)) == 3 and not is_input_layer(layer)
+            and not isinstance(layer, (keras.Model, *preprocessing)))
+
+
 def check_layer_names(network, names: Sequence[str]) -> list[str]:
     """Return `names` without repeats, or raise UsageError for the first unknown one."""
     known = list(layer_paths(network.model))

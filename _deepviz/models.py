@@ -20,15 +20,13 @@ import numpy as np
 from .backend import import_keras
 from .errors import DeepvizError, UsageError
 from .images import HERE, PREPROCESSING
-from .layers import is_input_layer, layer_paths, output_shape
+from .layers import has_own_maps, layer_paths
 
 DEFAULT_MODEL = "inception_v3"
 DEFAULT_WEIGHTS = "imagenet"
 DEFAULT_PREPROCESS = "inception"  # for a model of the user's own
 OWN_MODEL_INPUT_SIZE = (224, 224)  # when the user's model accepts any size
 OWN_MODEL_DEFAULT_LAYER_COUNT = 5
-PREPROCESSING_LAYERS = ("Rescaling", "Normalization", "Resizing", "CenterCrop", "RandomCrop", "RandomFlip",
-                        "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness")
 OWN_WEIGHTS_LABEL = "its own weights"  # a saved or in-memory model carries them
 WEIGHTS_SUFFIXES = (".weights.h5", ".h5")
 MODEL_SUFFIXES = (".keras", ".h5")
@@ -47,7 +45,12 @@ class ModelSpec:
     input_size: int  # side of its square input, in pixels
     default_layers: tuple[str, ...]  # a spread from early to late layers
     block_pattern: str  # regular expression of its block outputs, marked by --list-layers
-    cam_layer: str = ""  # the layer --cam explains; "": the last default layer
+    cam_layer: str = ""  # the layer --cam explains, where it is not the last default layer
+
+    @property
+    def explained_layer(self) -> str:
+        """The layer --cam explains by default."""
+        return self.cam_layer or self.default_layers[-1]
 
 
 MODELS = {
@@ -132,16 +135,19 @@ def random_weights_seeded():
 
 
 def build_network(choice: NetworkChoice = NetworkChoice()) -> Network:
-    """The network `choice` names, built once per process for each choice (files reloaded if changed)."""
-    check_choice(choice)
+    """The network `choice` names (checked with check_choice), built once per process for each choice (files
+    reloaded if changed)."""
     labels_file = choice.labels if isinstance(choice.labels, str) else ""
     stamps = tuple(Path(p).stat().st_mtime_ns for p in (choice.model, choice.weights, labels_file)
                    if Path(p).is_file())
     return build_network_once(choice, stamps)
 
 
-def check_choice(choice: NetworkChoice) -> None:
-    """What can be checked of a choice before Keras is imported: the names, suffixes and files it gives."""
+def check_choice(choice: NetworkChoice, weights_given: bool = False) -> None:
+    """All that can be checked of a choice before Keras is imported: the names, suffixes and files it gives.
+
+    `weights_given`: whether weights were asked for, not left at their default (a saved model takes none).
+    """
     check_preprocess(choice.preprocess)
     if choice.model in MODELS:
         if choice.labels is not None:
@@ -150,6 +156,16 @@ def check_choice(choice: NetworkChoice) -> None:
         if choice.weights not in ("imagenet", "none"):
             check_weights_file(Path(choice.weights))
         return
+    if not choice.model.endswith(MODEL_SUFFIXES):
+        close = difflib.get_close_matches(choice.model, list(MODELS), n=3)
+        hint = f"; did you mean {' or '.join(close)}?" if close else "."
+        raise UsageError(f"--model {choice.model}: not a built-in model{hint} Expected one of "
+                         f"{', '.join(MODELS)} (see --list-models) or a saved model ending in "
+                         f"{' or '.join(MODEL_SUFFIXES)}")
+    if choice.model.endswith(WEIGHTS_SUFFIXES[0]):
+        raise UsageError(weights_not_model_message(choice.model))
+    if weights_given:
+        raise UsageError(f"--weights applies to the built-in models; {choice.model} carries its own weights")
     check_readable_file(Path(choice.model), "--model")
     if isinstance(choice.labels, str):
         check_readable_file(Path(choice.labels), "--labels")
@@ -189,7 +205,7 @@ def build_application(choice: NetworkChoice) -> Network:
         trained=trained,
         default_layers=spec.default_layers,
         block_pattern=spec.block_pattern,
-        cam_layer=spec.cam_layer or spec.default_layers[-1],
+        cam_layer=spec.explained_layer,
     )
 
 
@@ -351,26 +367,30 @@ def own_model_layers(model) -> tuple[tuple[str, ...], str, str]:
 
     A built-in architecture in it (the backbone of transfer learning, or the whole model)
     lends its own: `base/mixed3` rather than whichever layers an even spread lands on.
-    Otherwise the layers with spatial maps are spread from early to late, leaving out
-    preprocessing (Rescaling, Normalization, ...: the photo itself) and nested models
-    (their maps are those of one of their own layers, listed after them).
+    Otherwise the layers with maps of their own (layers.has_own_maps) are spread from early to late.
     """
     keras = import_keras()
     paths = layer_paths(model)
     for prefix, inner in [("", model)] + [(path + "/", layer) for path, layer in paths.items()
                                           if isinstance(layer, keras.Model)]:
-        names = {layer.name for layer in inner.layers}
-        for spec in MODELS.values():
-            if set(spec.default_layers) <= names:
-                cam_layer = spec.cam_layer or spec.default_layers[-1]
-                return (tuple(prefix + name for name in spec.default_layers),
-                        re.escape(prefix) + f"(?:{spec.block_pattern})", prefix + cam_layer)
-    preprocessing = tuple(getattr(keras.layers, name) for name in PREPROCESSING_LAYERS if hasattr(keras.layers, name))
-    spatial = [path for path, layer in paths.items()
-               if len(output_shape(layer)) == 3 and not is_input_layer(layer)
-               and not isinstance(layer, (keras.Model, *preprocessing))]
+        spec = built_in_architecture(inner)
+        if spec is not None:
+            return (tuple(prefix + name for name in spec.default_layers),
+                    re.escape(prefix) + f"(?:{spec.block_pattern})", prefix + spec.explained_layer)
+    spatial = [path for path, layer in paths.items() if has_own_maps(layer)]
     picks = np.linspace(0, len(spatial) - 1, min(OWN_MODEL_DEFAULT_LAYER_COUNT, len(spatial))).round()
     return tuple(dict.fromkeys(spatial[int(i)] for i in picks)), "", ""
+
+
+def built_in_architecture(model) -> ModelSpec | None:
+    """The built-in model `model` is built as, known by its layer names, or None.
+
+    Where several fit (a VGG19 has every default layer of a VGG16 too), the one whose last
+    default layer comes latest, so the deepest of its kind: VGG19's block5_conv4, not block5_conv3.
+    """
+    order = {layer.name: position for position, layer in enumerate(model.layers)}
+    fitting = [spec for spec in MODELS.values() if all(name in order for name in spec.default_layers)]
+    return max(fitting, key=lambda spec: order[spec.default_layers[-1]], default=None)
 
 
 def own_model_input_size(model, source: str) -> tuple[int, int]:
@@ -434,20 +454,6 @@ def load_class_names(path: Path = CLASS_INDEX_PATH) -> list[str]:
     """ImageNet class names by index, from the class index shipped with deepviz."""
     index = json.loads(path.read_text(encoding="utf-8"))
     return [index[str(i)][1] for i in range(len(index))]
-
-
-def check_model_argument(model: str, weights: str | None) -> None:
-    """A model that is not a built-in name must be a saved model file, and takes no weights."""
-    if not model.endswith(MODEL_SUFFIXES):
-        close = difflib.get_close_matches(model, list(MODELS), n=3)
-        hint = f"; did you mean {' or '.join(close)}?" if close else "."
-        raise UsageError(f"--model {model}: not a built-in model{hint} Expected one of "
-                         f"{', '.join(MODELS)} (see --list-models) or a saved model ending in "
-                         f"{' or '.join(MODEL_SUFFIXES)}")
-    if model.endswith(WEIGHTS_SUFFIXES[0]):
-        raise UsageError(weights_not_model_message(model))
-    if weights is not None:
-        raise UsageError(f"--weights applies to the built-in models; {model} carries its own weights")
 
 
 def weights_not_model_message(path) -> str:

@@ -116,7 +116,7 @@ def paint_mosaic(scaled: ScaledTiles, grid: TileGrid, colormap, labels: Sequence
                  summary_image: np.ndarray | None = None) -> np.ndarray:
     """The tiles as one RGBA image (grid.height, grid.width): resized to the grid's tiles, coloured, labelled.
 
-    `label_pixels` is label_font_pixels(labels, grid); None leaves the tiles unlabelled.
+    `label_pixels` is label_font_pixels(labels, grid, dpi); None leaves the tiles unlabelled.
 
     Painted at the size the figure shows it, so Matplotlib draws it 1:1 without resampling.
     A tile drawn larger than its map shows each map cell as a flat block (nearest
@@ -187,7 +187,8 @@ def label_font_pixels(labels: Sequence[str], grid: TileGrid, dpi: int = 100) -> 
     where even that does not fit."""
     longest = max(labels, key=len, default="")
     scale = dpi / 100
-    largest = int(np.clip(round(grid.tile_width * 0.2), max(MIN_LABEL_PIXELS, round(9 * scale)), round(18 * scale)))
+    low, high = max(MIN_LABEL_PIXELS, round(9 * scale)), max(MIN_LABEL_PIXELS, round(18 * scale))
+    largest = int(np.clip(round(grid.tile_width * 0.2), low, high))
     for size in range(largest, MIN_LABEL_PIXELS - 1, -1):
         _, _, right, bottom = ImageFont.load_default(size=size).getbbox(longest, anchor="lt")
         if right + 2 <= grid.tile_width and bottom + 2 <= grid.tile_height / 2:

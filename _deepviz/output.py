@@ -150,9 +150,10 @@ def try_making_a_file(folder: Path) -> None:
         pass
 
 
-def run_record(path: Path, network, predictions, layers: Sequence[LayerSummary], analysis, style,
-               versions: dict | None = None, classes: Sequence[int] | None = None) -> dict:
-    """Everything --json writes about one photo's run; `versions`: library_versions(), computed once."""
+def run_record(path: Path, network, predictions, classes: Sequence[int] | None, layers: Sequence[LayerSummary],
+               analysis, style, versions: dict | None = None) -> dict:
+    """Everything --json writes about one photo's run; `classes`: the predictions' class indices;
+    `versions`: library_versions(), computed once."""
     return {
         "image": str(path),
         "model": network.label,
@@ -176,8 +177,7 @@ def run_record(path: Path, network, predictions, layers: Sequence[LayerSummary],
         },
         "predictions": None if predictions is None else [
             {"rank": rank, "class": name, "index": index, "probability": probability}
-            for rank, ((name, probability), index) in enumerate(zip(predictions, classes or [None] * len(predictions)),
-                                                                 start=1)
+            for rank, ((name, probability), index) in enumerate(zip(predictions, classes), start=1)
         ],
         "predictions_unavailable": network.no_predictions_reason or None,
         "layers": [layer_record(layer) for layer in layers],

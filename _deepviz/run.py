@@ -24,7 +24,7 @@ from .errors import DeepvizError, UsageError
 from .figure import FigureStyle, display_photo, photo_title
 from .images import expand_inputs, load_image, sample_image
 from .layers import describe_layers
-from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, NetworkChoice, check_choice, check_model_argument
+from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, NetworkChoice, check_choice
 from .output import check_out_path, figure_paths, library_versions, run_record, save_figure, write_atomically
 from .stats import format_layer_line
 from .synthesis import DEFAULT_MAX_MAPS as SYNTHESIS_MAX_MAPS
@@ -123,12 +123,12 @@ def check_model_options(args, for_listing: bool = False) -> str | None:
     """The weights to build with, its files checked before Keras is imported; listing layers needs no download,
     so no ImageNet weights."""
     if args.model not in MODELS:
-        check_model_argument(args.model, args.weights)
         weights = None
     else:
         weights = args.weights or DEFAULT_WEIGHTS
         weights = "none" if for_listing and weights == DEFAULT_WEIGHTS else weights
-    check_choice(NetworkChoice(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels))
+    check_choice(NetworkChoice(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels),
+                 weights_given=args.weights is not None)
     return weights
 
 
@@ -295,8 +295,8 @@ def draw_job(path: Path, photo, visualizer, result: PhotoResult, out_path: Path,
     style = dataclasses.replace(style, photo_title=title, cam_layer=cam_layer)
     json_text = None
     if args.json:
-        record = run_record(path, network, result.predictions, result.layers, analysis, style, versions,
-                            result.classes)
+        record = run_record(path, network, result.predictions, result.classes, result.layers, analysis, style,
+                            versions)
         json_text = json.dumps(record, indent=2).encode("utf-8")
     return DrawJob(display_photo(photo), result.layers, result.cams, style, out_path, json_text, result.arrays)
 

@@ -109,7 +109,8 @@ def write_files(job: DrawJob) -> DrawReport:
         writes.append((json_path, lambda: write_atomically(json_path, lambda s: s.write(job.json_text)), "the JSON"))
     if job.arrays is not None:
         arrays_path = job.out_path.with_suffix(".npz")
-        writes.append((arrays_path, lambda: write_atomically(arrays_path, lambda s: np.savez_compressed(s, **job.arrays)),
+        writes.append((arrays_path,
+                       lambda: write_atomically(arrays_path, lambda s: np.savez_compressed(s, **job.arrays)),
                        "the arrays"))
     written = []
     for target, write, what in writes:

@@ -293,7 +293,8 @@ def throughput_rows(args, work: Path, sources, progress) -> list[tuple]:
         (f"{count} photos, default layers, one run, --workers 1", f"{one:.1f} s", f"{count / one:.2f} images/s", ""),
         (f"{count} photos, default layers, one run, default --workers ({workers.default_workers(count)})",
          f"{default:.1f} s",
-         f"{count / default:.2f} images/s; {one / default:.2f}x --workers 1; {count / default / network:.2f}x the network",
+         f"{count / default:.2f} images/s; {one / default:.2f}x --workers 1; "
+         f"{count / default / network:.2f}x the network",
          f"≥ 1.6x: {verdict(one / default >= 1.6)}; ≥ 3 images/s: {verdict(count / default >= 3)}; "
          f"≥ 0.2x the network: {verdict(count / default / network >= 0.2)}"),
         (f"the photos beyond the first {half} ({count} photos' run less {half} photos'): --workers 1; default",
@@ -397,7 +398,8 @@ def main(argv=None) -> int:
             versus_floor = f"; {ours / floor:.2f}x floor" if floor else ""
             floor_target = f"; ≤ 0.25x floor: {verdict(ours / floor <= 0.25)}" if floor else ""
             rows.append(("drawing mixed3 + mixed10, all 2,816 channels: deepviz", f"{ours:.2f} s",
-                         f"{naive / ours:.0f}x faster{versus_floor}", f"≥ 10x: {verdict(naive / ours >= 10)}{floor_target}"))
+                         f"{naive / ours:.0f}x faster{versus_floor}",
+                         f"≥ 10x: {verdict(naive / ours >= 10)}{floor_target}"))
 
         if "batch" in args.only:  # 3. Batch
             progress("32 photos: one run, then 32 runs")

@@ -103,6 +103,9 @@ def test_a_nested_model_after_a_layer_of_the_outer_one_gives_its_inner_maps(sequ
     maps = viz.maps(photo, ["base/conv_a", "base/conv_b"])
     for path in maps:
         np.testing.assert_allclose(maps[path], expected_maps(base, path, pixels * 0.5), rtol=1e-5, atol=1e-6)
+    if not sequential_base:  # its input layer is listed: what the backbone is called on, the photo halved
+        input_path = "base/" + base.layers[0].name
+        np.testing.assert_allclose(viz.maps(photo, input_path)[input_path], pixels * 0.5, rtol=1e-6)
     probabilities = keras.ops.convert_to_numpy(model(pixels[None], training=False))[0]
     np.testing.assert_allclose([p for _, p in viz.predict(photo, top=3)], np.sort(probabilities)[::-1], rtol=1e-5)
     assert [heatmap.shape for heatmap in viz.grad_cam(photo, layer="base/conv_b", top=2).values()] == [(14, 14)] * 2
@@ -210,7 +213,8 @@ def test_figure_is_a_matplotlib_figure_that_leaves_pyplot_alone(tmp_path):
 def test_bad_arguments_raise_usage_errors_a_python_user_can_catch(tmp_path):
     viz = deepviz.Visualizer(functional_classifier())
     photo = photo_array()
-    with pytest.raises(deepviz.UsageError, match=r"functional has no layer 'conv_c'; did you mean 'conv_b' or 'conv_a'\?"):
+    with pytest.raises(deepviz.UsageError,
+                       match=r"functional has no layer 'conv_c'; did you mean 'conv_b' or 'conv_a'\?"):
         viz.maps(photo, ["conv_c"])
     with pytest.raises(ValueError, match="rank: expected one of mean, max, index, received 'loudest'"):
         viz.figure(photo, rank="loudest")
@@ -237,7 +241,8 @@ def test_bad_arguments_raise_usage_errors_a_python_user_can_catch(tmp_path):
                                                      r"use one of \.png, \.pdf"):
             viz.save(photo, tmp_path / name)
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(deepviz.UsageError, match=r"channels: expected each channel once, received 2 twice in \[2, 1, 2\]"):
+    with pytest.raises(deepviz.UsageError,
+                       match=r"channels: expected each channel once, received 2 twice in \[2, 1, 2\]"):
         viz.figure(photo, ["conv_a"], channels=[2, 1, 2])
 
 

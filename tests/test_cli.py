@@ -207,7 +207,8 @@ def test_synthesis_settings_without_synthesize_are_a_usage_error(run, option, va
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--cam-layer", "mixd10"], "--cam-layer mixd10 picks the layer --cam explains; add --cam, or leave --cam-layer out"),
+    (["--cam-layer", "mixd10"],
+     "--cam-layer mixd10 picks the layer --cam explains; add --cam, or leave --cam-layer out"),
     (["--per-channel", 9], "--per-channel sets up --exemplars; add --exemplars PHOTO ..., or leave it out"),
     (["--engine", "ray"], "--engine sets up --exemplars; add --exemplars PHOTO ..., or leave it out"),
     (["--channels", "5,6", "--max-maps", 64],

@@ -133,10 +133,10 @@ def test_a_row_starts_with_the_synthesized_pattern_when_there_is_one(tmp_path):
 
 def test_photos_of_the_same_name_are_told_apart_by_their_folders():
     paths = [Path("/data/cat/001.jpg"), Path("/data/dog/001.jpg"), Path("/x/a/b.jpg"), Path("/y/a/b.jpg"),
-             Path("/data/c.jpg")]
+             Path("/data/c.jpg"), Path("/e/f.jpg"), Path("/g/e/f.jpg")]
     assert exemplar_figure.distinct_names(paths + paths[:1]) == {
         paths[0]: "cat/001.jpg", paths[1]: "dog/001.jpg", paths[2]: "x/a/b.jpg", paths[3]: "y/a/b.jpg",
-        paths[4]: "c.jpg"}
+        paths[4]: "c.jpg", paths[5]: "/e/f.jpg", paths[6]: "g/e/f.jpg"}  # one path is the other's end: whole
 
 
 @pytest.mark.parametrize("colour", ["white", "black"])

@@ -68,6 +68,13 @@ def test_two_classes_of_one_name_keep_their_own_heatmaps(run, tmp_path):
     assert sorted(viz.grad_cam(str(photo), layer="maps", top=2)) == ["side_0", "side_1"]
     with pytest.raises(deepviz.UsageError, match=r"classes: 2 classes are named 'side' \(indices 0, 1\); name it by"):
         viz.grad_cam(str(photo), classes=["side"], layer="maps")
+    assert list(viz.grad_cam(str(photo), classes=["side_1", 0], layer="maps")) == ["side_1", "side_0"]  # keys back in
+
+
+def test_imagenet_classes_of_one_name_are_keyed_with_their_index():
+    names = models.load_class_names()
+    assert forward.class_keys(names, [134, 517, 638, 639, 1]) == [
+        "crane_134", "crane_517", "maillot_638", "maillot_639", "goldfish"]
 
 
 def reference_grad_cam(model, layer, image_batch, class_index):

@@ -141,6 +141,11 @@ def test_a_built_in_backbone_lends_its_default_layers_and_blocks_and_preprocessi
     assert viz.maps(photo, base.name)[base.name].shape == (3, 3, 1280)  # the nested model itself, as a layer
     assert [heatmap.shape for heatmap in viz.grad_cam(photo, top=1).values()] == [(3, 3)]
 
+    vgg16, vgg19 = (getattr(keras.applications, name)(weights=None, include_top=False, input_shape=(32, 32, 3))
+                    for name in ("VGG16", "VGG19"))  # a VGG19 has every default layer of a VGG16 too
+    assert models.built_in_architecture(vgg16) is deepviz.MODELS["vgg16"]
+    assert models.built_in_architecture(vgg19) is deepviz.MODELS["vgg19"]
+
     small = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255, name="scale"),
                               keras.layers.Conv2D(4, 3, name="conv_a"), keras.layers.Conv2D(4, 3, name="conv_b")])
     assert deepviz.Visualizer(small).default_layers == ["conv_a", "conv_b"]  # not the rescaled photo

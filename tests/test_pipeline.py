@@ -392,7 +392,7 @@ def test_labels_grow_with_their_tiles_and_are_left_out_where_they_do_not_fit(run
     assert sizes[0] is None and known == sorted(known)  # too small at first, then never smaller as tiles grow
     assert min(known) >= mosaic.MIN_LABEL_PIXELS and max(known) == 18
     big_tiles = mosaic.tile_grid(1, (8, 8), 300)
-    assert [mosaic.label_font_pixels(["1234"], big_tiles, dpi) for dpi in (100, 200, 300)] == [18, 36, 54]
+    assert [mosaic.label_font_pixels(["1234"], big_tiles, dpi) for dpi in (20, 100, 200, 300)] == [7, 18, 36, 54]
     maps = np.random.default_rng(4).random((8, 8, 2048), np.float32)
     crowded = draw([stats.summarize_layer("mixed10", maps, None, "mean")])
     assert "tiles too small to label: raise --dpi" in crowded.axes[1].get_title()
