@@ -30,6 +30,7 @@ import io
 import json
 import os
 import weakref
+import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -359,7 +360,7 @@ def read_cached(path: Path) -> Pattern | None:
     try:
         with np.load(path) as stored:
             return Pattern(stored["image"], float(stored["activation"]))
-    except (OSError, KeyError, ValueError):  # absent, or a broken file: computed again
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # absent, or a broken file: computed again
         return None
 
 

@@ -111,6 +111,10 @@ def test_patterns_are_cached_and_reproducible(network, cache, monkeypatch):
     monkeypatch.setenv("DEEPVIZ_CACHE", str(cache.parent / "elsewhere"))
     fresh = synthesis.synthesize_patterns(network, "mixed", [1], settings)  # the same seed, computed again
     np.testing.assert_array_equal(fresh[1].image, first[1].image)
+    for stored in (cache.parent / "elsewhere" / "synthesis").glob("*.npz"):  # cut short, as by a full disk
+        stored.write_bytes(stored.read_bytes()[:100])
+    mended = synthesis.synthesize_patterns(network, "mixed", [1], settings)  # a broken file: computed again
+    np.testing.assert_array_equal(mended[1].image, first[1].image)
 
 
 def test_cached_patterns_returns_only_what_is_cached_under_default_settings(network, cache):
