@@ -31,6 +31,7 @@ TILE_INCHES = 1.35
 TITLE_POINTS = 9
 LABEL_POINTS = 7
 TEXT_MARGIN_POINTS = 4  # kept free at each end of a title or label
+ROWS_MAX = 64  # channels drawn in one figure (all are printed and in --json): 64 rows are about 11,000 pixels tall
 BOX_LINE_POINTS = 0.6  # the box around the strongest cell
 
 
@@ -83,9 +84,16 @@ def exemplar_names(rows: dict[int, list[Exemplar]]) -> dict[Path, str]:
 
 
 def draw_exemplars(layer: str, rows: dict[int, list[Exemplar]], channel_means: dict[int, float],
-                   patterns: dict[int, np.ndarray], title: str, cmap: str = "viridis", dpi: int = 100):
-    """A Matplotlib Figure: per channel, its synthesized pattern (when given) then its exemplars' crops."""
+                   patterns: dict[int, np.ndarray], title: str, cmap: str = "viridis", dpi: int = 100,
+                   names: dict[Path, str] | None = None):
+    """A Matplotlib Figure: per channel, its synthesized pattern (when given) then its exemplars' crops.
+
+    The first ROWS_MAX channels; the title should say so where there are more. `names`: what to
+    call each photo (default: exemplar_names of the rows).
+    """
     from matplotlib.figure import Figure
+
+    rows = dict(list(rows.items())[:ROWS_MAX])
 
     per_row = max((len(exemplars) for exemplars in rows.values()), default=1)
     pattern_column = 1 if any(channel in patterns for channel in rows) else 0
@@ -95,7 +103,7 @@ def draw_exemplars(layer: str, rows: dict[int, list[Exemplar]], channel_means: d
     title_width = columns * TILE_INCHES * 72 - 2 * TEXT_MARGIN_POINTS
     figure.suptitle("\n".join(wrap(title.split(" "), " ", TITLE_POINTS, dpi, title_width)), fontsize=TITLE_POINTS)
     grid = figure.add_gridspec(max(len(rows), 1), columns)
-    names = exemplar_names(rows)
+    names = names or exemplar_names(rows)
     read_photo = functools.lru_cache(maxsize=8)(read_or_none)
     for row, (channel, exemplars) in enumerate(rows.items()):
         tiles = [figure.add_subplot(grid[row, column]) for column in range(columns)]
@@ -126,7 +134,7 @@ def draw_crop(axes, exemplar: Exemplar, name: str, photo: Image.Image | None, cm
     from matplotlib.patheffects import withStroke
 
     label = shorten(name, LABEL_POINTS, axes.figure.dpi, TILE_INCHES * 72 - 2 * TEXT_MARGIN_POINTS)
-    axes.set_title(f"{label}\n{exemplar.activation:.3g}", fontsize=LABEL_POINTS)
+    axes.set_title(f"{label}\n{exemplar.activation:.4g}", fontsize=LABEL_POINTS)  # as printed
     if photo is None:
         axes.text(0.5, 0.5, "unreadable now", ha="center", va="center", fontsize=7, transform=axes.transAxes)
         return

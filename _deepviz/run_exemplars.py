@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .cli import Reporter
 from .errors import UsageError
-from .exemplar_figure import draw_exemplars, exemplar_names, synthesized_patterns
+from .exemplar_figure import ROWS_MAX, distinct_names, draw_exemplars, synthesized_patterns
 from .exemplars import DEFAULT_RANK, RANKS, ExemplarPlan, ExemplarResult, exemplar_records, find_exemplars
 from .images import expand_inputs
 from .output import DEFAULT_OUT_DIR, is_directory_target, library_versions, save_figure, write_atomically
@@ -22,6 +22,8 @@ def run_exemplars(args, reporter: Reporter, make_visualizer) -> int:
     if rank not in RANKS:
         raise UsageError(f"--rank {rank}: exemplars are ranked by {' or '.join(RANKS)} activation")
     photo_paths = expand_inputs([*args.exemplars, *args.images], args.recursive)
+    if args.layers:  # a mistake in --out is found before the network is built
+        exemplar_figure_paths(tuple(dict.fromkeys(args.layers)), args.out)
     visualizer = build_visualizer(args, reporter, make_visualizer)
     layers = tuple(dict.fromkeys(args.layers or visualizer.default_layers))
     out_paths = exemplar_figure_paths(layers, args.out)
@@ -33,11 +35,22 @@ def run_exemplars(args, reporter: Reporter, make_visualizer) -> int:
                                 args.batch_size, args.ray_address, advance)
     for path, reason in result.failed:
         print(f"deepviz: warning: skipped: {reason}", file=sys.stderr, flush=True)
+    names = distinct_names(photo_paths)  # the same name for a photo in every layer's figure
     for layer in result.exemplars:
-        report_layer(layer, result, visualizer.network, plan, out_paths[layer], args)
+        report_layer(layer, result, visualizer.network, plan, out_paths[layer], names, args)
     skipped = f"; unreadable, skipped: {', '.join(str(p) for p, _ in result.failed)}" if result.failed else ""
     print(f"{result.photos} of {len(photo_paths)} photos searched{skipped}")
     return 0
+
+
+def exemplar_title(layer: str, photos: int, channels: int, plan: ExemplarPlan, network) -> str:
+    """What the figure shows: "mixed5: the 9 of 120 photos that excite each channel most (max activation); ..."."""
+    if plan.per_channel >= photos:
+        shown = f"all {photos} photos, ordered by how much they excite each channel"
+    else:
+        shown = f"the {plan.per_channel} of {photos} photos that excite each channel most"
+    drawn = f"; the first {ROWS_MAX} of {channels} channels drawn, all printed" if channels > ROWS_MAX else ""
+    return (f"{layer}: {shown} ({plan.rank} activation){drawn}; {network.label}, weights {network.weights_label}")
 
 
 def exemplar_figure_paths(layers, out: str | None) -> dict[str, Path]:
@@ -50,17 +63,18 @@ def exemplar_figure_paths(layers, out: str | None) -> dict[str, Path]:
     return {layer: folder / f"exemplars_{layer.replace('/', '_')}.png" for layer in layers}
 
 
-def report_layer(layer: str, result: ExemplarResult, network, plan: ExemplarPlan, out_path: Path, args) -> None:
-    """Print each channel's exemplars, draw the layer's figure and write it (and its JSON)."""
+def report_layer(layer: str, result: ExemplarResult, network, plan: ExemplarPlan, out_path: Path,
+                 names: dict[Path, str], args) -> None:
+    """Print each channel's exemplars, draw the layer's figure and write it (and its JSON).
+
+    `names`: what to call each photo searched (exemplar_figure.distinct_names).
+    """
     rows = result.exemplars[layer]
-    names = exemplar_names(rows)
     for channel, exemplars in rows.items():
         found = ", ".join(f"{names[e.path]} {e.activation:.4g}" for e in exemplars)
         print(f"{layer} channel {channel}: {found}")
-    title = (f"{layer}: the {plan.per_channel} of {result.photos} photos that excite each channel most "
-             f"({plan.rank} activation); {network.label}, weights {network.weights_label}")
-    patterns = synthesized_patterns(network, layer, list(rows))
-    figure = draw_exemplars(layer, rows, result.channel_means[layer], patterns, title, args.cmap, args.dpi)
+    figure = draw_exemplars(layer, rows, result.channel_means[layer], synthesized_patterns(network, layer, list(rows)),
+                            exemplar_title(layer, result.photos, len(rows), plan, network), args.cmap, args.dpi, names)
     writes = [(out_path, lambda: save_figure(figure, out_path, args.dpi), "the figure")]
     if args.json:
         record = {

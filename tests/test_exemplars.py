@@ -2,7 +2,9 @@
 
 import json
 import os
+import re
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 from PIL import Image, ImageOps
 
 import deepviz
-from _deepviz import backend, exemplar_figure, exemplars, images
+from _deepviz import backend, exemplar_figure, exemplars, images, run_exemplars
 from conftest import ROOT
 
 keras = backend.import_keras()
@@ -185,6 +187,38 @@ def test_the_command_line_finds_the_strongest_photos_and_skips_unreadable_ones(r
         best = maps[peaks[0][1]][..., channel]
         assert tuple(entry["exemplars"][0]["position"]) == np.unravel_index(best.argmax(), best.shape)
     assert (tmp_path / "exemplars_conv_b.png").stat().st_size > 0
+
+
+def test_one_name_per_photo_in_every_layer_and_a_title_true_to_the_set(run, tiny_model, tmp_path):
+    for folder, colour in (("a", (250, 20, 20)), ("b", (20, 20, 250))):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (40, 40), colour).save(tmp_path / folder / "001.png")
+    Image.new("RGB", (40, 40), (20, 250, 20)).save(tmp_path / "a" / "002.png")
+    status, out, err = run("--exemplars", tmp_path / "a", tmp_path / "b", "--model", tiny_model, "--layers", "conv_a",
+                           "conv_b", "--channels", "0,1", "--per-channel", 2, "--quiet", "--out", tmp_path / "out")
+    assert status == 0, err
+    rows = [line.split(": ", 1)[1] for line in out.splitlines() if re.match(r"conv_[ab] channel \d: ", line)]
+    assert len(rows) == 4
+    named = {name for row in rows for name in re.findall(r"(\S+\.png) ", row)}
+    assert "001.png" not in named and named & {"a/001.png", "b/001.png"}  # told apart even where one is shown
+    assert named <= {"a/001.png", "b/001.png", "002.png"}
+
+
+def test_the_exemplar_title_says_what_the_figure_shows():
+    network = types.SimpleNamespace(label="tiny", weights_label="its own weights")
+    plan = exemplars.ExemplarPlan(("conv_b",), per_channel=9)
+    assert run_exemplars.exemplar_title("conv_b", 6, 4, plan, network).startswith(
+        "conv_b: all 6 photos, ordered by how much they excite each channel (max activation); tiny")
+    assert "the 9 of 100 photos that excite each channel most (max activation); the first 64 of 768 channels " \
+           "drawn, all printed" in run_exemplars.exemplar_title("conv_b", 100, 768, plan, network)
+
+
+def test_a_figure_draws_the_first_64_channels(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (20, 20), "grey").save(path)
+    rows = {c: [exemplars.Exemplar(path, 1.0, (0, 0), (2, 2), np.ones((2, 2), np.float32))] for c in range(70)}
+    drawn = exemplar_figure.draw_exemplars("layer", rows, {}, {}, "t", dpi=20)
+    assert len(drawn.axes) == exemplar_figure.ROWS_MAX == 64
 
 
 @pytest.mark.parametrize("args, message", [
