@@ -147,7 +147,9 @@ def expand_inputs(inputs: Sequence[str], recursive: bool) -> list[Path]:
             pattern = "**/*" if recursive else "*"
             found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                raise DeepvizError(f"{path}: directory holds no images ({', '.join(IMAGE_SUFFIXES)})")
+                nested = not recursive and any(p.is_dir() for p in path.iterdir())
+                hint = "; it has subdirectories: add --recursive to look in them" if nested else ""
+                raise DeepvizError(f"{path}: directory holds no images ({', '.join(IMAGE_SUFFIXES)}){hint}")
             paths.extend(found)
         else:
             paths.append(path)

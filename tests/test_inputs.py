@@ -230,6 +230,11 @@ def test_a_directory_without_images(run, tmp_path):
     status, _, err = run(tmp_path, "--quiet")
     assert status == 1
     assert err.startswith(f"deepviz: error: {tmp_path}: directory holds no images (.jpg, .jpeg, .png")
+    assert "--recursive" not in err
+    (tmp_path / "holiday").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "holiday" / "beach.png")
+    status, _, err = run(tmp_path, "--quiet")
+    assert status == 1 and err.endswith("; it has subdirectories: add --recursive to look in them\n")
 
 
 def test_an_unreadable_file(run, tmp_path, monkeypatch):
