@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"gives the same pattern (default: {SYNTHESIS_SEED})")
     parser.add_argument("--json", action="store_true",
                         help="also write <figure stem>.json: predictions, model, weights, versions, settings, "
-                        "and each layer's statistics and ranked channels")
+                        "and each layer's statistics and ranked channels (and --synthesize's settings and patterns)")
     parser.add_argument("--save-arrays", action="store_true",
                         help="also write <figure stem>.npz: each chosen layer's maps, the output vector, the "
                         "Grad-CAM heatmaps (cam/<class>) and the synthesized patterns (synth/<layer>/<channel>)")

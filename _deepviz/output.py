@@ -184,6 +184,15 @@ def run_record(path: Path, network, predictions, classes: Sequence[int] | None, 
     }
 
 
+def synthesis_record(settings, patterns: dict) -> dict:
+    """What --json says of --synthesize: its settings and each pattern's mean activation of its channel."""
+    return {
+        "steps": settings.steps, "size": settings.size, "seed": settings.seed,
+        "patterns": {layer: {str(channel): pattern.activation for channel, pattern in by_channel.items()}
+                     for layer, by_channel in patterns.items()},
+    }
+
+
 def layer_record(layer: LayerSummary) -> dict:
     record = {
         "name": layer.name,

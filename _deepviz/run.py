@@ -25,7 +25,8 @@ from .figure import FigureStyle, display_photo, photo_title
 from .images import expand_inputs, load_image, sample_image
 from .layers import describe_layers
 from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, NetworkChoice, check_choice
-from .output import check_out_path, figure_paths, library_versions, run_record, save_figure, write_atomically
+from .output import (check_out_path, figure_paths, library_versions, run_record, save_figure, synthesis_record,
+                     write_atomically)
 from .stats import format_layer_line
 from .synthesis import DEFAULT_MAX_MAPS as SYNTHESIS_MAX_MAPS
 from .synthesis import check_synthesis_layer, layer_patterns, pattern_arrays, synthesis_settings
@@ -320,7 +321,11 @@ def with_patterns(job: DrawJob, network, args) -> tuple[DrawJob, list[str]]:
              + ", ".join(f"{channel}: {pattern.activation:.4g}" for channel, pattern in by_channel.items())
              for layer, by_channel in patterns.items()]
     arrays = None if job.arrays is None else {**job.arrays, **pattern_arrays(patterns)}
-    return dataclasses.replace(job, patterns=patterns, arrays=arrays), lines
+    json_text = job.json_text
+    if json_text is not None:
+        record = {**json.loads(json_text), "synthesis": synthesis_record(settings, patterns)}
+        json_text = json.dumps(record, indent=2).encode("utf-8")
+    return dataclasses.replace(job, patterns=patterns, arrays=arrays, json_text=json_text), lines
 
 
 def write_all(writes) -> None:
@@ -352,6 +357,12 @@ def draw_patterns_only(args, reporter: Reporter, make_visualizer: Callable) -> i
     title = f"{network.label} ({network.weights_label})"
     figure = draw_synthesis_figure(None, title, chosen, patterns, cmap=args.cmap)
     writes = [(out_path, lambda: save_figure(figure, out_path, args.dpi), "the figure")]
+    if args.json:
+        record = {"model": network.label, "weights": network.weights_label, "versions": library_versions(),
+                  "synthesis": synthesis_record(settings, patterns)}
+        text = json.dumps(record, indent=2).encode("utf-8")
+        json_path = out_path.with_suffix(".json")
+        writes.append((json_path, lambda: write_atomically(json_path, lambda stream: stream.write(text)), "the JSON"))
     if args.save_arrays:
         arrays = pattern_arrays(patterns)
         arrays_path = out_path.with_suffix(".npz")

@@ -4,6 +4,9 @@ A tiny model of InceptionV3's shape (a Concatenate of branches that each end in 
 keeps every test to a few seconds on any backend.
 """
 
+import json
+import re
+
 import numpy as np
 import pytest
 
@@ -148,13 +151,17 @@ def test_cli_draws_patterns_without_an_image(tiny_model, cache, tmp_path, run):
     tiny_model.save(saved)
     out = tmp_path / "patterns.png"
     status, stdout, stderr = run("--model", saved, "--layers", "mixed", "--channels", "2,6", "--synthesize",
-                                 "--steps", "3", "--save-arrays", "--out", out, "--quiet")
+                                 "--steps", "3", "--save-arrays", "--json", "--out", out, "--quiet")
     assert status == 0, stderr
     assert "mixed channel 2: mean activation" in stdout and stderr == ""
     assert out.is_file()
     with np.load(out.with_suffix(".npz")) as arrays:
         assert sorted(arrays.files) == ["synth/mixed/2", "synth/mixed/6"]
         assert arrays["synth/mixed/6"].shape == (SIZE, SIZE, 3)
+    synthesis_json = json.loads(out.with_suffix(".json").read_text())["synthesis"]
+    assert (synthesis_json["steps"], synthesis_json["size"], synthesis_json["seed"]) == (3, SIZE, 0)
+    printed = dict(re.findall(r"mixed channel (\d+): mean activation (\S+) on its pattern", stdout))
+    assert {channel: f"{value:.4g}" for channel, value in synthesis_json["patterns"]["mixed"].items()} == printed
     status, _, stderr = run("--model", saved, "--layers", "mixed", "--synthesize", "--quiet")
     assert status == 2 and "pass --channels I,J" in stderr and "Traceback" not in stderr
 
@@ -166,9 +173,12 @@ def test_cli_pairs_the_photos_maps_with_patterns(tiny_model, cache, tmp_path, ru
     tiny_model.save(saved)
     out = tmp_path / "photo.png"
     status, stdout, stderr = run(SAMPLE_PHOTO, "--model", saved, "--layers", "mixed", "--synthesize", "--steps", "2",
-                                 "--save-arrays", "--out", out)
+                                 "--save-arrays", "--json", "--out", out)
     assert status == 0, stderr
     assert "mixed patterns (channel: mean activation):" in stdout
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["synthesis"]["steps"] == 2 and len(record["synthesis"]["patterns"]["mixed"]) == 8
+    assert record["layers"][0]["name"] == "mixed"  # the photo's own record, with the patterns added
     assert "synthesizing mixed" in stderr  # the progress bar, on stderr
     with np.load(out.with_suffix(".npz")) as arrays:
         synthesized = [name for name in arrays.files if name.startswith("synth/mixed/")]
