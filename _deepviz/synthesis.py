@@ -252,9 +252,11 @@ def build_synthesis_models(network, layer: str, size: int) -> SynthesisModels:
         try:
             truncated = keras.models.clone_model(truncated, input_tensors=keras.Input((size, size, 3)),
                                                  clone_function=lambda same: same)
-        except ValueError as error:
-            raise UsageError(f"--size {size}: {network.label} cannot run on {size}x{size} images up to {layer} "
-                             f"({str(error).splitlines()[0]}); pass --size {network.input_size[0]}") from None
+        except ValueError:
+            default = synthesis_settings(network).size
+            raise UsageError(f"--size {size}: {network.label} cannot reach {layer} from {size}x{size} images (too "
+                             f"small for the layers on the way); pass a larger --size (the default, {default}, "
+                             "reaches every layer)") from None
     matrix, offset = preprocessing_as_linear_map(network)
 
     spectra = keras.Input(spectrum_shape(size))

@@ -144,6 +144,13 @@ def test_visualizer_synthesize_and_errors(tiny_model, cache):
         viz.synthesize(viz.layers()[-1], [0], steps=2)
     with pytest.raises(deepviz.UsageError, match="steps: expected a whole number of at least 1"):
         viz.synthesize("mixed", [0], steps=0)
+    keras = backend.import_keras()
+    inputs = keras.Input((64, 64, 3))
+    shrinking = keras.layers.Conv2D(4, 9, activation="relu", name="deep")(keras.layers.Conv2D(4, 9, strides=2)(inputs))
+    with pytest.raises(deepviz.UsageError) as refused:  # 16 -> 4 -> nothing
+        deepviz.Visualizer(keras.Model(inputs, shrinking, name="shrinking")).synthesize("deep", [0], steps=1, size=16)
+    assert str(refused.value) == ("--size 16: shrinking cannot reach deep from 16x16 images (too small for the layers "
+                                  "on the way); pass a larger --size (the default, 64, reaches every layer)")
 
 
 def test_cli_draws_patterns_without_an_image(tiny_model, cache, tmp_path, run):
