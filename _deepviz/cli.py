@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"figure resolution in dots per inch ({DPI_RANGE[0]} to {DPI_RANGE[1]})")
     parser.add_argument("--out", metavar="PATH",
                         help=f"figure file (.{', .'.join(FIGURE_FORMATS)}) or directory "
-                        f"(default: {DEFAULT_OUT_DIR}/<image stem>.png)")
+                        f"(default: {DEFAULT_OUT_DIR}/<image stem>.png; {DEFAULT_OUT_DIR}/synthesis.png for "
+                        f"--synthesize without IMAGE; {DEFAULT_OUT_DIR}/exemplars_<layer>.png for --exemplars)")
     parser.add_argument("--recursive", action="store_true", help="look for images in subdirectories too")
     parser.add_argument("--batch-size", type=positive_int(1, 1024), default=DEFAULT_BATCH_SIZE, metavar="N",
                         help="images per forward pass")
