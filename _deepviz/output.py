@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -57,6 +58,19 @@ def render_figure(figure, dpi: int) -> np.ndarray:
     finally:
         figure.dpi = figure_dpi
         figure.set_canvas(canvas)
+
+
+def json_write(figure_path: Path, record: dict) -> tuple:
+    """(path, write(), what) for a list of writes: `record` as the figure's <stem>.json, written atomically."""
+    path = figure_path.with_suffix(".json")
+    text = json.dumps(record, indent=2).encode("utf-8")
+    return path, lambda: write_atomically(path, lambda stream: stream.write(text)), "the JSON"
+
+
+def arrays_write(figure_path: Path, arrays: dict) -> tuple:
+    """(path, write(), what) for a list of writes: `arrays` as the figure's <stem>.npz, written atomically."""
+    path = figure_path.with_suffix(".npz")
+    return path, lambda: write_atomically(path, lambda stream: np.savez_compressed(stream, **arrays)), "the arrays"
 
 
 def write_atomically(path: Path, write: Callable) -> None:

@@ -10,13 +10,11 @@ import argparse
 import dataclasses
 import gc
 import itertools
-import json
 import sys
 import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 
 from .analysis import Analysis, PhotoResult
 from .cli import Reporter, check_cmap, format_predictions
@@ -25,8 +23,8 @@ from .figure import FigureStyle, display_photo, photo_title
 from .images import expand_inputs, load_image, sample_image
 from .layers import describe_layers
 from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, NetworkChoice, check_choice
-from .output import (check_out_path, figure_paths, library_versions, run_record, save_figure, synthesis_record,
-                     write_atomically)
+from .output import (arrays_write, check_out_path, figure_paths, json_write, library_versions, run_record,
+                     save_figure, synthesis_record)
 from .stats import format_layer_line
 from .synthesis import DEFAULT_MAX_MAPS as SYNTHESIS_MAX_MAPS
 from .synthesis import check_synthesis_layer, layer_patterns, pattern_arrays, synthesis_settings
@@ -294,12 +292,9 @@ def draw_job(path: Path, photo, visualizer, result: PhotoResult, out_path: Path,
     cam_layer = visualizer.prepare(analysis).cam_layer or ""
     title = photo_title(path.name, photo, network, result.predictions, style.dpi)
     style = dataclasses.replace(style, photo_title=title, cam_layer=cam_layer)
-    json_text = None
-    if args.json:
-        record = run_record(path, network, result.predictions, result.classes, result.layers, analysis, style,
-                            versions)
-        json_text = json.dumps(record, indent=2).encode("utf-8")
-    return DrawJob(display_photo(photo), result.layers, result.cams, style, out_path, json_text, result.arrays)
+    record = (run_record(path, network, result.predictions, result.classes, result.layers, analysis, style, versions)
+              if args.json else None)
+    return DrawJob(display_photo(photo), result.layers, result.cams, style, out_path, record, result.arrays)
 
 
 def print_report(path: Path, lines: list[str], report: DrawReport, failures: FailureLog) -> None:
@@ -321,11 +316,8 @@ def with_patterns(job: DrawJob, network, args) -> tuple[DrawJob, list[str]]:
              + ", ".join(f"{channel}: {pattern.activation:.4g}" for channel, pattern in by_channel.items())
              for layer, by_channel in patterns.items()]
     arrays = None if job.arrays is None else {**job.arrays, **pattern_arrays(patterns)}
-    json_text = job.json_text
-    if json_text is not None:
-        record = {**json.loads(json_text), "synthesis": synthesis_record(settings, patterns)}
-        json_text = json.dumps(record, indent=2).encode("utf-8")
-    return dataclasses.replace(job, patterns=patterns, arrays=arrays, json_text=json_text), lines
+    record = None if job.record is None else {**job.record, "synthesis": synthesis_record(settings, patterns)}
+    return dataclasses.replace(job, patterns=patterns, arrays=arrays, record=record), lines
 
 
 def write_all(writes) -> None:
@@ -358,15 +350,10 @@ def draw_patterns_only(args, reporter: Reporter, make_visualizer: Callable) -> i
     figure = draw_synthesis_figure(None, title, chosen, patterns, cmap=args.cmap)
     writes = [(out_path, lambda: save_figure(figure, out_path, args.dpi), "the figure")]
     if args.json:
-        record = {"model": network.label, "weights": network.weights_label, "versions": library_versions(),
-                  "synthesis": synthesis_record(settings, patterns)}
-        text = json.dumps(record, indent=2).encode("utf-8")
-        json_path = out_path.with_suffix(".json")
-        writes.append((json_path, lambda: write_atomically(json_path, lambda stream: stream.write(text)), "the JSON"))
+        writes.append(json_write(out_path, {"model": network.label, "weights": network.weights_label,
+                                            "versions": library_versions(),
+                                            "synthesis": synthesis_record(settings, patterns)}))
     if args.save_arrays:
-        arrays = pattern_arrays(patterns)
-        arrays_path = out_path.with_suffix(".npz")
-        writes.append((arrays_path, lambda: write_atomically(arrays_path, lambda s: np.savez_compressed(s, **arrays)),
-                       "the arrays"))
+        writes.append(arrays_write(out_path, pattern_arrays(patterns)))
     write_all(writes)
     return 0

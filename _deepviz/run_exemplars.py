@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from .errors import UsageError
 from .exemplar_figure import ROWS_MAX, distinct_names, draw_exemplars, synthesized_patterns
 from .exemplars import DEFAULT_RANK, RANKS, ExemplarPlan, ExemplarResult, exemplar_records, find_exemplars
 from .images import expand_inputs
-from .output import DEFAULT_OUT_DIR, is_directory_target, library_versions, save_figure, write_atomically
+from .output import DEFAULT_OUT_DIR, is_directory_target, json_write, library_versions, save_figure
 from .run import build_visualizer, write_all
 
 
@@ -83,7 +82,5 @@ def report_layer(layer: str, result: ExemplarResult, network, plan: ExemplarPlan
             "unreadable": [{"path": str(path), "reason": reason} for path, reason in result.failed],
             "versions": library_versions(), "channels": exemplar_records(result, layer),
         }
-        text = json.dumps(record, indent=2).encode("utf-8")
-        json_path = out_path.with_suffix(".json")
-        writes.append((json_path, lambda: write_atomically(json_path, lambda stream: stream.write(text)), "the JSON"))
+        writes.append(json_write(out_path, record))
     write_all(writes)

@@ -23,12 +23,11 @@ import threading
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from .errors import DeepvizError
 from .figure import FigureStyle, draw_figure
-from .output import save_figure, write_atomically
+from .output import arrays_write, json_write, save_figure
 from .synthesis_figure import draw_synthesis_figure
 from .stats import LayerSummary
 
@@ -59,7 +58,7 @@ class DrawJob:
     cams: list | None  # [(class name, probability, heatmap)]
     style: FigureStyle
     out_path: Path
-    json_text: bytes | None = None  # --json
+    record: dict | None = None  # --json: what <stem>.json says
     arrays: dict | None = None  # --save-arrays
     patterns: dict | None = None  # --synthesize: {layer: {channel: Pattern}}, drawn beside the channels' maps
 
@@ -104,14 +103,10 @@ def write_files(job: DrawJob) -> DrawReport:
         figure = draw_synthesis_figure(job.photo, job.style.photo_title, chosen, job.patterns,
                                        {layer.name: layer for layer in job.layers}, job.style.cmap)
     writes = [(job.out_path, lambda: save_figure(figure, job.out_path, job.style.dpi), "the figure")]
-    if job.json_text is not None:
-        json_path = job.out_path.with_suffix(".json")
-        writes.append((json_path, lambda: write_atomically(json_path, lambda s: s.write(job.json_text)), "the JSON"))
+    if job.record is not None:
+        writes.append(json_write(job.out_path, job.record))
     if job.arrays is not None:
-        arrays_path = job.out_path.with_suffix(".npz")
-        writes.append((arrays_path,
-                       lambda: write_atomically(arrays_path, lambda s: np.savez_compressed(s, **job.arrays)),
-                       "the arrays"))
+        writes.append(arrays_write(job.out_path, job.arrays))
     written = []
     for target, write, what in writes:
         try:

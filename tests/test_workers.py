@@ -20,7 +20,7 @@ def small_job(out_path):
     maps = np.random.default_rng(0).random((4, 4, 8), np.float32)
     layer = stats.summarize_layer("layer", maps, 8, "mean")
     style = figure.FigureStyle("title", "channel", "viridis", 20)
-    return workers.DrawJob(Image.new("RGB", (40, 30), "red"), [layer], None, style, out_path, b"{}", {"maps": maps})
+    return workers.DrawJob(Image.new("RGB", (40, 30), "red"), [layer], None, style, out_path, {}, {"maps": maps})
 
 
 def test_workers_draw_without_importing_a_network_library_and_ignore_ctrl_c(tmp_path):
