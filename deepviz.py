@@ -253,15 +253,13 @@ class Visualizer:
             raise UsageError(f"classes: {self.network.no_predictions_reason}")
         if isinstance(name_or_index, (int, np.integer)) and 0 <= name_or_index < len(names):
             return int(name_or_index)
-        matches = [i for i, name in enumerate(names) if name == name_or_index]
-        if len(matches) > 1:
-            raise UsageError(f"classes: {len(matches)} classes are named {name_or_index!r} (indices "
-                             f"{', '.join(map(str, matches))}); name it by its index, or as {name_or_index}_INDEX")
-        if matches:
-            return matches[0]
-        keyed = [i for i, key in enumerate(class_keys(names, range(len(names)))) if key == name_or_index]
-        if keyed:  # a key grad_cam returns for a shared name: "crane_134"
-            return keyed[0]
+        keys = class_keys(names, range(len(names)))  # a name, or "crane_134" where two classes share it
+        if name_or_index in keys:
+            return keys.index(name_or_index)
+        sharing = [i for i, name in enumerate(names) if name == name_or_index]
+        if sharing:
+            raise UsageError(f"classes: {len(sharing)} classes are named {name_or_index!r} (indices "
+                             f"{', '.join(map(str, sharing))}); name it by its index, or as {name_or_index}_INDEX")
         raise UsageError(f"classes: {name_or_index!r} is not a class of {self.network.label}; expected a name "
                          f"such as {names[0]!r} or an index from 0 to {len(names) - 1}")
 

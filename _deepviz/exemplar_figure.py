@@ -78,18 +78,13 @@ def distinct_names(paths: Iterable[Path]) -> dict[Path, str]:
             names[path] = Path(*path.parts[-depth:]).as_posix()  # at full depth, the path as given
 
 
-def exemplar_names(rows: dict[int, list[Exemplar]]) -> dict[Path, str]:
-    """distinct_names of every photo a layer's rows show."""
-    return distinct_names(exemplar.path for exemplars in rows.values() for exemplar in exemplars)
-
-
 def draw_exemplars(layer: str, rows: dict[int, list[Exemplar]], channel_means: dict[int, float],
                    patterns: dict[int, np.ndarray], title: str, cmap: str = "viridis", dpi: int = 100,
                    names: dict[Path, str] | None = None):
     """A Matplotlib Figure: per channel, its synthesized pattern (when given) then its exemplars' crops.
 
     The first ROWS_MAX channels; the title should say so where there are more. `names`: what to
-    call each photo (default: exemplar_names of the rows).
+    call each photo (default: distinct_names of the photos the rows show).
     """
     from matplotlib.figure import Figure
 
@@ -103,7 +98,7 @@ def draw_exemplars(layer: str, rows: dict[int, list[Exemplar]], channel_means: d
     title_width = columns * TILE_INCHES * 72 - 2 * TEXT_MARGIN_POINTS
     figure.suptitle("\n".join(wrap(title.split(" "), " ", TITLE_POINTS, dpi, title_width)), fontsize=TITLE_POINTS)
     grid = figure.add_gridspec(max(len(rows), 1), columns)
-    names = names or exemplar_names(rows)
+    names = names or distinct_names(exemplar.path for exemplars in rows.values() for exemplar in exemplars)
     read_photo = functools.lru_cache(maxsize=8)(read_or_none)
     for row, (channel, exemplars) in enumerate(rows.items()):
         tiles = [figure.add_subplot(grid[row, column]) for column in range(columns)]

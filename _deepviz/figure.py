@@ -287,11 +287,14 @@ class CamLayout:
             return cls(0, 0, 0, [], [])
         drawn = cams[:CAM_PANELS_MAX]
         gap = pixels(CAM_GAP_INCHES, dpi)
+        def width_of(columns: int) -> int:
+            return (panel_width - gap * (columns - 1)) // columns
+
         columns = min(len(drawn), CAM_COLUMNS_MAX)
         lowest = pixels(CAM_MIN_PANEL_HEIGHT_INCHES, dpi)
-        while columns > 1 and (panel_width - gap * (columns - 1)) // columns * display.height / display.width < lowest:
+        while columns > 1 and width_of(columns) * display.height / display.width < lowest:
             columns -= 1  # a wide photo: fewer panels to a row, each tall enough to read
-        width = (panel_width - gap * (columns - 1)) // columns
+        width = width_of(columns)
         height = drawing_height(width, display.height / display.width, dpi)
         titles = [cam_title(rank, cam, dpi, title_room(CAM_TITLE_POINTS / 2, width / dpi))
                   for rank, cam in enumerate(drawn, 1)]

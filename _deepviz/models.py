@@ -249,8 +249,7 @@ def download_failure_message(spec: ModelSpec, error: Exception) -> str:
 
 
 def build_model_from_file(spec: ModelSpec, path: Path):
-    """(model, has classifier head) from a Keras weights file, with the head or without it."""
-    check_weights_file(path)
+    """(model, has classifier head) from a Keras weights file (checked by check_choice), with the head or without it."""
     include_top = weights_have_classifier(path)
     model = build_model(spec, include_top=include_top)
     try:
