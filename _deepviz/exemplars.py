@@ -297,6 +297,7 @@ def find_exemplars(network, choice, plan: ExemplarPlan, paths: Sequence[Path], e
     paths = [Path(path) for path in paths]
     result = finish(ENGINES[engine](network, choice, plan, paths, batch_size, address, advance), plan, paths)
     if paths and result.photos == 0:
-        which = "the photo could not be read" if len(paths) == 1 else f"none of the {len(paths)} photos could be read"
-        raise DeepvizError(f"{which}; the first: {result.failed[0][1]}")
+        if len(paths) == 1:
+            raise DeepvizError(f"the photo could not be read: {result.failed[0][1]}")
+        raise DeepvizError(f"none of the {len(paths)} photos could be read; the first: {result.failed[0][1]}")
     return result

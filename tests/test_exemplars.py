@@ -204,6 +204,18 @@ def test_one_name_per_photo_in_every_layer_and_a_title_true_to_the_set(run, tiny
     assert named <= {"a/001.png", "b/001.png", "002.png"}
 
 
+def test_a_set_of_unreadable_photos_says_so_in_one_line(run, tiny_model, tmp_path):
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_text("not a photo")
+    status, out, err = run("--exemplars", tmp_path / "a.jpg", "--model", tiny_model, "--layers", "conv_b", "--quiet",
+                           "--out", tmp_path / "out")
+    assert (status, out) == (1, "")
+    assert err.startswith(f"deepviz: error: the photo could not be read: {tmp_path / 'a.jpg'}: not a readable image")
+    status, out, err = run("--exemplars", tmp_path, "--model", tiny_model, "--layers", "conv_b", "--quiet",
+                           "--out", tmp_path / "out")
+    assert err.startswith(f"deepviz: error: none of the 2 photos could be read; the first: {tmp_path / 'a.jpg'}: ")
+
+
 def test_the_exemplar_title_says_what_the_figure_shows():
     network = types.SimpleNamespace(label="tiny", weights_label="its own weights")
     plan = exemplars.ExemplarPlan(("conv_b",), per_channel=9)
