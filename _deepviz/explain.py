@@ -20,7 +20,7 @@ def build_cam_head(network, path: str):
         raise UsageError(
             f"--cam-layer {path}: a connection goes around this layer to the output, so the output does not "
             f"depend on its maps alone; choose a layer that every path passes through, such as "
-            f"{explainable_layer_before(network, path)}"
+            f"{default_cam_layer(network)}"
         )
     return head
 
