@@ -68,9 +68,11 @@ class Visualizer:
     shape, or nesting another model). `weights` ("imagenet", "none" or a weights file)
     applies to built-in names only. `preprocess` names how pixels are scaled ("inception",
     "caffe", "torch", "unit", "none"; default: a built-in model's own, "inception" otherwise).
-    `labels`: class names of the user's model's output, a file (one per line) or a list.
+    `labels`: class names of the user's model's output, a file (one per line) or a list; where
+    the output is logits (no softmax at its end), predictions are their softmax. A model that
+    takes greyscale images (batch, height, width, 1) is given each photo in grey.
 
-    An `image` is a path, a PIL.Image.Image or a uint8 array (H, W, 3) or (H, W).
+    An `image` is a path, a PIL.Image.Image or a uint8 array (H, W, 3), (H, W, 1) or (H, W).
     Bad arguments raise UsageError (a ValueError); runtime failures raise DeepvizError.
     """
 
@@ -179,6 +181,8 @@ class Visualizer:
         """Draw `figure(image, **options)` and write it to `path` atomically (format from its suffix)."""
         path = Path(path)
         check_figure_format(path, f"path {path}")
+        if isinstance(image, (str, Path)) and path.resolve() == Path(image).resolve():
+            raise UsageError(f"path {path} is the image itself, which the figure would replace; choose another path")
         figure = self.figure(image, **options)
         try:
             save_figure(figure, path, options.get("dpi", DEFAULT_DPI))

@@ -15,8 +15,17 @@ OUTPUT_KEY = "__output__"  # the model's own output, among the feature model's o
 
 
 def build_feature_model(network, paths: Sequence[str]):
-    """One Keras model whose outputs are {layer path: maps, OUTPUT_KEY: the model's output}."""
-    return feature_model_for(network.model, paths)
+    """One Keras model whose outputs are {layer path: maps, OUTPUT_KEY: the model's output}.
+
+    Where the output is logits (network.logits), OUTPUT_KEY is their softmax: probabilities.
+    """
+    feature_model = feature_model_for(network.model, paths)
+    if not network.logits:
+        return feature_model
+    keras = import_keras()
+    outputs = dict(feature_model.output)
+    outputs[OUTPUT_KEY] = keras.layers.Softmax(name="deepviz_softmax")(outputs[OUTPUT_KEY])
+    return keras.Model(feature_model.input, outputs)
 
 
 def feature_model_for(model, paths: Sequence[str]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -13,9 +14,12 @@ from PIL import Image, ImageOps
 from .backend import file_descriptor_silenced, import_keras
 from .errors import DeepvizError, UsageError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# What a directory gives (an image named on its own may have any suffix Pillow reads)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm",
+                  ".pbm", ".pnm")
 HERE = Path(__file__).resolve().parent.parent
 SAMPLE_IMAGE_NAME = "grace_hopper.jpg"
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # grey from R, G, B
 SAMPLE_IMAGE_DIRS = (HERE / "images", HERE / "deepviz_data" / "images")  # checkout, installed
 
 
@@ -55,9 +59,11 @@ def decode_image(path: Path) -> Image.Image:
     except PermissionError:
         raise DeepvizError(f"{path}: permission denied; make the file readable (chmod +r)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        found = re.search(r"\((\d+) pixels\)", str(error))  # Pillow's "Image size (N pixels) exceeds ..."
+        size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
         raise DeepvizError(
-            f"{path}: refused before decoding: {error} "
-            f"Shrink the image below {Image.MAX_IMAGE_PIXELS:,} pixels first."
+            f"{path}: {size}, over Pillow's limit of {Image.MAX_IMAGE_PIXELS:,} (its guard against decompression "
+            "bombs); refused before decoding. Shrink the image below that first."
         ) from None
     except MemoryError:
         raise
@@ -67,27 +73,38 @@ def decode_image(path: Path) -> Image.Image:
 
 
 def as_photo(image) -> Image.Image:
-    """An RGB photo from a path, a PIL image or a (H, W, 3) / (H, W) uint8 array."""
+    """An RGB photo from a path, a PIL image or a (H, W, 3), (H, W, 1) or (H, W) uint8 array."""
     if isinstance(image, (str, Path)):
         return load_image(Path(image))
     if isinstance(image, Image.Image):
         return to_rgb(ImageOps.exif_transpose(image))
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and (
-            image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
-        return Image.fromarray(image).convert("RGB")
-    expected = "image: expected a path, a PIL.Image.Image or a uint8 array of shape (H, W, 3) or (H, W)"
+            image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (1, 3))):
+        return Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image).convert("RGB")
+    expected = "image: expected a path, a PIL.Image.Image or a uint8 array of shape (H, W, 3), (H, W, 1) or (H, W)"
     if not isinstance(image, np.ndarray):
-        raise UsageError(f"{expected}; received {type(image).__name__}")
+        hint = ". Pass several images as a list" if isinstance(image, tuple) else ""
+        raise UsageError(f"{expected}; received {type(image).__name__}{hint}")
     hint = (" Convert a float array in [0, 1] with (array * 255).astype('uint8')."
             if np.issubdtype(image.dtype, np.floating) else "")
+    if image.ndim == 4:
+        hint += " Pass a batch as a list of images: list(batch)."
     raise UsageError(f"{expected}; received an array of shape {image.shape} and dtype {image.dtype}.{hint}")
 
 
+GREY_RANGES = (255, 1023, 4095, 16383, 65535)  # the largest value of 8, 10, 12, 14 and 16 bits
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit RGB; transparency is laid over white."""
+    """Convert any Pillow mode to 8-bit RGB; transparency is laid over white.
+
+    Grey of more than 8 bits is scaled from the range it fits: [0, 1] for floats that do, else the
+    smallest of GREY_RANGES (a 12-bit scan in a 16-bit file fills the photo's range, not a 16th of it).
+    """
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         grey = np.asarray(image, dtype=np.float64)  # 16/32-bit or float grey
-        top = 255.0 if grey.max(initial=0) <= 255 else 65535.0 if grey.max() <= 65535 else grey.max()
+        peak = grey.max(initial=0)
+        top = 1.0 if image.mode == "F" and peak <= 1 else next((top for top in GREY_RANGES if peak <= top), peak)
         grey8 = np.clip(grey * (255.0 / top), 0, 255).round().astype(np.uint8)
         return Image.fromarray(grey8, mode="L").convert("RGB")
     if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
@@ -105,8 +122,15 @@ def preprocess(photo: Image.Image, network) -> np.ndarray:
     """
     height, width = network.input_size
     resized = photo.resize((width, height), Image.Resampling.BILINEAR)
-    pixels = np.asarray(resized, dtype=np.float32).copy()  # (H, W, 3), a copy: preprocessing may work in place
-    return np.asarray(network.preprocess(pixels), dtype=np.float32)
+    return network_input(np.asarray(resized, dtype=np.float32), network)
+
+
+def network_input(pixels: np.ndarray, network) -> np.ndarray:
+    """RGB pixels (..., 3) in [0, 255] as the network takes them: in greyscale (..., 1) where its
+    input has one channel (ITU-R 601 luma, as Pillow's "L"), then scaled by its preprocessing."""
+    if network.input_channels == 1:
+        pixels = pixels @ LUMA_WEIGHTS[:, None]
+    return np.asarray(network.preprocess(pixels.copy()), dtype=np.float32)  # a copy: preprocessing may work in place
 
 
 def scale_like_inception(pixels: np.ndarray) -> np.ndarray:
@@ -139,13 +163,19 @@ PREPROCESSING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def expand_inputs(inputs: Sequence[str], recursive: bool) -> list[Path]:
-    """Image paths from files and directories (a directory gives its images, sorted)."""
+    """Image paths from files and directories (a directory gives its images, sorted).
+
+    A directory's images are its files with an image suffix (IMAGE_SUFFIXES), hidden ones (".name",
+    such as macOS's "._IMG_1.jpg") left out; a broken link among them is kept, to fail as a missing photo.
+    """
     paths = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES
+                           and (p.is_file() or not p.exists())  # a broken link does not exist
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
             if not found:
                 nested = not recursive and any(p.is_dir() for p in path.iterdir())
                 hint = "; it has subdirectories: add --recursive to look in them" if nested else ""

@@ -36,16 +36,21 @@ def is_input_layer(layer) -> bool:
 
 PREPROCESSING_LAYERS = ("Rescaling", "Normalization", "Resizing", "CenterCrop", "RandomCrop", "RandomFlip",
                         "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness")
+# Layers that pass their input on unchanged when the model predicts: their maps are the layer's before
+TRAINING_ONLY_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+                        "GaussianDropout", "AlphaDropout", "ActivityRegularization")
 
 
 def has_own_maps(layer) -> bool:
     """Whether a layer has spatial maps of its own to draw or explain by default: not an input, nor
-    preprocessing (Rescaling, Normalization, ...: its maps are the photo), nor a nested model (its maps
+    preprocessing (Rescaling, Normalization, ...: its maps are the photo), nor a layer that acts only
+    in training (Dropout, GaussianNoise, ...: its maps are its input's), nor a nested model (its maps
     are those of one of its own layers, listed after it)."""
     keras = import_keras()
-    preprocessing = tuple(getattr(keras.layers, name) for name in PREPROCESSING_LAYERS if hasattr(keras.layers, name))
+    passing = tuple(getattr(keras.layers, name) for name in PREPROCESSING_LAYERS + TRAINING_ONLY_LAYERS
+                    if hasattr(keras.layers, name))
     return (len(output_shape(layer)) == 3 and not is_input_layer(layer)
-            and not isinstance(layer, (keras.Model, *preprocessing)))
+            and not isinstance(layer, (keras.Model, *passing)))
 
 
 def check_layer_names(network, names: Sequence[str]) -> list[str]:
@@ -59,8 +64,9 @@ def check_layer_names(network, names: Sequence[str]) -> list[str]:
 
 def unknown_layer_message(network, name: str, known: Sequence[str]) -> str:
     by_case = [layer for layer in known if layer.lower() == name.lower()]
+    nested = [layer for layer in known if layer.lower().endswith("/" + name.lower())]  # "base/" left out
     close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
-    suggestions = list(dict.fromkeys(by_case + close))
+    suggestions = list(dict.fromkeys(by_case + nested + close))
     message = f"{network.label} has no layer {name!r}"
     if suggestions:
         message += "; did you mean " + " or ".join(repr(s) for s in suggestions) + "?"
@@ -68,7 +74,7 @@ def unknown_layer_message(network, name: str, known: Sequence[str]) -> str:
         message += "."
     if Path(name).exists():
         message += f" ({name!r} is a file: put images before --layers, or end the layer list with --)"
-    return message + f" Run `deepviz --list-layers` to see all {len(known)} layers."
+    return message + f" See all {len(known)} with `deepviz --list-layers` (in Python: Visualizer.layers())."
 
 
 def describe_layers(network) -> list[str]:

@@ -20,7 +20,7 @@ import numpy as np
 from .backend import import_keras
 from .errors import DeepvizError, UsageError
 from .images import HERE, PREPROCESSING
-from .layers import has_own_maps, layer_paths
+from .layers import has_own_maps, is_input_layer, layer_paths
 
 DEFAULT_MODEL = "inception_v3"
 DEFAULT_WEIGHTS = "imagenet"
@@ -106,6 +106,8 @@ class Network:
     default_layers: tuple[str, ...] = ()
     block_pattern: str = ""  # regular expression of the layer paths --list-layers marks
     cam_layer: str = ""  # the layer --cam explains by default; "": found when asked (explain.default_cam_layer)
+    input_channels: int = 3  # 3: RGB; 1: the photo in greyscale
+    logits: bool = False  # the output is class scores before a softmax: predictions are their softmax
 
 
 @dataclasses.dataclass(frozen=True)
@@ -341,44 +343,95 @@ def load_own_model(choice: NetworkChoice) -> Network:
 
 def network_from_model(model, label: str, source: str, preprocess: str | None = None,
                        labels: str | Sequence[str] | None = None) -> Network:
-    """The user's own model, saved or in memory; `source` names it in errors ("--model my.keras")."""
+    """The user's own model, saved or in memory; `source` names it in errors ("--model my.keras").
+
+    A built-in architecture in it that takes the photo as the model does lends its own
+    preprocessing; one that is the whole model, ending in a softmax over the 1,000 ImageNet
+    classes, lends their names too (`keras.applications.ResNet50()` held in memory).
+    """
     check_preprocess(preprocess)
-    input_size = own_model_input_size(model, source)
-    class_names, reason = own_model_classes(model, label, source, labels)
-    default_layers, block_pattern, cam_layer = own_model_layers(model)
+    input_size, input_channels = own_model_input(model, source)
+    if input_channels == 1 and preprocess in ("caffe", "torch"):
+        raise UsageError(f"--preprocess {preprocess}: scales each colour of RGB its own way, but {label} "
+                         "takes greyscale images; expected one of inception, unit, none")
+    built_in = built_in_within(model)
+    lender = built_in[1] if built_in and input_channels == 3 and photo_reaches(model, built_in[0]) else None
+    scale, preprocess_name = own_model_preprocessing(lender, preprocess)
+    if lender and not built_in[0] and labels is None and is_imagenet_classifier(model):
+        class_names, reason, logits = load_class_names(), "", False
+    else:
+        class_names, reason, logits = own_model_classes(model, label, source, labels)
+    default_layers, block_pattern, cam_layer = own_model_layers(model, built_in)
     return Network(
         model=model,
         label=label,
         weights_label=OWN_WEIGHTS_LABEL,
         input_size=input_size,
-        preprocess=PREPROCESSING[preprocess or DEFAULT_PREPROCESS],
-        preprocess_name=preprocess or DEFAULT_PREPROCESS,
+        preprocess=scale,
+        preprocess_name=preprocess_name,
         class_names=class_names,
         no_predictions_reason=reason,
         default_layers=default_layers,
         block_pattern=block_pattern,
         cam_layer=cam_layer,
+        input_channels=input_channels,
+        logits=logits,
     )
 
 
-def own_model_layers(model) -> tuple[tuple[str, ...], str, str]:
+def own_model_preprocessing(lender: ModelSpec | None, preprocess: str | None) -> tuple[Callable, str]:
+    """(function, name) of the user's model's preprocessing: `preprocess` where given, else the
+    built-in architecture's own that takes the photo, else DEFAULT_PREPROCESS."""
+    if preprocess is None and lender is not None:
+        module = getattr(import_keras().applications, lender.module)
+        return module.preprocess_input, f"keras.applications.{lender.module}.preprocess_input"
+    return PREPROCESSING[preprocess or DEFAULT_PREPROCESS], preprocess or DEFAULT_PREPROCESS
+
+
+def own_model_layers(model, built_in: tuple[str, ModelSpec] | None) -> tuple[tuple[str, ...], str, str]:
     """(default layers, block-output pattern, Grad-CAM layer or "") of the user's model.
 
-    A built-in architecture in it (the backbone of transfer learning, or the whole model)
-    lends its own: `base/mixed3` rather than whichever layers an even spread lands on.
-    Otherwise the layers with maps of their own (layers.has_own_maps) are spread from early to late.
+    A built-in architecture in it (`built_in`: the backbone of transfer learning, or the
+    whole model, see built_in_within) lends its own: `base/mixed3` rather than whichever
+    layers an even spread lands on. Otherwise the layers with maps of their own
+    (layers.has_own_maps) are spread from early to late.
     """
+    if built_in is not None:
+        prefix, spec = built_in
+        return (tuple(prefix + name for name in spec.default_layers),
+                re.escape(prefix) + f"(?:{spec.block_pattern})", prefix + spec.explained_layer)
+    spatial = [path for path, layer in layer_paths(model).items() if has_own_maps(layer)]
+    picks = np.linspace(0, len(spatial) - 1, min(OWN_MODEL_DEFAULT_LAYER_COUNT, len(spatial))).round()
+    return tuple(dict.fromkeys(spatial[int(i)] for i in picks)), "", ""
+
+
+def built_in_within(model) -> tuple[str, ModelSpec] | None:
+    """(path prefix, spec) of the first built-in architecture in `model`: "" where it is the model itself,
+    "base/" where it is the nested model `base`; None where there is none."""
     keras = import_keras()
-    paths = layer_paths(model)
-    for prefix, inner in [("", model)] + [(path + "/", layer) for path, layer in paths.items()
+    for prefix, inner in [("", model)] + [(path + "/", layer) for path, layer in layer_paths(model).items()
                                           if isinstance(layer, keras.Model)]:
         spec = built_in_architecture(inner)
         if spec is not None:
-            return (tuple(prefix + name for name in spec.default_layers),
-                    re.escape(prefix) + f"(?:{spec.block_pattern})", prefix + spec.explained_layer)
-    spatial = [path for path, layer in paths.items() if has_own_maps(layer)]
-    picks = np.linspace(0, len(spatial) - 1, min(OWN_MODEL_DEFAULT_LAYER_COUNT, len(spatial))).round()
-    return tuple(dict.fromkeys(spatial[int(i)] for i in picks)), "", ""
+            return prefix, spec
+    return None
+
+
+def photo_reaches(model, prefix: str) -> bool:
+    """Whether the nested model at `prefix` ("" for the model itself) comes first in each model around it,
+    so it takes the photo as the model does: no Rescaling, Lambda or other layer before it."""
+    outer = model
+    for name in prefix.rstrip("/").split("/") if prefix else []:
+        inner = outer.get_layer(name)
+        if not all(is_input_layer(layer) for layer in outer.layers[:outer.layers.index(inner)]):
+            return False
+        outer = inner
+    return True
+
+
+def is_imagenet_classifier(model) -> bool:
+    """Whether the model ends in a softmax over ImageNet's 1,000 classes."""
+    return tuple(model.outputs[0].shape[1:]) == (NUM_CLASSES,) and output_activation(model) == "softmax"
 
 
 def built_in_architecture(model) -> ModelSpec | None:
@@ -392,46 +445,62 @@ def built_in_architecture(model) -> ModelSpec | None:
     return max(fitting, key=lambda spec: order[spec.default_layers[-1]], default=None)
 
 
-def own_model_input_size(model, source: str) -> tuple[int, int]:
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise DeepvizError(f"{source}: expected one image input and one output, "
-                           f"found {len(model.inputs)} inputs and {len(model.outputs)} outputs")
-    shape = tuple(model.inputs[0].shape)
-    if len(shape) != 4 or shape[-1] != 3:
-        raise DeepvizError(f"{source}: expected an input of RGB images (batch, height, width, 3), "
-                           f"found {shape}")
+def own_model_input(model, source: str) -> tuple[tuple[int, int], int]:
+    """((height, width), channels: 3 or 1) of the images the user's model takes, or UsageError."""
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except AttributeError:  # a subclassed model, or a Sequential model without an input shape
+        inputs = outputs = None
+    if not inputs or not outputs:
+        raise UsageError(f"{source}: expected a functional or Sequential model whose input shape is known, "
+                         f"so that its layers' outputs can be read; received a {type(model).__name__} without "
+                         "one. Start a Sequential model with keras.Input(shape=(height, width, 3)), or build "
+                         "your layers as a functional keras.Model(inputs, outputs)")
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise UsageError(f"{source}: expected one image input and one output, received {len(inputs)} inputs "
+                         f"and {len(outputs)} outputs; wrap the part that takes the image in a model of its "
+                         "own, keras.Model(image_input, output)")
+    shape = tuple(inputs[0].shape)
+    if len(shape) != 4 or shape[-1] not in (1, 3):
+        raise UsageError(f"{source}: expected an input of images, (batch, height, width, 3) for RGB or "
+                         f"(batch, height, width, 1) for greyscale; received {shape}")
     height, width = shape[1:3]
-    return (height, width) if height and width else OWN_MODEL_INPUT_SIZE
+    return ((height, width) if height and width else OWN_MODEL_INPUT_SIZE), shape[-1]
 
 
 def own_model_classes(model, label: str, source: str, labels: str | Sequence[str] | None):
-    """(class names or None, why there are no predictions) for the user's model's output."""
+    """(class names or None, why there are no predictions, whether the output is logits) for the user's model.
+
+    Named classes of an output that does not end in a softmax (or a sigmoid, one probability
+    per class) are taken as logits: their softmax is what is shown.
+    """
     shape = tuple(model.outputs[0].shape[1:])
     names = read_labels(Path(labels)) if isinstance(labels, (str, Path)) else labels
     if len(shape) != 1 or shape[0] < 2:
-        return None, f"the output of {label}, shape {shape}, is not a class vector"
+        return None, f"the output of {label}, shape {shape}, is not a class vector", False
+    activation = output_activation(model)
     if names is not None:
         if len(names) != shape[0]:
-            given = f"--labels {labels}" if isinstance(labels, (str, Path)) else "labels"
-            raise DeepvizError(f"{given}: {len(names)} names, but {label} has {shape[0]} classes; "
-                               "give one name per class, one per line")
-        return list(names), ""
-    if not ends_in_softmax(model):
+            given, how = ((f"--labels {labels}", "one name per class, one per line")
+                          if isinstance(labels, (str, Path)) else ("labels", "one name per class"))
+            raise UsageError(f"{given}: {len(names)} names, but {label} has {shape[0]} classes; give {how}")
+        return list(names), "", activation not in ("softmax", "sigmoid")
+    if activation != "softmax":
         return None, (f"the output of {label}, shape {shape}, does not end in a softmax; "
-                      "pass --labels FILE if it is a class vector")
-    return [f"class_{i}" for i in range(shape[0])], ""
+                      "pass --labels FILE if it is a class vector"), False
+    return [f"class_{i}" for i in range(shape[0])], "", False
 
 
-def ends_in_softmax(model) -> bool:
-    """Whether the model's output comes out of a softmax: a Softmax layer, Activation("softmax"),
-    a layer with activation="softmax" (Dense, Conv), or a nested model that ends in one of those."""
+def output_activation(model) -> str:
+    """The name of the activation the model's output comes out of: a Softmax layer gives "softmax",
+    a layer with an activation (Dense, Conv, Activation) its name, a nested model its own; "" for none."""
     keras = import_keras()
     layer = output_layer(model)
     if isinstance(layer, keras.Model):
-        return ends_in_softmax(layer)
+        return output_activation(layer)
     if isinstance(layer, keras.layers.Softmax):
-        return True
-    return getattr(getattr(layer, "activation", None), "__name__", "") == "softmax"
+        return "softmax"
+    return getattr(getattr(layer, "activation", None), "__name__", "")
 
 
 def output_layer(model):

@@ -17,6 +17,7 @@ from .backend import import_keras
 from .errors import DeepvizError, UsageError
 from .png import encode_png
 from .stats import LayerSummary
+from .titles import missing_glyphs_quiet
 
 
 FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
@@ -25,10 +26,11 @@ DEFAULT_OUT_DIR = Path("result")
 
 def save_figure(figure, path: Path, dpi: int) -> None:
     file_format = path.suffix.lower().lstrip(".")
-    if file_format == "png":
-        write_atomically(path, lambda stream: write_png(figure, stream, dpi))
-    else:
-        write_atomically(path, lambda stream: figure.savefig(stream, format=file_format, dpi=dpi))
+    with missing_glyphs_quiet():
+        if file_format == "png":
+            write_atomically(path, lambda stream: write_png(figure, stream, dpi))
+        else:
+            write_atomically(path, lambda stream: figure.savefig(stream, format=file_format, dpi=dpi))
 
 
 def write_png(figure, stream, dpi: int) -> None:
@@ -97,16 +99,21 @@ def current_umask() -> int:
 
 
 def figure_paths(images: Sequence[Path], out: str | None) -> list[Path]:
-    """Where each image's figure goes; two images with one stem get distinct names."""
+    """Where each image's figure goes; two images with one stem get distinct names, and no figure
+    lands on an image given (`--out` the photos' own folder): it would replace the photo."""
+    given = {image.resolve() for image in images}
     if out is not None and not is_directory_target(out):
         if len(images) > 1:
             raise UsageError(f"--out {out} names one file but {len(images)} images were given; pass a directory")
+        if Path(out).resolve() in given:
+            raise UsageError(f"--out {out} is the image itself, which the figure would replace; "
+                             "choose another name or a directory")
         return [Path(out)]
     folder = Path(out) if out is not None else DEFAULT_OUT_DIR
     paths, taken = [], set()
     for image in images:
         name, number = f"{image.stem}.png", 2
-        while name in taken:
+        while name in taken or (folder / name).resolve() in given:
             name, number = f"{image.stem}-{number}.png", number + 1
         taken.add(name)
         paths.append(folder / name)

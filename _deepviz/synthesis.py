@@ -38,6 +38,7 @@ import numpy as np
 
 from .backend import import_keras, input_gradient
 from .errors import DeepvizError, UsageError
+from .images import LUMA_WEIGHTS, network_input
 from .layers import check_layer_names, layer_paths, output_shape
 from .output import write_atomically
 
@@ -157,13 +158,13 @@ def random_transforms(generator: np.random.Generator, size: int) -> np.ndarray:
 
 
 def preprocessing_as_linear_map(network) -> tuple[np.ndarray, np.ndarray]:
-    """(M (3, 3), b (3,)) with preprocess(pixels) == pixels @ M + b, found by probing the network's preprocessing.
+    """(M (3, C), b (C,)) with the network's input == pixels @ M + b, found by probing its preprocessing.
 
     Every preprocessing deepviz knows (scaling, mean and std, RGB to BGR) is such a map; written
     so, it runs inside the differentiated model on every backend.
     """
     probes = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [17, 200, 93]], np.float32)
-    scaled = np.asarray(network.preprocess(probes[None, None].copy()), np.float64)[0, 0]
+    scaled = np.asarray(network_input(probes[None, None], network), np.float64)[0, 0]
     offset = scaled[0]
     matrix = (scaled[1:4] - offset) / 255.0
     if not np.allclose(probes[4] @ matrix + offset, scaled[4], atol=1e-3):
@@ -308,8 +309,10 @@ def optimise_patterns(network, models: SynthesisModels, channels: Sequence[int],
         if advance:
             advance(1)
     keras = import_keras()
-    images = keras.ops.convert_to_numpy(models.render(spectra, training=False))  # (N, size, size, 3)
-    patterns = np.clip(np.round(images * 255), 0, 255).astype(np.uint8)
+    images = keras.ops.convert_to_numpy(models.render(spectra, training=False)) * 255  # (N, size, size, 3)
+    if network.input_channels == 1:  # the network sees the pattern's grey only: shown so
+        images = np.repeat(images @ LUMA_WEIGHTS[:, None], 3, axis=-1)
+    patterns = np.clip(np.round(images), 0, 255).astype(np.uint8)
     means = channel_means(network, models, patterns)  # (N, channels)
     return {channel: Pattern(pattern, float(row[channel])) for channel, pattern, row in zip(channels, patterns, means)}
 

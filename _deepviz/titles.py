@@ -6,7 +6,9 @@ whole pixels, so at a low dpi a title is not as wide as its outline at that font
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import warnings
 from typing import Sequence
 
 ELLIPSIS = "…"
@@ -27,8 +29,19 @@ def text_size(text: str, points: float, dpi: float) -> tuple[float, float]:
     """(width, height) of `text` as Agg draws it in Matplotlib's default font at `points` and `dpi`, in points."""
     from matplotlib.font_manager import FontProperties
 
-    width, height, _ = agg_renderer(dpi).get_text_width_height_descent(text, FontProperties(size=points), ismath=False)
+    with missing_glyphs_quiet():
+        width, height, _ = agg_renderer(dpi).get_text_width_height_descent(text, FontProperties(size=points),
+                                                                            ismath=False)
     return width * 72 / dpi, height * 72 / dpi
+
+
+@contextlib.contextmanager
+def missing_glyphs_quiet():
+    """Without Matplotlib's warning for each character its font lacks (a file name in Chinese, drawn
+    as boxes in DejaVu Sans): two lines of Python's warning format each, while stdout names the file whole."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
+        yield
 
 
 @functools.lru_cache(maxsize=8)

@@ -227,7 +227,7 @@ def test_bad_arguments_raise_usage_errors_a_python_user_can_catch(tmp_path):
         viz.predict(photo.astype(np.float32))
     with pytest.raises(deepviz.UsageError) as refused:
         viz.maps(123)
-    assert str(refused.value).endswith("(H, W, 3) or (H, W); received int")  # no hint about float arrays
+    assert str(refused.value).endswith("(H, W, 3), (H, W, 1) or (H, W); received int")  # no hint about float arrays
     with pytest.raises(deepviz.UsageError, match=r"classes: 'dog' is not a class of functional"):
         viz.grad_cam(photo, classes=["dog"])
     with pytest.raises(deepviz.UsageError, match=r"top: expected a whole number of at least 1, received 0"):

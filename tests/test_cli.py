@@ -104,7 +104,7 @@ def test_unknown_layer_is_a_usage_error_with_suggestions(run, tmp_path, typed, s
     status, out, err = run(SAMPLE_PHOTO, "--weights", "none", "--quiet", "--layers", "mixed3", typed, "--out", tmp_path)
     assert status == 2
     assert err.startswith(f"deepviz: error: InceptionV3 has no layer '{typed}'; did you mean {suggestion}")
-    assert err.endswith("Run `deepviz --list-layers` to see all 313 layers.\n")
+    assert err.endswith("See all 313 with `deepviz --list-layers` (in Python: Visualizer.layers()).\n")
     assert "Traceback" not in err
     assert "wrote" not in out
     assert list(tmp_path.iterdir()) == []
@@ -228,5 +228,5 @@ def test_an_option_of_another_mode_is_refused_not_ignored(run, monkeypatch, args
 def test_an_unknown_layer_without_suggestions_reads_as_a_sentence(run):
     status, _, err = run(SAMPLE_PHOTO, "--weights", "none", "--quiet", "--layers", "zzzzzz")
     assert status == 2
-    assert err == ("deepviz: error: InceptionV3 has no layer 'zzzzzz'. Run `deepviz --list-layers` to see all "
-                   "313 layers.\n")
+    assert err == ("deepviz: error: InceptionV3 has no layer 'zzzzzz'. See all 313 with `deepviz --list-layers` "
+                   "(in Python: Visualizer.layers()).\n")

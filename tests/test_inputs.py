@@ -14,7 +14,7 @@ from PIL import Image
 
 import deepviz
 from _deepviz import backend, figure, images, models, output
-from conftest import ROOT, SAMPLE_PHOTO
+from conftest import ROOT, SAMPLE_PHOTO, run_cli
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -82,11 +82,23 @@ def bmp(path):
     return GREEN
 
 
+def grey12_in_16_png(path):
+    Image.fromarray(np.full((8, 8), 2048, np.uint16)).save(path)  # half of 12 bits' 4095
+    return (128, 128, 128)
+
+
+def float_unit_tiff(path):
+    Image.fromarray(np.full((8, 8), 0.5, np.float32), mode="F").save(path)  # half of [0, 1]
+    return (128, 128, 128)
+
+
 @pytest.mark.parametrize(
     "make, name",
     [
         (cmyk_jpeg, "cmyk.jpg"),
         (grey16_png, "grey16.png"),
+        (grey12_in_16_png, "grey12.png"),
+        (float_unit_tiff, "unit.tif"),
         (one_bit_png, "bits.png"),
         (palette_png_with_transparency, "palette.png"),
         (la_png, "la.png"),
@@ -215,9 +227,50 @@ def test_a_decompression_bomb_is_refused_before_decoding(tmp_path):
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     status, peak_mib = map(int, result.stdout.split())
     assert status == 1
-    assert result.stderr.startswith(f"deepviz: error: {path}: refused before decoding: Image size (1600000000 pixels)")
-    assert "Shrink the image below 89,478,485 pixels first." in result.stderr
+    assert result.stderr.startswith(f"deepviz: error: {path}: 1,600,000,000 pixels, over Pillow's limit of "
+                                    "89,478,485 (its guard against decompression bombs); refused before decoding.")
+    assert "178956970" not in result.stderr  # Pillow's own figure, twice the limit, would contradict it
     assert peak_mib < 400  # 40000x40000 RGB would need 4.8 GB
+
+
+def test_a_figure_never_replaces_a_photo_given(run, tmp_path):
+    Image.new("RGB", (20, 20), RED).save(tmp_path / "a.jpg")
+    Image.new("RGB", (20, 20), BLUE).save(tmp_path / "a.png")
+    photos = {name: (tmp_path / name).read_bytes() for name in ("a.jpg", "a.png")}
+    status, out, err = run(tmp_path, "--weights", "none", "--quiet", "--layers", "mixed9", "--dpi", 20,
+                           "--workers", 1, "--out", tmp_path)
+    assert status == 0, err
+    written = [line for line in out.splitlines() if line.startswith("wrote")]
+    assert written == [f"wrote {tmp_path / 'a-2.png'}", f"wrote {tmp_path / 'a-3.png'}"]
+    assert {name: (tmp_path / name).read_bytes() for name in photos} == photos
+    status, out, err = run(tmp_path / "a.png", "--weights", "none", "--quiet", "--out", tmp_path / "a.png")
+    assert status == 2
+    assert err == (f"deepviz: error: --out {tmp_path / 'a.png'} is the image itself, which the figure would replace; "
+                   "choose another name or a directory\n")
+    assert (tmp_path / "a.png").read_bytes() == photos["a.png"]
+    with pytest.raises(deepviz.UsageError, match="is the image itself"):
+        deepviz.Visualizer(weights="none").save(tmp_path / "a.png", tmp_path / "a.png")
+
+
+def test_a_directory_gives_its_images_by_suffix_not_hidden_ones_and_broken_links_to_fail(tmp_path):
+    for name in ("b.JPG", "c.jfif", "d.ppm", "._a.jpg", "notes.txt"):
+        Image.new("RGB", (4, 4)).save(tmp_path / name, "PPM" if name.endswith(("ppm", "txt")) else "JPEG")
+    (tmp_path / ".thumbnails").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / ".thumbnails" / "e.png")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    assert [p.name for p in images.expand_inputs([str(tmp_path)], recursive=True)] == [
+        "b.JPG", "c.jfif", "d.ppm", "gone.png"]
+    with pytest.raises(deepviz.DeepvizError, match="no such file"):
+        images.load_image(tmp_path / "gone.png")
+
+
+def test_characters_missing_from_the_font_give_no_python_warnings(tmp_path):
+    path = tmp_path / "狗 dog.png"
+    Image.new("RGB", (20, 20), RED).save(path)
+    result = run_cli(path, "--weights", "none", "--layers", "mixed9", "--dpi", 20, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "Glyph" not in result.stderr and "Warning" not in result.stderr
+    assert (tmp_path / "out" / "狗 dog.png").is_file()
 
 
 def test_missing_path(run, tmp_path):
@@ -229,7 +282,7 @@ def test_a_directory_without_images(run, tmp_path):
     (tmp_path / "notes.txt").write_text("no images here")
     status, _, err = run(tmp_path, "--quiet")
     assert status == 1
-    assert err.startswith(f"deepviz: error: {tmp_path}: directory holds no images (.jpg, .jpeg, .png")
+    assert err.startswith(f"deepviz: error: {tmp_path}: directory holds no images (.jpg, .jpeg, .jpe, .jfif, .png")
     assert "--recursive" not in err
     (tmp_path / "holiday").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "holiday" / "beach.png")

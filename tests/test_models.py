@@ -202,7 +202,7 @@ def test_labels_must_match_the_number_of_classes(run, classifier, tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("cat\ndog\n")
     status, _, err = run(SAMPLE_PHOTO, "--model", path, "--labels", labels, "--quiet")
-    assert status == 1
+    assert status == 2
     assert err == (f"deepviz: error: --labels {labels}: 2 names, but transfer.keras has 4 classes; "
                    "give one name per class, one per line\n")
 
@@ -310,7 +310,7 @@ def test_a_model_ending_in_a_softmax_is_a_classifier(run, tmp_path, build):
     import re
     assert sorted(re.fullmatch(PREDICTION_LINE, line).group(2) for line in out.splitlines()[:2]) == [
         "class_0", "class_1"]
-    assert models.ends_in_softmax(keras.models.load_model(path))
+    assert models.output_activation(keras.models.load_model(path)) == "softmax"
 
 
 def test_a_model_ending_in_logits_is_not_a_classifier(run, tmp_path):

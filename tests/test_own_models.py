@@ -1,0 +1,181 @@
+"""Models of the user's own, in memory: logits, greyscale inputs, keras.applications models, and the
+shapes deepviz cannot read, each refused with what to do."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import deepviz
+from _deepviz import backend, explain, layers, synthesis
+from _deepviz.images import as_photo, preprocess
+
+keras = backend.import_keras()
+
+
+def photo(seed=0, size=(40, 48)):
+    return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+
+
+def softmax(values):
+    shifted = np.exp(values - values.max())
+    return shifted / shifted.sum()
+
+
+def logits_model(activation=None):
+    keras.utils.set_random_seed(31)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(6, 3, activation="relu", name="conv_a")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation=activation, name="scores")(x), name="scores")
+
+
+def test_logits_with_labels_are_shown_as_their_softmax():
+    model = logits_model()
+    viz = deepviz.Visualizer(model, preprocess="unit", labels=["a", "b", "c"])
+    assert viz.network.logits
+    logits = keras.ops.convert_to_numpy(model(fed(viz, photo())[None], training=False))[0]
+    expected = softmax(logits)
+    predictions = viz.predict(photo())
+    assert [name for name, _ in predictions] == [["a", "b", "c"][i] for i in np.argsort(-expected)]
+    np.testing.assert_allclose([p for _, p in predictions], np.sort(expected)[::-1], rtol=1e-5)
+
+
+def fed(viz, image):
+    """What deepviz feeds the network for `image`."""
+    return preprocess(as_photo(image), viz.network)
+
+
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+def test_probabilities_are_shown_as_they_are(activation):
+    viz = deepviz.Visualizer(logits_model(activation), preprocess="unit", labels=["a", "b", "c"])
+    assert not viz.network.logits
+    if activation == "sigmoid":  # one probability per class: they need not sum to 1
+        model_probabilities = keras.ops.convert_to_numpy(viz.network.model(np.zeros((1, 32, 32, 3), "float32")))[0]
+        assert all(0 < p < 1 for p in model_probabilities)
+
+
+def grey_model():
+    keras.utils.set_random_seed(32)
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv_a")(inputs)
+    x = keras.layers.Dropout(0.5, name="drop")(x)
+    x = keras.layers.Conv2D(6, 3, activation="relu", name="conv_b")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="digits")(x), name="mnist_like")
+
+
+def test_a_greyscale_model_is_given_the_photo_in_grey():
+    model = grey_model()
+    viz = deepviz.Visualizer(model, preprocess="unit")
+    colour = photo(1)
+    pixels = fed(viz, colour)
+    assert pixels.shape == (28, 28, 1)
+    grey = np.asarray(as_photo(colour).resize((28, 28), Image.Resampling.BILINEAR).convert("L"), "float32") / 255
+    np.testing.assert_allclose(pixels[..., 0], grey, atol=1 / 255 + 1e-6)
+    expected = keras.ops.convert_to_numpy(keras.Model(model.input, model.get_layer("conv_a").output)(
+        pixels[None], training=False))[0]
+    np.testing.assert_allclose(viz.maps(colour, "conv_a")["conv_a"], expected, rtol=1e-5, atol=1e-6)
+    assert len(viz.predict(colour)) == 3
+    assert viz.figure(colour).axes  # the photo and each default layer drawn
+
+
+def test_a_greyscale_model_synthesizes_grey_patterns_and_refuses_colour_preprocessing(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPVIZ_CACHE", str(tmp_path))
+    viz = deepviz.Visualizer(grey_model(), preprocess="unit")
+    patterns = viz.synthesize("conv_b", [0, 1], steps=4, size=28)
+    for pattern in patterns.values():
+        assert pattern.shape == (28, 28, 3)
+        assert np.array_equal(pattern[..., 0], pattern[..., 1]) and np.array_equal(pattern[..., 0], pattern[..., 2])
+    matrix, offset = synthesis.preprocessing_as_linear_map(viz.network)
+    assert matrix.shape == (3, 1) and offset.shape == (1,)
+    for scaling in ("caffe", "torch"):
+        with pytest.raises(deepviz.UsageError, match="greyscale images; expected one of inception, unit, none"):
+            deepviz.Visualizer(grey_model(), preprocess=scaling)
+
+
+def test_training_only_layers_are_never_default_layers():
+    viz = deepviz.Visualizer(grey_model(), preprocess="unit")
+    assert "drop" not in viz.default_layers
+    assert not layers.has_own_maps(viz.network.model.get_layer("drop"))
+    assert explain.default_cam_layer(viz.network) == "conv_b"
+    assert set(viz.grad_cam(photo())) <= set(viz.network.class_names)
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.conv = keras.layers.Conv2D(4, 3)
+        self.pool = keras.layers.GlobalAveragePooling2D()
+
+    def call(self, x):
+        return self.pool(self.conv(x))
+
+
+def two_input_model():
+    image, extra = keras.Input((32, 32, 3)), keras.Input((4,))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(image))
+    return keras.Model([image, extra], keras.layers.Dense(2)(keras.layers.Concatenate()([x, extra])))
+
+
+def test_models_deepviz_cannot_read_are_usage_errors_that_say_what_to_do():
+    subclassed = Subclassed()
+    subclassed(np.zeros((1, 32, 32, 3), "float32"))
+    with pytest.raises(deepviz.UsageError, match="functional or Sequential model whose input shape is known.*"
+                                                 "received a Subclassed without one.*keras.Input"):
+        deepviz.Visualizer(subclassed)
+    unbuilt = keras.Sequential([keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D()])
+    with pytest.raises(deepviz.UsageError, match="received a Sequential without one"):
+        deepviz.Visualizer(unbuilt)
+    with pytest.raises(deepviz.UsageError, match="one image input and one output, received 2 inputs and 1 outputs; "
+                                                 "wrap the part that takes the image"):
+        deepviz.Visualizer(two_input_model())
+    five = keras.Model(*(lambda i: (i, keras.layers.Conv2D(2, 3)(i)))(keras.Input((16, 16, 5))))
+    with pytest.raises(deepviz.UsageError, match=r"\(batch, height, width, 1\) for greyscale; received "
+                                                 r"\(None, 16, 16, 5\)"):
+        deepviz.Visualizer(five)
+
+
+def test_a_keras_applications_classifier_in_memory_is_read_as_the_built_in_one():
+    keras.utils.set_random_seed(33)
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3))
+    viz = deepviz.Visualizer(model)
+    assert viz.network.preprocess_name == "keras.applications.mobilenet_v2.preprocess_input"
+    assert viz.network.class_names[:2] == ["tench", "goldfish"]
+    assert viz.default_layers == list(deepviz.MODELS["mobilenet_v2"].default_layers)
+    assert [name for name, _ in viz.predict(photo())][0] in viz.network.class_names
+
+
+def backbone_in(head_inputs_through):
+    keras.utils.set_random_seed(34)
+    base = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(96, 96, 3))
+    inputs = keras.Input((96, 96, 3))
+    x = base(head_inputs_through(inputs))
+    outputs = keras.layers.Dense(4, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs, name="transfer")
+
+
+def test_a_backbone_fed_the_photo_lends_its_preprocessing_but_not_its_class_names():
+    viz = deepviz.Visualizer(backbone_in(lambda inputs: inputs))
+    assert viz.network.preprocess_name == "keras.applications.mobilenet_v2.preprocess_input"
+    assert viz.network.class_names == ["class_0", "class_1", "class_2", "class_3"]
+    scaled = deepviz.Visualizer(backbone_in(keras.layers.Rescaling(1 / 127.5, offset=-1)))
+    assert scaled.network.preprocess_name == "inception"  # the model scales the pixels itself before the backbone
+    given = deepviz.Visualizer(backbone_in(lambda inputs: inputs), preprocess="unit")
+    assert given.network.preprocess_name == "unit"
+
+
+def test_a_layer_named_without_its_nested_model_is_suggested_with_it():
+    viz = deepviz.Visualizer(backbone_in(lambda inputs: inputs))
+    with pytest.raises(deepviz.UsageError, match=r"no layer 'block_5_add'; did you mean "
+                                                 r"'mobilenetv2_1.00_96/block_5_add'.*Visualizer.layers\(\)"):
+        viz.maps(photo(), "block_5_add")
+
+
+def test_arrays_with_one_channel_are_photos_and_batches_say_how_to_pass_them():
+    viz = deepviz.Visualizer(logits_model("softmax"), preprocess="unit")
+    single = photo(2)[..., :1]
+    np.testing.assert_array_equal(viz.maps(single, "conv_a")["conv_a"], viz.maps(single[..., 0], "conv_a")["conv_a"])
+    with pytest.raises(deepviz.UsageError, match=r"Pass a batch as a list of images: list\(batch\)"):
+        viz.maps(np.stack([photo(), photo(1)]), "conv_a")
+    with pytest.raises(deepviz.UsageError, match="Pass several images as a list"):
+        viz.maps((photo(), photo(1)), "conv_a")
