@@ -46,7 +46,7 @@ from _deepviz.explain import grad_cam
 from _deepviz.figure import (DEFAULT_CMAP, DEFAULT_DPI, FigureStyle, check_colormap, check_dpi, draw_figure,
                              photo_title)
 from _deepviz.forward import OUTPUT_KEY, class_keys, top_classes, top_predictions
-from _deepviz.images import as_photo, expand_inputs
+from _deepviz.images import as_photo, as_seen, expand_inputs
 from _deepviz.layers import layer_paths
 from _deepviz.models import (DEFAULT_MODEL, DEFAULT_WEIGHTS, MODELS, NetworkChoice, build_network,
                              check_choice, network_from_model)
@@ -161,9 +161,9 @@ class Visualizer:
         if synthesize:
             chosen = [(layer.name, list(layer.channels)) for layer in result.layers]
             patterns = layer_patterns(self.network, chosen, synthesis_settings(self.network, steps, size, seed))
-            return draw_synthesis_figure(photo, style.photo_title, chosen, patterns,
+            return draw_synthesis_figure(as_seen(photo, self.network), style.photo_title, chosen, patterns,
                                          {layer.name: layer for layer in result.layers}, cmap)
-        return draw_figure(photo, result.layers, style, result.cams)
+        return draw_figure(as_seen(photo, self.network), result.layers, style, result.cams)
 
     def synthesize(self, layer: str, channels: Sequence[int], steps: int = DEFAULT_STEPS, size: int | None = None,
                    seed: int = DEFAULT_SEED) -> dict[int, np.ndarray]:

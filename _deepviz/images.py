@@ -125,6 +125,11 @@ def preprocess(photo: Image.Image, network) -> np.ndarray:
     return network_input(np.asarray(resized, dtype=np.float32), network)
 
 
+def as_seen(photo: Image.Image, network) -> Image.Image:
+    """The photo as the figure shows it: in grey where the network takes greyscale images."""
+    return photo.convert("L").convert("RGB") if network.input_channels == 1 else photo
+
+
 def network_input(pixels: np.ndarray, network) -> np.ndarray:
     """RGB pixels (..., 3) in [0, 255] as the network takes them: in greyscale (..., 1) where its
     input has one channel (ITU-R 601 luma, as Pillow's "L"), then scaled by its preprocessing."""

@@ -20,7 +20,7 @@ from .analysis import Analysis, PhotoResult
 from .cli import Reporter, check_cmap, format_predictions
 from .errors import DeepvizError, UsageError
 from .figure import FigureStyle, display_photo, photo_title
-from .images import expand_inputs, load_image, sample_image
+from .images import as_seen, expand_inputs, load_image, sample_image
 from .layers import describe_layers
 from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, NetworkChoice, check_choice
 from .output import (arrays_write, check_out_path, figure_paths, json_write, library_versions, run_record,
@@ -294,7 +294,8 @@ def draw_job(path: Path, photo, visualizer, result: PhotoResult, out_path: Path,
     style = dataclasses.replace(style, photo_title=title, cam_layer=cam_layer)
     record = (run_record(path, network, result.predictions, result.classes, result.layers, analysis, style, versions)
               if args.json else None)
-    return DrawJob(display_photo(photo), result.layers, result.cams, style, out_path, record, result.arrays)
+    return DrawJob(display_photo(as_seen(photo, network)), result.layers, result.cams, style, out_path, record,
+                   result.arrays)
 
 
 def print_report(path: Path, lines: list[str], report: DrawReport, failures: FailureLog) -> None:

@@ -179,3 +179,14 @@ def test_arrays_with_one_channel_are_photos_and_batches_say_how_to_pass_them():
         viz.maps(np.stack([photo(), photo(1)]), "conv_a")
     with pytest.raises(deepviz.UsageError, match="Pass several images as a list"):
         viz.maps((photo(), photo(1)), "conv_a")
+
+
+def test_a_greyscale_model_s_figure_shows_the_photo_in_grey(tmp_path):
+    red = np.zeros((40, 48, 3), np.uint8)
+    red[...] = (200, 30, 30)
+    viz = deepviz.Visualizer(grey_model(), preprocess="unit")
+    with Image.open(viz.save(red, tmp_path / "grey.png")) as drawn:
+        pixels = np.asarray(drawn.convert("RGB")).astype(int)
+    assert not (np.abs(pixels - (200, 30, 30)).sum(axis=-1) < 30).any()  # no red left
+    luma = round(0.299 * 200 + 0.587 * 30 + 0.114 * 30)
+    assert (np.abs(pixels - luma).sum(axis=-1) < 6).sum() > 100  # the photo, in its grey
