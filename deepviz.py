@@ -245,6 +245,9 @@ class Visualizer:
         """The layers asked for: one name, a list of names, or None for the default layers."""
         if isinstance(layers, str):
             return (layers,)
+        if layers is not None and not layers:
+            raise UsageError("layers: expected a layer name or a list of them, or None for the default layers; "
+                             "received an empty list")
         return tuple(layers or self.default_layers)
 
     @staticmethod

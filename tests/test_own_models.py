@@ -190,3 +190,10 @@ def test_a_greyscale_model_s_figure_shows_the_photo_in_grey(tmp_path):
     assert not (np.abs(pixels - (200, 30, 30)).sum(axis=-1) < 30).any()  # no red left
     luma = round(0.299 * 200 + 0.587 * 30 + 0.114 * 30)
     assert (np.abs(pixels - luma).sum(axis=-1) < 6).sum() > 100  # the photo, in its grey
+
+
+def test_an_empty_list_of_layers_is_refused_not_taken_for_the_default_layers():
+    viz = deepviz.Visualizer(logits_model("softmax"), preprocess="unit")
+    with pytest.raises(deepviz.UsageError, match="received an empty list"):
+        viz.maps(photo(), [])
+    assert list(viz.maps(photo(), None)) == viz.default_layers
