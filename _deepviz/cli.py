@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--labels", metavar="FILE",
                         help="class names for a saved model's output, one per line (default: class_0, class_1, ...)")
     parser.add_argument("--top", type=positive_int(1, NUM_CLASSES), default=DEFAULT_TOP, metavar="K",
+                        action=StoreGiven,
                         help=f"how many predictions to print (1 to {NUM_CLASSES})")
     parser.add_argument("--max-maps", type=max_maps_value, default=DEFAULT_MAX_MAPS, metavar="N|all",
                         action=StoreGiven,
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "with --exemplars, how photos are ranked: max (the strongest position, the default there) "
                         "or mean")
     parser.add_argument("--norm", choices=list(NORMALISATIONS), default="channel",
+                        action=StoreGiven,
                         help="tile scaling: 'channel' (each tile its own min to max) or 'layer' (one scale per layer)")
     parser.add_argument("--cmap", default=DEFAULT_CMAP, help="any Matplotlib colormap name")
     parser.add_argument("--dpi", type=positive_int(*DPI_RANGE), default=DEFAULT_DPI,
@@ -162,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"--synthesize without IMAGE; {DEFAULT_OUT_DIR}/exemplars_<layer>.png for --exemplars)")
     parser.add_argument("--recursive", action="store_true", help="look for images in subdirectories too")
     parser.add_argument("--batch-size", type=positive_int(1, 1024), default=DEFAULT_BATCH_SIZE, metavar="N",
+                        action=StoreGiven,
                         help="images per forward pass")
     parser.add_argument("--workers", type=positive_int(1, 512), metavar="N",
                         help="processes that draw and write the figures while the network runs; 1 draws in "

@@ -11,16 +11,20 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import socket
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import DeepvizError, UsageError
 from .exemplars import ExemplarPlan, Partial, build_maps_model, check_plan, merge_partials, reduce_batch
 from .models import NetworkChoice, build_network
 
 CPUS_PER_CPU_WORKER = 2  # a CPU worker's framework uses several threads; one worker per two CPUs
+RAY_CONNECT_TIMEOUT_SECONDS = 5
+START_A_CLUSTER = ("check the address (`ray status` on the head prints it), start a cluster with `ray start --head`, "
+                   "or leave --ray-address out to start a local Ray for this run")
 
 
 def import_ray():
@@ -58,9 +62,14 @@ def search_ray(choice: NetworkChoice, plan: ExemplarPlan, paths: Sequence[Path],
     ray = import_ray()
     for name in ("ray", "ray.data"):  # Ray's notes go to its session logs (/tmp/ray), not the terminal
         logging.getLogger(name).setLevel(logging.ERROR)
+    check_reachable(address)
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                 runtime_env={"env_vars": worker_environment()})
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                     runtime_env={"env_vars": worker_environment()})
+        except ConnectionError as error:  # "auto" and no cluster here, or a head that went away
+            raise DeepvizError(f"--ray-address {address}: no Ray cluster to join ({first_sentence(error)}); "
+                               f"{START_A_CLUSTER}") from None
     ray.data.DataContext.get_current().enable_progress_bars = False
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
@@ -75,6 +84,26 @@ def search_ray(choice: NetworkChoice, plan: ExemplarPlan, paths: Sequence[Path],
         total = merge_partials(total, pickle.loads(row["partial"]), plan.per_channel)
         advance(int(row["photos"]))
     return total or Partial({}, [])
+
+
+def check_reachable(address: str | None) -> None:
+    """A cluster's head named by host and port answers there, or a clear error at once: Ray
+    itself would retry for minutes."""
+    if address in (None, "auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray-address {address}: expected HOST:PORT of the cluster's head "
+                         "(as `ray start --head` prints it), ray://HOST:PORT, or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_SECONDS).close()
+    except OSError as error:
+        raise DeepvizError(f"--ray-address {address}: nothing answers at {host}:{port} "
+                           f"({error.strerror or error}); {START_A_CLUSTER}") from None
+
+
+def first_sentence(error: Exception) -> str:
+    return str(error).strip().split(". ")[0].rstrip(".")
 
 
 def worker_environment() -> dict[str, str]:

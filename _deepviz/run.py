@@ -6,11 +6,14 @@ notebook users hold; this module adds batching over many photos, printing and pr
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import dataclasses
 import gc
 import itertools
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Callable, Sequence
@@ -31,12 +34,15 @@ from .synthesis import check_synthesis_layer, layer_patterns, pattern_arrays, sy
 from .synthesis_figure import draw_synthesis_figure
 from .workers import DrawJob, DrawingPool, DrawReport, default_workers
 
+CTRL_C_REDELIVERY_SECONDS = 0.05
+
 
 def run_guarded(command: Callable[[], int], debug: bool) -> int:
     """Run `command`; every failure becomes one line on stderr and an exit status, never a traceback.
 
     With `debug`, an unexpected exception shows its full traceback instead.
     """
+    previous_hook, sys.unraisablehook = sys.unraisablehook, ctrl_c_redelivered(sys.unraisablehook)
     try:
         return command()
     except DeepvizError as error:
@@ -56,6 +62,30 @@ def run_guarded(command: Callable[[], int], debug: bool) -> int:
             print(f"deepviz: internal error: {type(error).__name__}: {message}\n"
                   "Rerun with --debug (or DEEPVIZ_DEBUG=1) for the full traceback, and report it.", file=sys.stderr)
         return 1
+    finally:
+        sys.unraisablehook = previous_hook
+
+
+def ctrl_c_redelivered(previous_hook: Callable) -> Callable:
+    """An unraisable hook for Ctrl-C that lands in a finalizer or a garbage-collection callback
+    (JAX has one), where Python prints it as "Exception ignored" and goes on: delivered again to
+    the main thread a moment later, once that callback is over. Anything else goes to `previous_hook`."""
+
+    def hook(unraisable) -> None:
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+            threading.Timer(CTRL_C_REDELIVERY_SECONDS, interrupt_main_thread).start()
+        else:
+            previous_hook(unraisable)
+
+    return hook
+
+
+def interrupt_main_thread() -> None:
+    """Ctrl-C's signal to the main thread, which cuts short what it waits on (a sleep, a queue)."""
+    if hasattr(signal, "pthread_kill"):
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+    else:  # Windows: raised when the main thread next runs Python
+        _thread.interrupt_main()
 
 
 def run_command(args: argparse.Namespace, make_visualizer: Callable) -> int:
@@ -92,7 +122,8 @@ def check_mode_options(args) -> None:
                     "sets up --synthesize; add --synthesize, or leave it out")
     if args.exemplars:
         one_photos = [("--cam", args.cam), ("--summary", args.summary), ("--save-arrays", args.save_arrays),
-                      ("--synthesize", args.synthesize)]
+                      ("--synthesize", args.synthesize), ("--top", given(args, "top")), ("--norm", given(args, "norm")),
+                      ("--workers", args.workers)]
         refuse_with(one_photos, "belongs to one photo's figure and does not apply to --exemplars; leave it out")
     else:
         exemplar_options = [("--per-channel", given(args, "per_channel")), ("--engine", given(args, "engine")),
@@ -104,6 +135,11 @@ def check_mode_options(args) -> None:
         refuse_with([("--cam", args.cam), ("--summary", args.summary)],
                     "is not drawn with --synthesize, whose figure pairs each channel's map with its pattern; "
                     "leave one of them out")
+    if args.synthesize and not args.images and not args.exemplars:
+        photo_options = [("--top", given(args, "top")), ("--norm", given(args, "norm")), ("--rank", args.rank),
+                         ("--batch-size", given(args, "batch_size")), ("--workers", args.workers)]
+        refuse_with(photo_options, "applies to photos, and --synthesize without IMAGE draws the patterns alone; "
+                    "add an IMAGE, or leave it out")
 
 
 def given(args, option: str) -> bool:

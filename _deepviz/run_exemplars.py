@@ -11,6 +11,7 @@ from .exemplar_figure import ROWS_MAX, distinct_names, draw_exemplars, synthesiz
 from .exemplars import DEFAULT_RANK, RANKS, ExemplarPlan, ExemplarResult, exemplar_records, find_exemplars
 from .images import expand_inputs
 from .output import DEFAULT_OUT_DIR, is_directory_target, json_write, library_versions, save_figure
+from .ray_engine import check_reachable
 from .run import build_visualizer, write_all
 
 
@@ -23,6 +24,8 @@ def run_exemplars(args, reporter: Reporter, make_visualizer) -> int:
     photo_paths = expand_inputs([*args.exemplars, *args.images], args.recursive)
     if args.layers:  # a mistake in --out is found before the network is built
         exemplar_figure_paths(tuple(dict.fromkeys(args.layers)), args.out)
+    if args.engine == "ray":  # and a cluster that does not answer
+        check_reachable(args.ray_address)
     visualizer = build_visualizer(args, reporter, make_visualizer)
     layers = tuple(dict.fromkeys(args.layers or visualizer.default_layers))
     out_paths = exemplar_figure_paths(layers, args.out)

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import socket
 import sys
 import types
 from pathlib import Path
@@ -239,12 +240,28 @@ def test_a_figure_draws_the_first_64_channels(tmp_path):
     (["--layers", "probs"], "layer probs gives (3,), not (height, width, channels) maps"),
     (["--ray-address", "auto"], "--ray-address auto joins a Ray cluster: add --engine ray"),
     (["--cam"], "--cam belongs to one photo's figure and does not apply to --exemplars"),
+    (["--top", "3"], "--top belongs to one photo's figure and does not apply to --exemplars"),
+    (["--norm", "layer"], "--norm belongs to one photo's figure and does not apply to --exemplars"),
+    (["--workers", "2"], "--workers belongs to one photo's figure and does not apply to --exemplars"),
+    (["--engine", "ray", "--ray-address", "head"], "--ray-address head: expected HOST:PORT of the cluster's head"),
 ])
 def test_bad_exemplar_options_are_usage_errors(run, tiny_model, photos, tmp_path, args, message):
     layers = [] if "--layers" in args else ["--layers", "conv_b"]
     status, out, err = run("--exemplars", photos, "--model", tiny_model, *layers, *args, "--out", tmp_path)
     assert status == 2
     assert message in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_ray_cluster_that_does_not_answer_is_refused_at_once(run, tiny_model, photos, tmp_path):
+    with socket.socket() as probe:  # a port where nothing listens: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+        status, out, err = run("--exemplars", photos, "--model", tiny_model, "--layers", "conv_b", "--engine", "ray",
+                               "--ray-address", address, "--out", tmp_path)
+    assert status == 1 and out == ""
+    assert err.startswith(f"deepviz: error: --ray-address {address}: nothing answers at {address} (")
+    assert err.endswith("or leave --ray-address out to start a local Ray for this run\n")
     assert not list(tmp_path.iterdir())
 
 

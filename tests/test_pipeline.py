@@ -4,6 +4,8 @@ import hashlib
 import itertools
 import json
 import re
+import sys
+import time
 import types
 
 import numpy as np
@@ -358,6 +360,27 @@ def test_ctrl_c_exits_130_with_one_line_and_no_file(run, tmp_path, monkeypatch):
     status, out, err = run(SAMPLE_PHOTO, "--weights", "none", "--quiet", "--out", tmp_path)
     assert (status, err) == (130, "interrupted\n")
     assert list(tmp_path.iterdir()) == []
+
+
+class InterruptedWhenCollected:
+    def __del__(self):
+        raise KeyboardInterrupt  # as Ctrl-C landing in a finalizer or a GC callback (JAX has one)
+
+
+def test_ctrl_c_that_python_drops_in_a_finalizer_still_interrupts_the_run(capfd):
+    from _deepviz.run import run_guarded
+
+    def command():
+        InterruptedWhenCollected()  # collected at once: Python would print "Exception ignored" and go on
+        time.sleep(5)
+        return 0
+
+    started = time.perf_counter()
+    assert run_guarded(command, debug=False) == 130
+    assert time.perf_counter() - started < 2
+    assert capfd.readouterr().err == "interrupted\n"
+    previous = sys.unraisablehook
+    assert run_guarded(lambda: 0, debug=False) == 0 and sys.unraisablehook is previous  # restored
 
 
 def test_ctrl_c_while_saving_leaves_no_partial_file(run, tmp_path, monkeypatch):
