@@ -365,7 +365,7 @@ def heat_over_grey(grey: np.ndarray, heat: np.ndarray, colormap, max_opacity: fl
     Cold areas show the photo, hot ones the colour: the heat's opacity rises with its value
     (to `max_opacity`), so the photo's own colours never pass for heat.
     """
-    heat = np.clip(heat, 0.0, 1.0)
+    heat = np.clip(np.nan_to_num(heat, nan=0.0), 0.0, 1.0)  # NaN: a model whose values overflowed; no heat shown
     opacity = (max_opacity * heat)[..., None]
     colours = colormap(heat, bytes=True)[..., :3].astype(np.float32)
     painted = np.empty(heat.shape + (4,), np.uint8)

@@ -29,10 +29,15 @@ class ScaledTiles:
 
 
 def scale_each_channel(maps: np.ndarray, layer: LayerSummary) -> ScaledTiles:
-    """Each tile from its own minimum (0) to its own maximum (1); a constant tile is 0."""
-    low = maps.min(axis=(0, 1), keepdims=True)
-    span = maps.max(axis=(0, 1), keepdims=True) - low
-    tiles = (maps - low) / np.where(span > 0, span, 1.0)
+    """Each tile from its own minimum (0) to its own maximum (1); a constant tile is 0.
+
+    A tile with inf or NaN values (a model whose values overflowed) comes out NaN, drawn in the colour map's
+    colour for bad values, without NumPy's warnings.
+    """
+    with np.errstate(invalid="ignore"):
+        low = maps.min(axis=(0, 1), keepdims=True)
+        span = maps.max(axis=(0, 1), keepdims=True) - low
+        tiles = (maps - low) / np.where(span > 0, span, 1.0)
     return ScaledTiles(tiles, 0.0, 1.0, "each tile: its own min to max", {0.0: "tile min", 1.0: "tile max"})
 
 

@@ -65,8 +65,19 @@ def render_figure(figure, dpi: int) -> np.ndarray:
 def json_write(figure_path: Path, record: dict) -> tuple:
     """(path, write(), what) for a list of writes: `record` as the figure's <stem>.json, written atomically."""
     path = figure_path.with_suffix(".json")
-    text = json.dumps(record, indent=2).encode("utf-8")
+    text = json.dumps(finite_or_null(record), indent=2, allow_nan=False).encode("utf-8")
     return path, lambda: write_atomically(path, lambda stream: stream.write(text)), "the JSON"
+
+
+def finite_or_null(value):
+    """`value` with every float that is inf or NaN made None: JSON has no such numbers (null stands for them)."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(item) for item in value]
+    return value
 
 
 def arrays_write(figure_path: Path, arrays: dict) -> tuple:

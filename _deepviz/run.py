@@ -135,9 +135,12 @@ def check_mode_options(args) -> None:
         refuse_with([("--cam", args.cam), ("--summary", args.summary)],
                     "is not drawn with --synthesize, whose figure pairs each channel's map with its pattern; "
                     "leave one of them out")
+        if args.workers is not None:
+            raise UsageError(f"--workers {args.workers}: --synthesize draws in this process, where the network "
+                             "makes the patterns; leave --workers out")
     if args.synthesize and not args.images and not args.exemplars:
         photo_options = [("--top", given(args, "top")), ("--norm", given(args, "norm")), ("--rank", args.rank),
-                         ("--batch-size", given(args, "batch_size")), ("--workers", args.workers)]
+                         ("--batch-size", given(args, "batch_size"))]
         refuse_with(photo_options, "applies to photos, and --synthesize without IMAGE draws the patterns alone; "
                     "add an IMAGE, or leave it out")
 

@@ -7,6 +7,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .errors import DeepvizError
+
 
 DEFAULT_MAX_MAPS = 64
 DEFAULT_TOP = 3
@@ -62,6 +64,7 @@ class LayerSummary:
         return len(self.shape) == 3
 
 
+@np.errstate(invalid="ignore", over="ignore")  # inf and NaN maps (a model whose values overflowed) say so themselves
 def summarize_layer(name: str, maps: np.ndarray, max_maps: int | None, ranking: str,
                     chosen: Sequence[int] | None = None, summary: str | None = None) -> LayerSummary:
     """Statistics of one image's layer output and the channels to draw, in rank order.
@@ -99,8 +102,17 @@ def summarize_layer(name: str, maps: np.ndarray, max_maps: int | None, ranking: 
         ranking=ranking,
         channel_means=means,
         channel_maxima=maxima,
-        summary_image=SUMMARIES[summary](maps) if summary and spatial else None,
+        summary_image=layer_summary_image(name, maps, summary) if summary and spatial else None,
     )
+
+
+def layer_summary_image(name: str, maps: np.ndarray, summary: str) -> np.ndarray:
+    """The layer at a glance (SUMMARIES), or DeepvizError where its maps are not all finite numbers."""
+    unfinished = maps.size - np.count_nonzero(np.isfinite(maps))
+    if unfinished:
+        raise DeepvizError(f"layer {name}: {unfinished:,} of its values are not finite (inf or NaN), and --summary "
+                           f"{summary} needs finite ones; leave --summary out, or look at the layers before it")
+    return SUMMARIES[summary](maps)
 
 
 def summary_from_reduced(name: str, reduced: dict, channel_count: int, ranking: str,

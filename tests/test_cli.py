@@ -206,13 +206,20 @@ def test_synthesis_settings_without_synthesize_are_a_usage_error(run, option, va
     assert err == f"deepviz: error: {option} sets up --synthesize; add --synthesize, or leave it out\n"
 
 
-@pytest.mark.parametrize("option, value", [("--top", 3), ("--norm", "layer"), ("--rank", "max"),
-                                           ("--batch-size", 8), ("--workers", 2)])
+@pytest.mark.parametrize("option, value", [("--top", 3), ("--norm", "layer"), ("--rank", "max"), ("--batch-size", 8)])
 def test_photo_options_with_patterns_alone_are_a_usage_error(run, option, value):
     status, out, err = run("--weights", "none", "--synthesize", "--channels", 1, option, value)  # even at the default
     assert status == 2 and out == ""
     assert err == (f"deepviz: error: {option} applies to photos, and --synthesize without IMAGE draws the patterns "
                    "alone; add an IMAGE, or leave it out\n")
+
+
+@pytest.mark.parametrize("image", [[], [SAMPLE_PHOTO]])
+def test_workers_with_synthesize_are_a_usage_error(run, image):
+    status, out, err = run(*image, "--weights", "none", "--synthesize", "--channels", 1, "--workers", 2)
+    assert status == 2 and out == ""
+    assert err == ("deepviz: error: --workers 2: --synthesize draws in this process, where the network makes the "
+                   "patterns; leave --workers out\n")
 
 
 @pytest.mark.parametrize("args, message", [

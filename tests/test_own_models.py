@@ -1,6 +1,9 @@
 """Models of the user's own, in memory: logits, greyscale inputs, keras.applications models, and the
 shapes deepviz cannot read, each refused with what to do."""
 
+import json
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -197,3 +200,35 @@ def test_an_empty_list_of_layers_is_refused_not_taken_for_the_default_layers():
     with pytest.raises(deepviz.UsageError, match="received an empty list"):
         viz.maps(photo(), [])
     assert list(viz.maps(photo(), None)) == viz.default_layers
+
+
+def overflowing_model(path):
+    """Maps that overflow float32 to inf, and a softmax of them that is NaN."""
+    inputs = keras.Input((16, 16, 3))
+    c = keras.layers.Conv2D(4, 3, padding="same", name="c")(inputs)
+    huge = keras.layers.Rescaling(1e30, name="huge")(keras.layers.Rescaling(1e30)(c))
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(huge))
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+def test_values_that_overflow_give_valid_json_a_clear_error_and_no_numpy_warnings(run, tmp_path):
+    model = overflowing_model(tmp_path / "overflow.keras")
+    Image.fromarray(photo(3)).save(tmp_path / "photo.png")
+    common = [tmp_path / "photo.png", "--model", model, "--preprocess", "none", "--layers", "c", "huge", "--quiet"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # NumPy's "invalid value" warnings fail the test
+        status, out, err = run(*common, "--cam", "--json", "--workers", 1, "--out", tmp_path / "out")
+    assert status == 0, err
+    assert "huge (16, 16, 4): min -inf mean nan max inf" in out
+    text = (tmp_path / "out" / "photo.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    record = json.loads(text)
+    assert [(layer["min"], layer["max"]) for layer in record["layers"]][1] == (None, None)
+    assert [prediction["probability"] for prediction in record["predictions"]] == [None, None, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        status, out, err = run(*common, "--summary", "pca", "--out", tmp_path / "pca")
+    assert status == 1
+    assert err == ("deepviz: error: layer huge: 1,024 of its values are not finite (inf or NaN), and --summary pca "
+                   "needs finite ones; leave --summary out, or look at the layers before it\n")
