@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import sys
 
 from . import __version__
@@ -241,6 +242,11 @@ class Reporter:
         if not self.quiet:
             print(f"deepviz: {message}", file=sys.stderr, flush=True)
 
+    def quieted(self):
+        """With --quiet, what libraries print meanwhile (Keras's download progress) is dropped; errors are
+        raised, and printed after."""
+        return contextlib.redirect_stderr(io.StringIO()) if self.quiet else contextlib.nullcontext()
+
     def progress(self, total: int, label: str = "drawing"):
         """A rich progress bar over the images, when there is more than one."""
         if self.quiet or total < 2:
@@ -274,11 +280,11 @@ class Reporter:
 
 
 def format_predictions(predictions) -> list[str]:
-    """`1. golden_retriever  86.55%`, one line per class, names and percentages aligned."""
+    """`1. golden_retriever  86.55%`, one line per class, ranks, names and percentages aligned."""
     width = max(len(name) for name, _ in predictions)
     percents = [f"{probability * 100:.2f}%" for _, probability in predictions]
-    percent_width = max(map(len, percents))
+    percent_width, rank_width = max(map(len, percents)), len(str(len(predictions)))
     return [
-        f"{rank}. {name:<{width}}  {percent:>{percent_width}}"
+        f"{rank:>{rank_width}}. {name:<{width}}  {percent:>{percent_width}}"
         for rank, ((name, _), percent) in enumerate(zip(predictions, percents), start=1)
     ]

@@ -195,7 +195,7 @@ def run_record(path: Path, network, predictions, classes: Sequence[int] | None, 
         "settings": {
             "layers": [layer.name for layer in layers],
             "top": analysis.top,
-            "max_maps": analysis.max_maps,
+            "max_maps": analysis.max_maps if analysis.channels is None else None,  # --channels chose them
             "rank": analysis.rank,
             "channels": list(analysis.channels) if analysis.channels else None,
             "norm": style.norm,

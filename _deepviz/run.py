@@ -174,7 +174,8 @@ def build_visualizer(args, reporter: Reporter, make_visualizer: Callable):
     """The Visualizer the command line asks for, announced on stderr as it is built."""
     weights = check_model_options(args)
     reporter.status(f"building {args.model} (weights: {weights or OWN_WEIGHTS_LABEL})")
-    return make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
+    with reporter.quieted():  # Keras's download progress of the ImageNet weights too
+        return make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
 
 
 def list_models() -> int:

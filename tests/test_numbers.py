@@ -21,6 +21,7 @@ def test_chosen_channels_are_drawn_in_order_for_every_layer(run, tmp_path):
         assert [c["index"] for c in layer["channels"]] == [12, 30, 7]
         assert layer["ranking"] == "chosen"
     assert record["settings"]["channels"] == [12, 30, 7]
+    assert record["settings"]["max_maps"] is None  # the channels were chosen, not the top 64
     assert record["settings"]["preprocess"] == "keras.applications.inception_v3.preprocess_input"  # its own
 
 

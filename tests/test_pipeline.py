@@ -350,6 +350,11 @@ def test_offline_imagenet_download_fails_fast_with_a_clear_message(tmp_path):
     )
     assert "Traceback" not in result.stderr
     assert [p.name for p in tmp_path.iterdir() if p.name != "keras"] == []
+    quiet = run_cli(SAMPLE_PHOTO, "--quiet", "--out", tmp_path,
+                    env={"KERAS_HOME": str(tmp_path / "keras"), "https_proxy": closed, "HTTPS_PROXY": closed,
+                         "http_proxy": closed, "no_proxy": ""})
+    assert quiet.returncode == 1
+    assert quiet.stderr.splitlines() == lines[:2]  # the error alone: no "Downloading data from ..."
 
 
 def test_ctrl_c_exits_130_with_one_line_and_no_file(run, tmp_path, monkeypatch):
@@ -426,6 +431,8 @@ def test_labels_grow_with_their_tiles_and_are_left_out_where_they_do_not_fit(run
 def test_predictions_are_printed_aligned():
     lines = cli.format_predictions([("golden_retriever", 0.8655), ("tabby", 0.0999), ("toy_poodle", 0.005)])
     assert lines == ["1. golden_retriever  86.55%", "2. tabby              9.99%", "3. toy_poodle         0.50%"]
+    many = cli.format_predictions([(f"class{i}", 0.1) for i in range(10)])
+    assert many[0] == " 1. class0  10.00%" and many[9] == "10. class9  10.00%"  # the ranks line up too
 
 
 @pytest.mark.parametrize("channels", [3, 4])
