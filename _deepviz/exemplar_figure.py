@@ -20,7 +20,7 @@ from PIL import Image
 
 from .errors import DeepvizError
 from .exemplars import Exemplar
-from .images import load_image
+from .images import in_grey, load_image
 from .titles import shorten, wrap
 
 CROP_CELLS = 3  # the crop's side, in grid cells, at least
@@ -80,11 +80,12 @@ def distinct_names(paths: Iterable[Path]) -> dict[Path, str]:
 
 def draw_exemplars(layer: str, rows: dict[int, list[Exemplar]], channel_means: dict[int, float],
                    patterns: dict[int, np.ndarray], title: str, cmap: str = "viridis", dpi: int = 100,
-                   names: dict[Path, str] | None = None):
+                   names: dict[Path, str] | None = None, grey: bool = False):
     """A Matplotlib Figure: per channel, its synthesized pattern (when given) then its exemplars' crops.
 
     The first ROWS_MAX channels; the title should say so where there are more. `names`: what to
-    call each photo (default: distinct_names of the photos the rows show).
+    call each photo (default: distinct_names of the photos the rows show). `grey`: the crops in
+    grey, as a network that takes greyscale images sees them.
     """
     from matplotlib.figure import Figure
 
@@ -112,7 +113,8 @@ def draw_exemplars(layer: str, rows: dict[int, list[Exemplar]], channel_means: d
             tiles[0].imshow(patterns[channel], interpolation="antialiased")
             tiles[0].set_title("synthesized", fontsize=7)
         for axes, exemplar in zip(tiles[pattern_column:], exemplars):
-            draw_crop(axes, exemplar, names[exemplar.path], read_photo(exemplar.path), cmap)
+            photo = read_photo(exemplar.path)
+            draw_crop(axes, exemplar, names[exemplar.path], in_grey(photo) if grey and photo else photo, cmap)
     return figure
 
 

@@ -104,7 +104,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         grey = np.asarray(image, dtype=np.float64)  # 16/32-bit or float grey
         peak = grey.max(initial=0)
-        top = 1.0 if image.mode == "F" and peak <= 1 else next((top for top in GREY_RANGES if peak <= top), peak)
+        top = 1.0 if image.mode == "F" and peak <= 1 else next((bound for bound in GREY_RANGES if peak <= bound), peak)
         grey8 = np.clip(grey * (255.0 / top), 0, 255).round().astype(np.uint8)
         return Image.fromarray(grey8, mode="L").convert("RGB")
     if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
@@ -127,7 +127,11 @@ def preprocess(photo: Image.Image, network) -> np.ndarray:
 
 def as_seen(photo: Image.Image, network) -> Image.Image:
     """The photo as the figure shows it: in grey where the network takes greyscale images."""
-    return photo.convert("L").convert("RGB") if network.input_channels == 1 else photo
+    return in_grey(photo) if network.input_channels == 1 else photo
+
+
+def in_grey(photo: Image.Image) -> Image.Image:
+    return photo.convert("L").convert("RGB")
 
 
 def network_input(pixels: np.ndarray, network) -> np.ndarray:

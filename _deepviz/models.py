@@ -355,12 +355,14 @@ def network_from_model(model, label: str, source: str, preprocess: str | None = 
         raise UsageError(f"--preprocess {preprocess}: scales each colour of RGB its own way, but {label} "
                          "takes greyscale images; expected one of inception, unit, none")
     built_in = built_in_within(model)
-    lender = built_in[1] if built_in and input_channels == 3 and photo_reaches(model, built_in[0]) else None
+    prefix, spec = built_in or ("", None)
+    lender = spec if spec and input_channels == 3 and photo_reaches(model, prefix) else None
     scale, preprocess_name = own_model_preprocessing(lender, preprocess)
-    if lender and not built_in[0] and labels is None and is_imagenet_classifier(model):
-        class_names, reason, logits = load_class_names(), "", False
-    else:
-        class_names, reason, logits = own_model_classes(model, label, source, labels)
+    imagenet = lender is not None and not prefix and labels is None and is_imagenet_classifier(model)
+    class_names, reason = (load_class_names(), "") if imagenet else own_model_classes(model, label, source, labels)
+    # named classes of an output with no activation (Dense(10)) are logits, shown as their softmax; an output
+    # whose activation cannot be told (a Lambda) is shown as it is
+    logits = class_names is not None and output_activation(model) == "linear"
     default_layers, block_pattern, cam_layer = own_model_layers(model, built_in)
     return Network(
         model=model,
@@ -419,11 +421,12 @@ def built_in_within(model) -> tuple[str, ModelSpec] | None:
 
 def photo_reaches(model, prefix: str) -> bool:
     """Whether the nested model at `prefix` ("" for the model itself) comes first in each model around it,
-    so it takes the photo as the model does: no Rescaling, Lambda or other layer before it."""
+    so it takes the photo as the model does: no layer (Rescaling, Lambda) nor operation (`inputs / 255`) before it."""
     outer = model
     for name in prefix.rstrip("/").split("/") if prefix else []:
         inner = outer.get_layer(name)
-        if not all(is_input_layer(layer) for layer in outer.layers[:outer.layers.index(inner)]):
+        steps = getattr(outer, "operations", outer.layers)  # a functional model's operations include its ops
+        if not all(is_input_layer(step) for step in steps[:steps.index(inner)]):
             return False
         outer = inner
     return True
@@ -469,47 +472,44 @@ def own_model_input(model, source: str) -> tuple[tuple[int, int], int]:
 
 
 def own_model_classes(model, label: str, source: str, labels: str | Sequence[str] | None):
-    """(class names or None, why there are no predictions, whether the output is logits) for the user's model.
-
-    Named classes of an output that does not end in a softmax (or a sigmoid, one probability
-    per class) are taken as logits: their softmax is what is shown.
-    """
+    """(class names or None, why there are no predictions) for the user's model's output."""
     shape = tuple(model.outputs[0].shape[1:])
     names = read_labels(Path(labels)) if isinstance(labels, (str, Path)) else labels
     if len(shape) != 1 or shape[0] < 2:
-        return None, f"the output of {label}, shape {shape}, is not a class vector", False
-    activation = output_activation(model)
+        return None, f"the output of {label}, shape {shape}, is not a class vector"
     if names is not None:
         if len(names) != shape[0]:
             given, how = ((f"--labels {labels}", "one name per class, one per line")
                           if isinstance(labels, (str, Path)) else ("labels", "one name per class"))
             raise UsageError(f"{given}: {len(names)} names, but {label} has {shape[0]} classes; give {how}")
-        return list(names), "", activation not in ("softmax", "sigmoid")
-    if activation != "softmax":
+        return list(names), ""
+    if output_activation(model) != "softmax":
         return None, (f"the output of {label}, shape {shape}, does not end in a softmax; "
-                      "pass --labels FILE if it is a class vector"), False
-    return [f"class_{i}" for i in range(shape[0])], "", False
+                      "pass --labels FILE if it is a class vector")
+    return [f"class_{i}" for i in range(shape[0])], ""
 
 
 def output_activation(model) -> str:
-    """The name of the activation the model's output comes out of: a Softmax layer gives "softmax",
-    a layer with an activation (Dense, Conv, Activation) its name, a nested model its own; "" for none."""
+    """The name of the activation the model's output comes out of: "softmax" for a Softmax layer or
+    keras.ops.softmax (and "sigmoid" likewise), a layer's own activation (Dense, Conv, Activation: "linear"
+    where it has none), a nested model's own; "" where it cannot be told (a Lambda)."""
     keras = import_keras()
-    layer = output_layer(model)
-    if isinstance(layer, keras.Model):
-        return output_activation(layer)
-    if isinstance(layer, keras.layers.Softmax):
-        return "softmax"
-    return getattr(getattr(layer, "activation", None), "__name__", "")
+    step = output_step(model)
+    if isinstance(step, keras.Model):
+        return output_activation(step)
+    if type(step).__name__ in ("Softmax", "Sigmoid"):  # the layer keras.layers.Softmax, or the ops
+        return type(step).__name__.lower()
+    return getattr(getattr(step, "activation", None), "__name__", "")
 
 
-def output_layer(model):
-    """The layer whose output is the model's output (a nested model's own tensors are its own)."""
-    for layer in reversed(model.layers):
+def output_step(model):
+    """The layer or operation whose output is the model's output (a nested model's own tensors are its own)."""
+    steps = getattr(model, "operations", model.layers)  # a Sequential model has layers only
+    for step in reversed(steps):
         with contextlib.suppress(AttributeError, ValueError):  # a shared layer has no single output
-            if layer.output is model.outputs[0]:
-                return layer
-    return model.layers[-1]
+            if step.output is model.outputs[0]:
+                return step
+    return steps[-1]
 
 
 def read_labels(path: Path) -> list[str]:

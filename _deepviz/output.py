@@ -112,20 +112,25 @@ def current_umask() -> int:
 def figure_paths(images: Sequence[Path], out: str | None) -> list[Path]:
     """Where each image's figure goes; two images with one stem get distinct names, and no figure
     lands on an image given (`--out` the photos' own folder): it would replace the photo."""
-    given = {image.resolve() for image in images}
+    return named_paths([image.stem for image in images], out, {image.resolve() for image in images})
+
+
+def named_paths(stems: Sequence[str], out: str | None, photos: set = frozenset()) -> list[Path]:
+    """<stem>.png in --out's folder (default result/) for each stem, or --out itself for one; never one of
+    `photos` (resolved paths), which a second stem's way (<stem>-2.png) avoids, and --out naming one refuses."""
     if out is not None and not is_directory_target(out):
-        if len(images) > 1:
-            raise UsageError(f"--out {out} names one file but {len(images)} images were given; pass a directory")
-        if Path(out).resolve() in given:
+        if len(stems) > 1:
+            raise UsageError(f"--out {out} names one file but {len(stems)} images were given; pass a directory")
+        if Path(out).resolve() in photos:
             raise UsageError(f"--out {out} is the image itself, which the figure would replace; "
                              "choose another name or a directory")
         return [Path(out)]
     folder = Path(out) if out is not None else DEFAULT_OUT_DIR
     paths, taken = [], set()
-    for image in images:
-        name, number = f"{image.stem}.png", 2
-        while name in taken or (folder / name).resolve() in given:
-            name, number = f"{image.stem}-{number}.png", number + 1
+    for stem in stems:
+        name, number = f"{stem}.png", 2
+        while name in taken or (folder / name).resolve() in photos:
+            name, number = f"{stem}-{number}.png", number + 1
         taken.add(name)
         paths.append(folder / name)
     return paths

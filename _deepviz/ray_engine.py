@@ -8,6 +8,7 @@ when the cluster has them. Ray is imported only here, and only with `--engine ra
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
@@ -86,12 +87,14 @@ def search_ray(choice: NetworkChoice, plan: ExemplarPlan, paths: Sequence[Path],
     return total or Partial({}, [])
 
 
+@functools.lru_cache(maxsize=8)  # once a run: the command line asks before the network is built, then the search
 def check_reachable(address: str | None) -> None:
     """A cluster's head named by host and port answers there, or a clear error at once: Ray
     itself would retry for minutes."""
     if address in (None, "auto", "local"):
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
     if not host or not port.isdigit():
         raise UsageError(f"--ray-address {address}: expected HOST:PORT of the cluster's head "
                          "(as `ray start --head` prints it), ray://HOST:PORT, or auto")

@@ -26,8 +26,8 @@ from .figure import FigureStyle, display_photo, photo_title
 from .images import as_seen, expand_inputs, load_image, sample_image
 from .layers import describe_layers
 from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, NetworkChoice, check_choice
-from .output import (arrays_write, check_out_path, figure_paths, json_write, library_versions, run_record,
-                     save_figure, synthesis_record)
+from .output import (arrays_write, check_out_path, figure_paths, json_write, library_versions, named_paths,
+                     run_record, save_figure, synthesis_record)
 from .stats import format_layer_line
 from .synthesis import DEFAULT_MAX_MAPS as SYNTHESIS_MAX_MAPS
 from .synthesis import check_synthesis_layer, layer_patterns, pattern_arrays, synthesis_settings
@@ -42,9 +42,13 @@ def run_guarded(command: Callable[[], int], debug: bool) -> int:
 
     With `debug`, an unexpected exception shows its full traceback instead.
     """
-    previous_hook, sys.unraisablehook = sys.unraisablehook, ctrl_c_redelivered(sys.unraisablehook)
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = redelivery = CtrlCRedelivery(previous_hook)
     try:
-        return command()
+        status = command()
+        if redelivery.cancel():  # Ctrl-C dropped as the command ended, not yet delivered again
+            raise KeyboardInterrupt
+        return status
     except DeepvizError as error:
         print(f"deepviz: error: {error}", file=sys.stderr)
         return error.exit_status
@@ -63,21 +67,34 @@ def run_guarded(command: Callable[[], int], debug: bool) -> int:
                   "Rerun with --debug (or DEEPVIZ_DEBUG=1) for the full traceback, and report it.", file=sys.stderr)
         return 1
     finally:
+        redelivery.cancel()
         sys.unraisablehook = previous_hook
 
 
-def ctrl_c_redelivered(previous_hook: Callable) -> Callable:
+class CtrlCRedelivery:
     """An unraisable hook for Ctrl-C that lands in a finalizer or a garbage-collection callback
     (JAX has one), where Python prints it as "Exception ignored" and goes on: delivered again to
     the main thread a moment later, once that callback is over. Anything else goes to `previous_hook`."""
 
-    def hook(unraisable) -> None:
-        if issubclass(unraisable.exc_type, KeyboardInterrupt):
-            threading.Timer(CTRL_C_REDELIVERY_SECONDS, interrupt_main_thread).start()
-        else:
-            previous_hook(unraisable)
+    def __init__(self, previous_hook: Callable):
+        self.previous_hook = previous_hook
+        self.timers: list[threading.Timer] = []
 
-    return hook
+    def __call__(self, unraisable) -> None:
+        if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            self.previous_hook(unraisable)
+            return
+        timer = threading.Timer(CTRL_C_REDELIVERY_SECONDS, interrupt_main_thread)
+        timer.daemon = True  # never holds the process open
+        self.timers.append(timer)
+        timer.start()
+
+    def cancel(self) -> bool:
+        """Stop the deliveries not yet made; whether there were any."""
+        pending = [timer for timer in self.timers if not timer.finished.is_set()]
+        for timer in pending:
+            timer.cancel()
+        return bool(pending)
 
 
 def interrupt_main_thread() -> None:
@@ -386,7 +403,7 @@ def draw_patterns_only(args, reporter: Reporter, make_visualizer: Callable) -> i
     for layer, by_channel in patterns.items():
         for channel, pattern in by_channel.items():
             print(f"{layer} channel {channel}: mean activation {pattern.activation:.4g} on its pattern")
-    out_path = figure_paths([Path("synthesis.png")], args.out)[0]
+    out_path = named_paths(["synthesis"], args.out)[0]
     title = f"{network.label} ({network.weights_label})"
     figure = draw_synthesis_figure(None, title, chosen, patterns, cmap=args.cmap)
     writes = [(out_path, lambda: save_figure(figure, out_path, args.dpi), "the figure")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from .cli import Reporter
 from .errors import UsageError
@@ -23,12 +24,12 @@ def run_exemplars(args, reporter: Reporter, make_visualizer) -> int:
         raise UsageError(f"--rank {rank}: exemplars are ranked by {' or '.join(RANKS)} activation")
     photo_paths = expand_inputs([*args.exemplars, *args.images], args.recursive)
     if args.layers:  # a mistake in --out is found before the network is built
-        exemplar_figure_paths(tuple(dict.fromkeys(args.layers)), args.out)
+        exemplar_figure_paths(tuple(dict.fromkeys(args.layers)), args.out, photo_paths)
     if args.engine == "ray":  # and a cluster that does not answer
         check_reachable(args.ray_address)
     visualizer = build_visualizer(args, reporter, make_visualizer)
     layers = tuple(dict.fromkeys(args.layers or visualizer.default_layers))
-    out_paths = exemplar_figure_paths(layers, args.out)
+    out_paths = exemplar_figure_paths(layers, args.out, photo_paths)
     plan = ExemplarPlan(layers, args.channels, args.per_channel, rank, args.max_maps)
     with reporter.progress(len(photo_paths), "searching") as progress:
         task = progress.add_task("searching", total=len(photo_paths)) if progress else None
@@ -55,14 +56,22 @@ def exemplar_title(layer: str, photos: int, channels: int, plan: ExemplarPlan, n
     return (f"{layer}: {shown} ({plan.rank} activation){drawn}; {network.label}, weights {network.weights_label}")
 
 
-def exemplar_figure_paths(layers, out: str | None) -> dict[str, Path]:
-    """exemplars_<layer>.png in --out's directory (default result/), or --out itself for one layer."""
+def exemplar_figure_paths(layers, out: str | None, photos: Sequence[Path]) -> dict[str, Path]:
+    """exemplars_<layer>.png in --out's directory (default result/), or --out itself for one layer;
+    UsageError where that is one of the `photos` searched, which the figure would replace."""
     if out is not None and not is_directory_target(out):
         if len(layers) > 1:
             raise UsageError(f"--out {out} names one file but {len(layers)} layers were given; pass a directory")
-        return {layers[0]: Path(out)}
-    folder = Path(out) if out is not None else DEFAULT_OUT_DIR
-    return {layer: folder / f"exemplars_{layer.replace('/', '_')}.png" for layer in layers}
+        paths = {layers[0]: Path(out)}
+    else:
+        folder = Path(out) if out is not None else DEFAULT_OUT_DIR
+        paths = {layer: folder / f"exemplars_{layer.replace('/', '_')}.png" for layer in layers}
+    searched = {photo.resolve() for photo in photos}
+    for path in paths.values():
+        if path.resolve() in searched:
+            raise UsageError(f"--out: {path} is a photo searched, which the figure would replace; "
+                             "choose another --out")
+    return paths
 
 
 def report_layer(layer: str, result: ExemplarResult, network, plan: ExemplarPlan, out_path: Path,
@@ -76,7 +85,8 @@ def report_layer(layer: str, result: ExemplarResult, network, plan: ExemplarPlan
         found = ", ".join(f"{names[e.path]} {e.activation:.4g}" for e in exemplars)
         print(f"{layer} channel {channel}: {found}")
     figure = draw_exemplars(layer, rows, result.channel_means[layer], synthesized_patterns(network, layer, list(rows)),
-                            exemplar_title(layer, result.photos, len(rows), plan, network), args.cmap, args.dpi, names)
+                            exemplar_title(layer, result.photos, len(rows), plan, network), args.cmap, args.dpi, names,
+                            grey=network.input_channels == 1)
     writes = [(out_path, lambda: save_figure(figure, out_path, args.dpi), "the figure")]
     if args.json:
         record = {

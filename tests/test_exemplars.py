@@ -142,6 +142,21 @@ def test_photos_of_the_same_name_are_told_apart_by_their_folders():
         paths[4]: "c.jpg", paths[5]: "/e/f.jpg", paths[6]: "g/e/f.jpg"}  # one path is the other's end: whole
 
 
+@pytest.mark.parametrize("grey", [False, True])
+def test_crops_are_shown_in_grey_for_a_greyscale_model(tmp_path, grey):
+    path = tmp_path / "red.png"
+    Image.new("RGB", (80, 80), (200, 30, 30)).save(path)
+    crop = exemplars.Exemplar(path, 1.0, (4, 4), (8, 8), np.zeros((8, 8), np.float32))
+    figure = exemplar_figure.draw_exemplars("layer", {0: [crop]}, {0: 1.0}, {}, "t", dpi=50, grey=grey)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())[..., :3].astype(int)
+    reds = (pixels[..., 0] - pixels[..., 1] > 80).sum()  # the red photo under the map's tint; its grey is not
+    assert (reds == 0) if grey else (reds > 100)
+
+
 @pytest.mark.parametrize("colour", ["white", "black"])
 def test_the_box_around_the_strongest_cell_shows_on_any_photo_and_at_its_edge(tmp_path, colour):
     path = tmp_path / "photo.png"
@@ -251,6 +266,16 @@ def test_bad_exemplar_options_are_usage_errors(run, tiny_model, photos, tmp_path
     assert status == 2
     assert message in err and "Traceback" not in err
     assert not list(tmp_path.iterdir())
+
+
+def test_the_figure_never_replaces_a_photo_searched(run, tiny_model, photos):
+    target = photos / "chelsea.png"
+    before = target.read_bytes()
+    status, out, err = run("--exemplars", photos, "--model", tiny_model, "--layers", "conv_b", "--out", target)
+    assert status == 2 and out == ""
+    assert err == (f"deepviz: error: --out: {target} is a photo searched, which the figure would replace; "
+                   "choose another --out\n")
+    assert target.read_bytes() == before
 
 
 def test_a_ray_cluster_that_does_not_answer_is_refused_at_once(run, tiny_model, photos, tmp_path):

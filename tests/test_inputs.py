@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -250,6 +251,8 @@ def test_a_figure_never_replaces_a_photo_given(run, tmp_path):
     assert (tmp_path / "a.png").read_bytes() == photos["a.png"]
     with pytest.raises(deepviz.UsageError, match="is the image itself"):
         deepviz.Visualizer(weights="none").save(tmp_path / "a.png", tmp_path / "a.png")
+    assert output.named_paths(["synthesis"], "synthesis.png") == [Path("synthesis.png")]  # no photo to keep
+    assert output.named_paths(["synthesis"], str(tmp_path)) == [tmp_path / "synthesis.png"]
 
 
 def test_a_directory_gives_its_images_by_suffix_not_hidden_ones_and_broken_links_to_fail(tmp_path):

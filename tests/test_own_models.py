@@ -48,13 +48,28 @@ def fed(viz, image):
     return preprocess(as_photo(image), viz.network)
 
 
-@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
-def test_probabilities_are_shown_as_they_are(activation):
-    viz = deepviz.Visualizer(logits_model(activation), preprocess="unit", labels=["a", "b", "c"])
+def softmax_as_an_op(inputs, x):
+    return keras.Model(inputs, keras.ops.softmax(x))
+
+
+def softmax_in_a_lambda(inputs, x):
+    return keras.Model(inputs, keras.layers.Lambda(lambda scores: keras.ops.softmax(scores))(x))
+
+
+def sigmoid_activation(inputs, x):
+    return keras.Model(inputs, keras.layers.Activation("sigmoid")(x))
+
+
+@pytest.mark.parametrize("ending", [softmax_as_an_op, softmax_in_a_lambda, sigmoid_activation])
+def test_probabilities_are_shown_as_they_are(ending):
+    inner = logits_model()
+    model = ending(inner.input, inner.output)
+    viz = deepviz.Visualizer(model, preprocess="unit", labels=["a", "b", "c"])
     assert not viz.network.logits
-    if activation == "sigmoid":  # one probability per class: they need not sum to 1
-        model_probabilities = keras.ops.convert_to_numpy(viz.network.model(np.zeros((1, 32, 32, 3), "float32")))[0]
-        assert all(0 < p < 1 for p in model_probabilities)
+    own = keras.ops.convert_to_numpy(model(fed(viz, photo())[None], training=False))[0]
+    np.testing.assert_allclose([p for _, p in viz.predict(photo())], np.sort(own)[::-1], rtol=1e-5)
+    assert deepviz.Visualizer(model, preprocess="unit").network.class_names == (
+        ["class_0", "class_1", "class_2"] if ending is softmax_as_an_op else None)  # a softmax seen, or not
 
 
 def grey_model():
@@ -163,6 +178,8 @@ def test_a_backbone_fed_the_photo_lends_its_preprocessing_but_not_its_class_name
     assert viz.network.class_names == ["class_0", "class_1", "class_2", "class_3"]
     scaled = deepviz.Visualizer(backbone_in(keras.layers.Rescaling(1 / 127.5, offset=-1)))
     assert scaled.network.preprocess_name == "inception"  # the model scales the pixels itself before the backbone
+    by_ops = deepviz.Visualizer(backbone_in(lambda inputs: inputs / 127.5 - 1))
+    assert by_ops.network.preprocess_name == "inception"  # so it does with operations
     given = deepviz.Visualizer(backbone_in(lambda inputs: inputs), preprocess="unit")
     assert given.network.preprocess_name == "unit"
 

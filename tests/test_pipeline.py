@@ -387,6 +387,14 @@ def test_ctrl_c_that_python_drops_in_a_finalizer_still_interrupts_the_run(capfd)
     previous = sys.unraisablehook
     assert run_guarded(lambda: 0, debug=False) == 0 and sys.unraisablehook is previous  # restored
 
+    def ending_at_once():
+        InterruptedWhenCollected()
+        return 0
+
+    assert run_guarded(ending_at_once, debug=False) == 130  # not delivered later, into the caller's code
+    time.sleep(0.3)  # a redelivery still pending would interrupt this sleep
+    assert capfd.readouterr().err == "interrupted\n"
+
 
 def test_ctrl_c_while_saving_leaves_no_partial_file(run, tmp_path, monkeypatch):
     out = tmp_path / "figure.png"
