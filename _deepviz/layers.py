@@ -41,6 +41,16 @@ TRAINING_ONLY_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "Spat
                         "GaussianDropout", "AlphaDropout", "ActivityRegularization")
 
 
+def passes_photo_on(step) -> bool:
+    """Whether a step leaves the photo as it is when the model predicts: an input, an augmentation
+    (RandomFlip, RandomZoom, ...: they act in training only), a training-only layer, or a model of those."""
+    keras = import_keras()
+    if isinstance(step, keras.Model):
+        return all(passes_photo_on(layer) for layer in step.layers)
+    name = type(step).__name__
+    return is_input_layer(step) or name.startswith("Random") or name in TRAINING_ONLY_LAYERS
+
+
 def has_own_maps(layer) -> bool:
     """Whether a layer has spatial maps of its own to draw or explain by default: not an input, nor
     preprocessing (Rescaling, Normalization, ...: its maps are the photo), nor a layer that acts only

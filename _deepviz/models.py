@@ -20,13 +20,15 @@ import numpy as np
 from .backend import import_keras
 from .errors import DeepvizError, UsageError
 from .images import HERE, PREPROCESSING
-from .layers import has_own_maps, is_input_layer, layer_paths
+from .layers import has_own_maps, layer_paths, passes_photo_on
 
 DEFAULT_MODEL = "inception_v3"
 DEFAULT_WEIGHTS = "imagenet"
 DEFAULT_PREPROCESS = "inception"  # for a model of the user's own
 OWN_MODEL_INPUT_SIZE = (224, 224)  # when the user's model accepts any size
 OWN_MODEL_DEFAULT_LAYER_COUNT = 5
+# Layers and operations that scale a model's pixels first thing: it takes them as they are
+PIXEL_SCALING_STEPS = ("Rescaling", "Normalization", "TrueDivide", "Divide", "Multiply", "Subtract", "Add")
 OWN_WEIGHTS_LABEL = "its own weights"  # a saved or in-memory model carries them
 WEIGHTS_SUFFIXES = (".weights.h5", ".h5")
 MODEL_SUFFIXES = (".keras", ".h5")
@@ -312,7 +314,7 @@ def check_weights_file(path: Path) -> None:
 
 
 def check_readable_file(path: Path, option: str) -> None:
-    if not path.is_file():
+    if not path.exists() or path.is_dir():  # a pipe (--labels <(...)) is not a regular file, and is read all the same
         reason = "is a directory" if path.is_dir() else "no such file"
         raise DeepvizError(f"{option} {path}: {reason}; check the path")
     if not os.access(path, os.R_OK):
@@ -357,7 +359,7 @@ def network_from_model(model, label: str, source: str, preprocess: str | None = 
     built_in = built_in_within(model)
     prefix, spec = built_in or ("", None)
     lender = spec if spec and input_channels == 3 and photo_reaches(model, prefix) else None
-    scale, preprocess_name = own_model_preprocessing(lender, preprocess)
+    scale, preprocess_name = own_model_preprocessing(model, lender, preprocess)
     imagenet = lender is not None and not prefix and labels is None and is_imagenet_classifier(model)
     class_names, reason = (load_class_names(), "") if imagenet else own_model_classes(model, label, source, labels)
     # named classes of an output with no activation (Dense(10)) are logits, shown as their softmax; an output
@@ -381,13 +383,30 @@ def network_from_model(model, label: str, source: str, preprocess: str | None = 
     )
 
 
-def own_model_preprocessing(lender: ModelSpec | None, preprocess: str | None) -> tuple[Callable, str]:
+def own_model_preprocessing(model, lender: ModelSpec | None, preprocess: str | None) -> tuple[Callable, str]:
     """(function, name) of the user's model's preprocessing: `preprocess` where given, else the
-    built-in architecture's own that takes the photo, else DEFAULT_PREPROCESS."""
+    built-in architecture's own that takes the photo, else "none" for a model that scales its pixels
+    itself, else DEFAULT_PREPROCESS."""
     if preprocess is None and lender is not None:
         module = getattr(import_keras().applications, lender.module)
         return module.preprocess_input, f"keras.applications.{lender.module}.preprocess_input"
+    if preprocess is None and scales_own_pixels(model):
+        preprocess = "none"
     return PREPROCESSING[preprocess or DEFAULT_PREPROCESS], preprocess or DEFAULT_PREPROCESS
+
+
+def scales_own_pixels(model) -> bool:
+    """Whether the model's first step, augmentations aside, is a Rescaling or Normalization layer (in a
+    nested model too), as Keras's guides build them, or arithmetic on the pixels (`inputs / 127.5 - 1`):
+    it takes pixels as they are, 0 to 255."""
+    keras = import_keras()
+    for step in getattr(model, "operations", model.layers):
+        if passes_photo_on(step):
+            continue
+        if isinstance(step, keras.Model):
+            return scales_own_pixels(step)
+        return type(step).__name__ in PIXEL_SCALING_STEPS
+    return False
 
 
 def own_model_layers(model, built_in: tuple[str, ModelSpec] | None) -> tuple[tuple[str, ...], str, str]:
@@ -421,12 +440,13 @@ def built_in_within(model) -> tuple[str, ModelSpec] | None:
 
 def photo_reaches(model, prefix: str) -> bool:
     """Whether the nested model at `prefix` ("" for the model itself) comes first in each model around it,
-    so it takes the photo as the model does: no layer (Rescaling, Lambda) nor operation (`inputs / 255`) before it."""
+    so it takes the photo as the model does: no layer (Rescaling, Lambda) nor operation (`inputs / 255`) before
+    it, augmentations aside (layers.passes_photo_on)."""
     outer = model
     for name in prefix.rstrip("/").split("/") if prefix else []:
         inner = outer.get_layer(name)
         steps = getattr(outer, "operations", outer.layers)  # a functional model's operations include its ops
-        if not all(is_input_layer(step) for step in steps[:steps.index(inner)]):
+        if not all(passes_photo_on(step) for step in steps[:steps.index(inner)]):
             return False
         outer = inner
     return True
@@ -483,7 +503,11 @@ def own_model_classes(model, label: str, source: str, labels: str | Sequence[str
                           if isinstance(labels, (str, Path)) else ("labels", "one name per class"))
             raise UsageError(f"{given}: {len(names)} names, but {label} has {shape[0]} classes; give {how}")
         return list(names), ""
-    if output_activation(model) != "softmax":
+    activation = output_activation(model)
+    if activation == "sigmoid":
+        return None, (f"the output of {label}, shape {shape}, ends in a sigmoid (a probability per class) "
+                      "whose classes have no names; pass --labels FILE")
+    if activation != "softmax":
         return None, (f"the output of {label}, shape {shape}, does not end in a softmax; "
                       "pass --labels FILE if it is a class vector")
     return [f"class_{i}" for i in range(shape[0])], ""

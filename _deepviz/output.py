@@ -21,6 +21,7 @@ from .titles import missing_glyphs_quiet
 
 
 FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+SOFTWARE_NAME = "deepviz"  # first in a PNG figure's Software text
 DEFAULT_OUT_DIR = Path("result")
 
 
@@ -42,8 +43,19 @@ def write_png(figure, stream, dpi: int) -> None:
     """
     import matplotlib
 
-    software = f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/"
+    software = f"{SOFTWARE_NAME} {__version__}, Matplotlib version{matplotlib.__version__}, https://matplotlib.org/"
     stream.write(encode_png(render_figure(figure, dpi), dpi, {"Software": software}))
+
+
+def written_by_deepviz(path: Path) -> bool:
+    """Whether `path` is a PNG figure deepviz wrote (its Software text says so), which a new run may replace."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return str(image.info.get("Software", "")).startswith(SOFTWARE_NAME + " ")
+    except Exception:  # not an image Pillow reads, or not readable: not deepviz's
+        return False
 
 
 def render_figure(figure, dpi: int) -> np.ndarray:
@@ -116,8 +128,12 @@ def figure_paths(images: Sequence[Path], out: str | None) -> list[Path]:
 
 
 def named_paths(stems: Sequence[str], out: str | None, photos: set = frozenset()) -> list[Path]:
-    """<stem>.png in --out's folder (default result/) for each stem, or --out itself for one; never one of
-    `photos` (resolved paths), which a second stem's way (<stem>-2.png) avoids, and --out naming one refuses."""
+    """<stem>.png in --out's folder (default result/) for each stem, or --out itself for one.
+
+    Never one of `photos` (resolved paths), which --out naming one refuses; and in a folder, never
+    a file deepviz did not write (a photo of the same name, not given this run): the name is then
+    taken as a second stem's is (<stem>-2.png). A figure of an earlier run is replaced.
+    """
     if out is not None and not is_directory_target(out):
         if len(stems) > 1:
             raise UsageError(f"--out {out} names one file but {len(stems)} images were given; pass a directory")
@@ -129,11 +145,16 @@ def named_paths(stems: Sequence[str], out: str | None, photos: set = frozenset()
     paths, taken = [], set()
     for stem in stems:
         name, number = f"{stem}.png", 2
-        while name in taken or (folder / name).resolve() in photos:
+        while name in taken or (folder / name).resolve() in photos or someone_elses(folder / name):
             name, number = f"{stem}-{number}.png", number + 1
         taken.add(name)
         paths.append(folder / name)
     return paths
+
+
+def someone_elses(path: Path) -> bool:
+    """Whether a file is at `path` that deepviz did not write (written_by_deepviz)."""
+    return path.exists() and not written_by_deepviz(path)
 
 
 def is_directory_target(out: str) -> bool:

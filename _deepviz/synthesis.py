@@ -249,9 +249,10 @@ def build_synthesis_models(network, layer: str, size: int) -> SynthesisModels:
     keras = import_keras()
     source_input, before, after = layer_before_relu(network.model, layer)
     truncated = keras.Model(source_input, [before, after])
+    channels = network.input_channels  # what the network takes: the preprocessed RGB pattern, or its grey
     if tuple(source_input.shape[1:3]) != (size, size):
         try:
-            truncated = keras.models.clone_model(truncated, input_tensors=keras.Input((size, size, 3)),
+            truncated = keras.models.clone_model(truncated, input_tensors=keras.Input((size, size, channels)),
                                                  clone_function=lambda same: same)
         except ValueError:
             default = synthesis_settings(network).size
@@ -271,7 +272,7 @@ def build_synthesis_models(network, layer: str, size: int) -> SynthesisModels:
     rival = keras.ops.max(keras.ops.mean(activations, axis=(1, 2)) - RIVAL_MASK * targets, axis=1)  # (N,)
     objective = keras.Model([spectra, transforms, targets], target - RIVAL_WEIGHT * rival)
     render = keras.Model(spectra, images)
-    pixels = keras.Input((size, size, 3))
+    pixels = keras.Input((size, size, channels))  # preprocessed
     _, activations = truncated(pixels)
     measure = keras.Model(pixels, keras.ops.mean(activations, axis=(1, 2)))
     return SynthesisModels(objective, render, measure)

@@ -251,6 +251,17 @@ def test_a_figure_never_replaces_a_photo_given(run, tmp_path):
     assert (tmp_path / "a.png").read_bytes() == photos["a.png"]
     with pytest.raises(deepviz.UsageError, match="is the image itself"):
         deepviz.Visualizer(weights="none").save(tmp_path / "a.png", tmp_path / "a.png")
+    # a photo of the figure's name in the folder, not given this run, is kept too; an earlier figure is replaced
+    Image.new("RGB", (20, 20), GREEN).save(tmp_path / "c.png")
+    photos["c.png"] = (tmp_path / "c.png").read_bytes()
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (20, 20), RED).save(tmp_path / "in" / "c.jpg")
+    for _ in range(2):
+        status, out, err = run(tmp_path / "in" / "c.jpg", "--weights", "none", "--quiet", "--layers", "mixed9",
+                               "--dpi", 20, "--out", tmp_path)
+        assert status == 0, err
+        assert out.splitlines()[-1] == f"wrote {tmp_path / 'c-2.png'}"
+    assert (tmp_path / "c.png").read_bytes() == photos["c.png"]
     assert output.named_paths(["synthesis"], "synthesis.png") == [Path("synthesis.png")]  # no photo to keep
     assert output.named_paths(["synthesis"], str(tmp_path)) == [tmp_path / "synthesis.png"]
 

@@ -177,9 +177,12 @@ def test_a_backbone_fed_the_photo_lends_its_preprocessing_but_not_its_class_name
     assert viz.network.preprocess_name == "keras.applications.mobilenet_v2.preprocess_input"
     assert viz.network.class_names == ["class_0", "class_1", "class_2", "class_3"]
     scaled = deepviz.Visualizer(backbone_in(keras.layers.Rescaling(1 / 127.5, offset=-1)))
-    assert scaled.network.preprocess_name == "inception"  # the model scales the pixels itself before the backbone
+    assert scaled.network.preprocess_name == "none"  # the model scales the pixels itself, from 0-255
     by_ops = deepviz.Visualizer(backbone_in(lambda inputs: inputs / 127.5 - 1))
-    assert by_ops.network.preprocess_name == "inception"  # so it does with operations
+    assert by_ops.network.preprocess_name == "none"  # so it does with operations
+    augmentations = keras.Sequential([keras.layers.RandomFlip(), keras.layers.RandomZoom(0.1)])
+    augmented = deepviz.Visualizer(backbone_in(augmentations))
+    assert augmented.network.preprocess_name == "keras.applications.mobilenet_v2.preprocess_input"  # no-ops then
     given = deepviz.Visualizer(backbone_in(lambda inputs: inputs), preprocess="unit")
     assert given.network.preprocess_name == "unit"
 
@@ -249,3 +252,23 @@ def test_values_that_overflow_give_valid_json_a_clear_error_and_no_numpy_warning
     assert status == 1
     assert err == ("deepviz: error: layer huge: 1,024 of its values are not finite (inf or NaN), and --summary pca "
                    "needs finite ones; leave --summary out, or look at the layers before it\n")
+
+
+def test_a_model_that_scales_its_own_pixels_is_given_them_as_they_are():
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv_a")(keras.layers.Rescaling(1 / 255)(keras.layers.RandomFlip()(inputs)))
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    viz = deepviz.Visualizer(model)
+    assert viz.network.preprocess_name == "none"
+    assert fed(viz, photo()).max() > 200  # pixels 0-255, for the model's Rescaling
+
+
+def test_a_greyscale_model_of_any_input_size_synthesizes_at_the_size_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPVIZ_CACHE", str(tmp_path))
+    inputs = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(3, 3, activation="relu", name="c1")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(x)))
+    viz = deepviz.Visualizer(model, preprocess="unit")
+    assert viz.synthesize("c1", [0, 2], steps=2, size=16)[2].shape == (16, 16, 3)
+    assert "ends in a sigmoid (a probability per class) whose classes have no names; pass --labels FILE" in (
+        viz.network.no_predictions_reason)

@@ -81,15 +81,16 @@ def test_workers_write_the_same_files_and_stdout_as_one_process_in_input_order(r
 
 def test_a_photo_failing_in_a_worker_is_reported_and_the_run_goes_on(run, tmp_path):
     photos = make_photos(tmp_path / "in", [(40, 30), (40, 30), (40, 30)])
-    (tmp_path / "out" / "b.png").mkdir(parents=True)  # the second photo's figure cannot be written
-    status, out, err = run(*photos, *SMALL_RUN, "--workers", 2, "--out", tmp_path / "out")
+    (tmp_path / "out" / "b.json").mkdir(parents=True)  # the second photo's JSON cannot be written
+    status, out, err = run(*photos, *SMALL_RUN, "--json", "--workers", 2, "--out", tmp_path / "out")
     assert status == 1
-    assert err == f"deepviz: error: could not write the figure {tmp_path / 'out' / 'b.png'}: Is a directory\n"
+    assert err == f"deepviz: error: could not write the JSON {tmp_path / 'out' / 'b.json'}: Is a directory\n"
     lines = out.splitlines()
     assert lines[-1] == f"2 of 3 images drawn; failed: {photos[1]}"
-    assert f"wrote {tmp_path / 'out' / 'a.png'}" in lines and f"wrote {tmp_path / 'out' / 'c.png'}" in lines
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
-    assert list((tmp_path / "out" / "b.png").iterdir()) == []
+    assert f"wrote {tmp_path / 'out' / 'a.json'}" in lines and f"wrote {tmp_path / 'out' / 'c.json'}" in lines
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.json", "a.png", "b.json", "b.png", "c.json",
+                                                                    "c.png"]
+    assert list((tmp_path / "out" / "b.json").iterdir()) == []
 
 
 def test_ctrl_c_with_workers_stops_them_and_leaves_no_partial_file(run, tmp_path, monkeypatch):
