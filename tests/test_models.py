@@ -1,6 +1,8 @@
 """Every built-in keras.applications model, the user's own saved model, and nested models."""
 
 import json
+import os
+import threading
 
 import numpy as np
 import pytest
@@ -333,3 +335,13 @@ def test_a_saved_model_is_built_with_its_own_weights(run, classifier, tmp_path):
     assert err.splitlines()[0] == f"deepviz: building {path} (weights: its own weights)"
     import json
     assert json.loads((tmp_path / "figure.json").read_text())["weights"] == "its own weights"
+
+
+def test_labels_may_come_from_a_pipe(tmp_path):
+    fifo = tmp_path / "labels"
+    os.mkfifo(fifo)  # as the shell's --labels <(printf 'a\nb\n') gives
+    writer = threading.Thread(target=lambda: fifo.write_text("cat\ndog\n"))
+    writer.start()
+    models.check_readable_file(fifo, "--labels")
+    assert models.read_labels(fifo) == ["cat", "dog"]
+    writer.join()
