@@ -36,19 +36,23 @@ def is_input_layer(layer) -> bool:
 
 PREPROCESSING_LAYERS = ("Rescaling", "Normalization", "Resizing", "CenterCrop", "RandomCrop", "RandomFlip",
                         "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness")
+AUGMENTATION_LAYERS = ("RandAugment", "AugMix", "CutMix", "MixUp")  # Keras's, beside its Random... ones
+SIZE_ONLY_LAYERS = ("Resizing", "CenterCrop")  # they change the photo's size, not its pixels' values
 # Layers that pass their input on unchanged when the model predicts: their maps are the layer's before
 TRAINING_ONLY_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
                         "GaussianDropout", "AlphaDropout", "ActivityRegularization")
 
 
 def passes_photo_on(step) -> bool:
-    """Whether a step leaves the photo as it is when the model predicts: an input, an augmentation
-    (RandomFlip, RandomZoom, ...: they act in training only), a training-only layer, or a model of those."""
+    """Whether a step leaves the photo's pixel values as they are when the model predicts: an input,
+    Keras's augmentations (RandomFlip, RandomZoom, ...: they act in training only), resizing, a
+    training-only layer (Dropout), or a model of those."""
     keras = import_keras()
     if isinstance(step, keras.Model):
         return all(passes_photo_on(layer) for layer in step.layers)
-    name = type(step).__name__
-    return is_input_layer(step) or name.startswith("Random") or name in TRAINING_ONLY_LAYERS
+    name, keras_own = type(step).__name__, type(step).__module__.startswith("keras.")
+    augmentation = keras_own and (name.startswith("Random") or name in AUGMENTATION_LAYERS)
+    return is_input_layer(step) or augmentation or name in SIZE_ONLY_LAYERS + TRAINING_ONLY_LAYERS
 
 
 def has_own_maps(layer) -> bool:

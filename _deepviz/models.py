@@ -29,6 +29,7 @@ OWN_MODEL_INPUT_SIZE = (224, 224)  # when the user's model accepts any size
 OWN_MODEL_DEFAULT_LAYER_COUNT = 5
 # Layers and operations that scale a model's pixels first thing: it takes them as they are
 PIXEL_SCALING_STEPS = ("Rescaling", "Normalization", "TrueDivide", "Divide", "Multiply", "Subtract", "Add")
+SCALED_PIXELS_RANGE_MAX = 10.0  # how far apart such a step puts black and white: [0, 1], [-1, 1], standardised
 OWN_WEIGHTS_LABEL = "its own weights"  # a saved or in-memory model carries them
 WEIGHTS_SUFFIXES = (".weights.h5", ".h5")
 MODEL_SUFFIXES = (".keras", ".h5")
@@ -396,17 +397,24 @@ def own_model_preprocessing(model, lender: ModelSpec | None, preprocess: str | N
 
 
 def scales_own_pixels(model) -> bool:
-    """Whether the model's first step, augmentations aside, is a Rescaling or Normalization layer (in a
-    nested model too), as Keras's guides build them, or arithmetic on the pixels (`inputs / 127.5 - 1`):
-    it takes pixels as they are, 0 to 255."""
+    """Whether the model's first step, past augmentations and resizing (in a nested model too), is a
+    Rescaling or Normalization layer or arithmetic (`inputs / 127.5 - 1`) that brings pixels of 0 to 255
+    down to a few units, as Keras's guides build models: it takes pixels as they are. Tried on a black
+    and a white image, so a Rescaling(2, offset=-1) of pixels in [0, 1] does not count."""
     keras = import_keras()
-    for step in getattr(model, "operations", model.layers):
-        if passes_photo_on(step):
-            continue
-        if isinstance(step, keras.Model):
-            return scales_own_pixels(step)
-        return type(step).__name__ in PIXEL_SCALING_STEPS
-    return False
+    first = next((step for step in getattr(model, "operations", model.layers) if not passes_photo_on(step)), None)
+    if isinstance(first, keras.Model):
+        return scales_own_pixels(first)
+    if type(first).__name__ not in PIXEL_SCALING_STEPS:
+        return False
+    try:
+        probe = keras.Model(model.inputs[0], first.output)
+    except (AttributeError, ValueError):  # a layer used in several places has no single output
+        return False
+    pixels = np.zeros((2, *(size or 32 for size in model.inputs[0].shape[1:])), np.float32)
+    pixels[1] = 255.0
+    scaled = keras.ops.convert_to_numpy(probe(pixels, training=False))
+    return float(np.abs(scaled[1] - scaled[0]).max()) <= SCALED_PIXELS_RANGE_MAX
 
 
 def own_model_layers(model, built_in: tuple[str, ModelSpec] | None) -> tuple[tuple[str, ...], str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -47,14 +48,15 @@ def write_png(figure, stream, dpi: int) -> None:
     stream.write(encode_png(render_figure(figure, dpi), dpi, {"Software": software}))
 
 
-def written_by_deepviz(path: Path) -> bool:
-    """Whether `path` is a PNG figure deepviz wrote (its Software text says so), which a new run may replace."""
+def is_a_figure(path: Path) -> bool:
+    """Whether `path` is a PNG figure, which a new run may replace: one deepviz wrote, or Matplotlib
+    (as deepviz's figures before it named itself), by its Software text; not a photo."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            return str(image.info.get("Software", "")).startswith(SOFTWARE_NAME + " ")
-    except Exception:  # not an image Pillow reads, or not readable: not deepviz's
+            return "Matplotlib version" in str(image.info.get("Software", ""))
+    except Exception:  # not an image Pillow reads, or not readable: not a figure
         return False
 
 
@@ -131,8 +133,9 @@ def named_paths(stems: Sequence[str], out: str | None, photos: set = frozenset()
     """<stem>.png in --out's folder (default result/) for each stem, or --out itself for one.
 
     Never one of `photos` (resolved paths), which --out naming one refuses; and in a folder, never
-    a file deepviz did not write (a photo of the same name, not given this run): the name is then
-    taken as a second stem's is (<stem>-2.png). A figure of an earlier run is replaced.
+    a file that is not a figure (a photo of the same name, not given this run; a link): the name is
+    then taken as a second stem's is (<stem>-2.png). A figure of an earlier run is replaced. Names
+    are told apart whatever their case, as macOS and Windows do.
     """
     if out is not None and not is_directory_target(out):
         if len(stems) > 1:
@@ -142,19 +145,20 @@ def named_paths(stems: Sequence[str], out: str | None, photos: set = frozenset()
                              "choose another name or a directory")
         return [Path(out)]
     folder = Path(out) if out is not None else DEFAULT_OUT_DIR
+    kept = functools.lru_cache(maxsize=None)(lambda path: path.resolve() in photos or someone_elses(path))
     paths, taken = [], set()
     for stem in stems:
         name, number = f"{stem}.png", 2
-        while name in taken or (folder / name).resolve() in photos or someone_elses(folder / name):
+        while name.casefold() in taken or kept(folder / name):
             name, number = f"{stem}-{number}.png", number + 1
-        taken.add(name)
+        taken.add(name.casefold())
         paths.append(folder / name)
     return paths
 
 
 def someone_elses(path: Path) -> bool:
-    """Whether a file is at `path` that deepviz did not write (written_by_deepviz)."""
-    return path.exists() and not written_by_deepviz(path)
+    """Whether something is at `path` (a file, a folder, a link, even a broken one) that is not a figure."""
+    return os.path.lexists(path) and (path.is_symlink() or not is_a_figure(path))
 
 
 def is_directory_target(out: str) -> bool:

@@ -264,7 +264,7 @@ def build_synthesis_models(network, layer: str, size: int) -> SynthesisModels:
     spectra = keras.Input(spectrum_shape(size))
     transforms = keras.Input((8,))
     targets = keras.Input((truncated.output[0].shape[-1],))  # one-hot: each image's channel
-    images = image_from_spectrum(spectra, size)  # (N, size, size, 3)
+    images = image_from_spectrum(spectra, size)  # (N, size, size, 3): RGB, whatever the network takes
     moved = keras.ops.image.affine_transform(images, transforms, interpolation="bilinear", fill_mode="constant",
                                              fill_value=GREY)
     values, activations = truncated(keras.ops.matmul(moved * 255.0, matrix) + offset)  # (N, h, w, channels) each

@@ -263,6 +263,19 @@ def test_a_figure_never_replaces_a_photo_given(run, tmp_path):
         assert out.splitlines()[-1] == f"wrote {tmp_path / 'c-2.png'}"
     assert (tmp_path / "c.png").read_bytes() == photos["c.png"]
     assert output.named_paths(["synthesis"], "synthesis.png") == [Path("synthesis.png")]  # no photo to keep
+
+
+def test_a_folder_s_names_skip_anything_but_figures_and_differ_in_more_than_case(tmp_path):
+    from PIL import PngImagePlugin
+
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Software", "Matplotlib version3.8.0, https://matplotlib.org/")  # an older deepviz figure's
+    Image.new("RGB", (4, 4)).save(tmp_path / "old.png", pnginfo=text)
+    Image.new("RGB", (4, 4)).save(tmp_path / "photo.png")
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "link.png").symlink_to(tmp_path / "nowhere.png")
+    names = [p.name for p in output.named_paths(["old", "photo", "folder", "link", "Dog", "dog"], str(tmp_path))]
+    assert names == ["old.png", "photo-2.png", "folder-2.png", "link-2.png", "Dog.png", "dog-2.png"]
     assert output.named_paths(["synthesis"], str(tmp_path)) == [tmp_path / "synthesis.png"]
 
 

@@ -340,7 +340,7 @@ def test_a_saved_model_is_built_with_its_own_weights(run, classifier, tmp_path):
 def test_labels_may_come_from_a_pipe(tmp_path):
     fifo = tmp_path / "labels"
     os.mkfifo(fifo)  # as the shell's --labels <(printf 'a\nb\n') gives
-    writer = threading.Thread(target=lambda: fifo.write_text("cat\ndog\n"))
+    writer = threading.Thread(target=lambda: fifo.write_text("cat\ndog\n"), daemon=True)  # never holds pytest
     writer.start()
     models.check_readable_file(fifo, "--labels")
     assert models.read_labels(fifo) == ["cat", "dog"]
