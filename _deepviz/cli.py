@@ -138,10 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(PREPROCESSING),
         help="how pixels are scaled for the network: 'inception' to [-1, 1], 'caffe' (BGR, ImageNet "
         "mean removed), 'torch' (ImageNet mean and std), 'unit' to [0, 1], 'none' (0 to 255) "
-        f"(default: a built-in model's own; '{DEFAULT_PREPROCESS}' for a saved model)",
+        f"(default: a built-in model's own; for a saved model, that of the built-in architecture it is built on, "
+        f"'none' if it scales its pixels itself, else '{DEFAULT_PREPROCESS}')",
     )
     parser.add_argument("--labels", metavar="FILE",
-                        help="class names for a saved model's output, one per line (default: class_0, class_1, ...)")
+                        help="class names for a saved model's output, one per line; logits (no activation at the "
+                        "end) are shown as their softmax (default: class_0, class_1, ... for a softmax output)")
     parser.add_argument("--top", type=positive_int(1, NUM_CLASSES), default=DEFAULT_TOP, metavar="K",
                         action=StoreGiven,
                         help=f"how many predictions to print (1 to {NUM_CLASSES})")

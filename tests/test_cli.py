@@ -26,8 +26,10 @@ def test_help_lists_every_option_with_its_default(run):
                    "--recursive", "--batch-size", "--quiet", "--version"]:
         assert option in text
     squashed = " ".join(text.split())
+    preprocess = ("(default: a built-in model's own; for a saved model, that of the built-in architecture it is "
+                  "built on, 'none' if it scales its pixels itself, else 'inception')")
     for default in ["for InceptionV3 conv2d_1 mixed0 mixed3 mixed7 mixed10)", "(default: imagenet)",
-                    "(default: inception_v3)", "(default: a built-in model's own; 'inception' for a saved model)",
+                    "(default: inception_v3)", preprocess,
                     "(default: 3)", "(default: 64)", "(default: mean)", "(default: channel)",
                     "(default: viridis)", "(default: 100)", "(default: 8)"]:
         assert default in squashed
