@@ -67,7 +67,8 @@ class Visualizer:
     (.keras, .h5) or a keras.Model in memory (functional, Sequential built with an input
     shape, or nesting another model). `weights` ("imagenet", "none" or a weights file)
     applies to built-in names only. `preprocess` names how pixels are scaled ("inception",
-    "caffe", "torch", "unit", "none"; default: a built-in model's own, "inception" otherwise).
+    "caffe", "torch", "unit", "none"; default: a built-in model's own, or that of the built-in
+    architecture a model is built on, "none" for a model that scales its own pixels, else "inception").
     `labels`: class names of the user's model's output, a file (one per line) or a list; where
     the output is logits (no softmax at its end), predictions are their softmax. A model that
     takes greyscale images (batch, height, width, 1) is given each photo in grey.
