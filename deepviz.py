@@ -70,7 +70,7 @@ class Visualizer:
     "caffe", "torch", "unit", "none"; default: a built-in model's own, or that of the built-in
     architecture a model is built on, "none" for a model that scales its own pixels, else "inception").
     `labels`: class names of the user's model's output, a file (one per line) or a list; where
-    the output is logits (no softmax at its end), predictions are their softmax. A model that
+    the output is logits (no activation at its end), predictions are their softmax. A model that
     takes greyscale images (batch, height, width, 1) is given each photo in grey.
 
     An `image` is a path, a PIL.Image.Image or a uint8 array (H, W, 3), (H, W, 1) or (H, W).

@@ -123,19 +123,22 @@ def current_umask() -> int:
     return mask
 
 
-def figure_paths(images: Sequence[Path], out: str | None) -> list[Path]:
+def figure_paths(images: Sequence[Path], out: str | None, siblings: Sequence[str] = ()) -> list[Path]:
     """Where each image's figure goes; two images with one stem get distinct names, and no figure
-    lands on an image given (`--out` the photos' own folder): it would replace the photo."""
-    return named_paths([image.stem for image in images], out, {image.resolve() for image in images})
+    lands on an image given (`--out` the photos' own folder): it would replace the photo. `siblings`:
+    the suffixes of the files written beside each figure (".json", ".npz")."""
+    return named_paths([image.stem for image in images], out, {image.resolve() for image in images}, siblings)
 
 
-def named_paths(stems: Sequence[str], out: str | None, photos: set = frozenset()) -> list[Path]:
+def named_paths(stems: Sequence[str], out: str | None, photos: set = frozenset(),
+                siblings: Sequence[str] = ()) -> list[Path]:
     """<stem>.png in --out's folder (default result/) for each stem, or --out itself for one.
 
     Never one of `photos` (resolved paths), which --out naming one refuses; and in a folder, never
     a file that is not a figure (a photo of the same name, not given this run; a link): the name is
-    then taken as a second stem's is (<stem>-2.png). A figure of an earlier run is replaced. Names
-    are told apart whatever their case, as macOS and Windows do.
+    then taken as a second stem's is (<stem>-2.png). A figure of an earlier run is replaced, with
+    the files beside it; a file with a `siblings` suffix and no figure beside it is kept. Names are
+    told apart whatever their case, as macOS and Windows do.
     """
     if out is not None and not is_directory_target(out):
         if len(stems) > 1:
@@ -145,7 +148,7 @@ def named_paths(stems: Sequence[str], out: str | None, photos: set = frozenset()
                              "choose another name or a directory")
         return [Path(out)]
     folder = Path(out) if out is not None else DEFAULT_OUT_DIR
-    kept = functools.lru_cache(maxsize=None)(lambda path: path.resolve() in photos or someone_elses(path))
+    kept = functools.lru_cache(maxsize=None)(lambda path: path.resolve() in photos or someone_elses(path, siblings))
     paths, taken = [], set()
     for stem in stems:
         name, number = f"{stem}.png", 2
@@ -156,9 +159,12 @@ def named_paths(stems: Sequence[str], out: str | None, photos: set = frozenset()
     return paths
 
 
-def someone_elses(path: Path) -> bool:
-    """Whether something is at `path` (a file, a folder, a link, even a broken one) that is not a figure."""
-    return os.path.lexists(path) and (path.is_symlink() or not is_a_figure(path))
+def someone_elses(path: Path, siblings: Sequence[str] = ()) -> bool:
+    """Whether something is at `path` (a file, a folder, a link, even a broken one) that is not a figure,
+    or, where nothing is, beside it with a `siblings` suffix (a JSON of no figure is not deepviz's)."""
+    if os.path.lexists(path):
+        return path.is_symlink() or not is_a_figure(path)
+    return any(os.path.lexists(path.with_suffix(suffix)) for suffix in siblings)
 
 
 def is_directory_target(out: str) -> bool:

@@ -213,7 +213,8 @@ def list_layers(args, reporter: Reporter, make_visualizer: Callable) -> int:
 
 def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
     image_paths = expand_inputs(args.images, args.recursive) if args.images else [sample_image()]
-    out_paths = figure_paths(image_paths, args.out)
+    beside = [suffix for suffix, written in ((".json", args.json), (".npz", args.save_arrays)) if written]
+    out_paths = figure_paths(image_paths, args.out, beside)
     batch_size = min(args.batch_size, len(image_paths))
     failures = FailureLog(several=len(image_paths) > 1, debug=args.debug)
     batches = load_batches(image_paths, batch_size, failures)

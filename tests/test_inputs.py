@@ -276,6 +276,11 @@ def test_a_folder_s_names_skip_anything_but_figures_and_differ_in_more_than_case
     (tmp_path / "link.png").symlink_to(tmp_path / "nowhere.png")
     names = [p.name for p in output.named_paths(["old", "photo", "folder", "link", "Dog", "dog"], str(tmp_path))]
     assert names == ["old.png", "photo-2.png", "folder-2.png", "link-2.png", "Dog.png", "dog-2.png"]
+    (tmp_path / "notes.json").write_text("{}")  # someone's JSON, no figure beside it
+    (tmp_path / "old.json").write_text("{}")  # an earlier run's, beside its figure
+    assert [p.name for p in output.named_paths(["notes", "old"], str(tmp_path), siblings=[".json"])] == [
+        "notes-2.png", "old.png"]
+    assert output.named_paths(["notes"], str(tmp_path))[0].name == "notes.png"  # no JSON written: no matter
     assert output.named_paths(["synthesis"], str(tmp_path)) == [tmp_path / "synthesis.png"]
 
 
