@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from _deepviz import analysis, figure, stats, workers
 
@@ -81,7 +81,10 @@ def test_workers_write_the_same_files_and_stdout_as_one_process_in_input_order(r
 
 def test_a_photo_failing_in_a_worker_is_reported_and_the_run_goes_on(run, tmp_path):
     photos = make_photos(tmp_path / "in", [(40, 30), (40, 30), (40, 30)])
-    (tmp_path / "out" / "b.json").mkdir(parents=True)  # the second photo's JSON cannot be written
+    (tmp_path / "out" / "b.json").mkdir(parents=True)  # the second photo's JSON cannot be written...
+    earlier = PngImagePlugin.PngInfo()
+    earlier.add_text("Software", "Matplotlib version3.8.0, https://matplotlib.org/")
+    Image.new("RGB", (4, 4)).save(tmp_path / "out" / "b.png", pnginfo=earlier)  # ...beside an earlier run's figure
     status, out, err = run(*photos, *SMALL_RUN, "--json", "--workers", 2, "--out", tmp_path / "out")
     assert status == 1
     assert err == f"deepviz: error: could not write the JSON {tmp_path / 'out' / 'b.json'}: Is a directory\n"
