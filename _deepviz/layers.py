@@ -34,13 +34,18 @@ def is_input_layer(layer) -> bool:
     return type(layer).__name__ == "InputLayer"
 
 
-PREPROCESSING_LAYERS = ("Rescaling", "Normalization", "Resizing", "CenterCrop", "RandomCrop", "RandomFlip",
-                        "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness")
+SCALING_LAYERS = ("Rescaling", "Normalization")  # they scale the pixels: their maps are the photo's
 AUGMENTATION_LAYERS = ("RandAugment", "AugMix", "CutMix", "MixUp")  # Keras's, beside its Random... ones
 SIZE_ONLY_LAYERS = ("Resizing", "CenterCrop")  # they change the photo's size, not its pixels' values
 # Layers that pass their input on unchanged when the model predicts: their maps are the layer's before
 TRAINING_ONLY_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
                         "GaussianDropout", "AlphaDropout", "ActivityRegularization")
+
+
+def model_steps(model) -> list:
+    """The model's layers and operations in the order they run: a functional model's `operations`
+    include the ops written between layers (`inputs / 255`); a Sequential model has layers only."""
+    return getattr(model, "operations", model.layers)
 
 
 def passes_photo_on(step) -> bool:
@@ -57,14 +62,12 @@ def passes_photo_on(step) -> bool:
 
 def has_own_maps(layer) -> bool:
     """Whether a layer has spatial maps of its own to draw or explain by default: not an input, nor
-    preprocessing (Rescaling, Normalization, ...: its maps are the photo), nor a layer that acts only
-    in training (Dropout, GaussianNoise, ...: its maps are its input's), nor a nested model (its maps
-    are those of one of its own layers, listed after it)."""
+    preprocessing (Rescaling, resizing, augmentations: its maps are the photo), nor a layer that acts
+    only in training (Dropout, GaussianNoise, ...: its maps are its input's), nor a nested model (its
+    maps are those of one of its own layers, listed after it)."""
     keras = import_keras()
-    passing = tuple(getattr(keras.layers, name) for name in PREPROCESSING_LAYERS + TRAINING_ONLY_LAYERS
-                    if hasattr(keras.layers, name))
-    return (len(output_shape(layer)) == 3 and not is_input_layer(layer)
-            and not isinstance(layer, (keras.Model, *passing)))
+    return (len(output_shape(layer)) == 3 and not isinstance(layer, keras.Model) and not passes_photo_on(layer)
+            and type(layer).__name__ not in SCALING_LAYERS)
 
 
 def check_layer_names(network, names: Sequence[str]) -> list[str]:

@@ -20,7 +20,7 @@ import numpy as np
 from .backend import import_keras
 from .errors import DeepvizError, UsageError
 from .images import HERE, PREPROCESSING
-from .layers import has_own_maps, layer_paths, passes_photo_on
+from .layers import SCALING_LAYERS, has_own_maps, layer_paths, model_steps, passes_photo_on
 
 DEFAULT_MODEL = "inception_v3"
 DEFAULT_WEIGHTS = "imagenet"
@@ -28,7 +28,7 @@ DEFAULT_PREPROCESS = "inception"  # for a model of the user's own
 OWN_MODEL_INPUT_SIZE = (224, 224)  # when the user's model accepts any size
 OWN_MODEL_DEFAULT_LAYER_COUNT = 5
 # Layers and operations that scale a model's pixels first thing: it takes them as they are
-PIXEL_SCALING_STEPS = ("Rescaling", "Normalization", "TrueDivide", "Divide", "Multiply", "Subtract", "Add")
+PIXEL_SCALING_STEPS = SCALING_LAYERS + ("TrueDivide", "Divide", "Multiply", "Subtract", "Add")
 SCALED_PIXELS_RANGE_MAX = 10.0  # how far apart such a step puts black and white: [0, 1], [-1, 1], standardised
 OWN_WEIGHTS_LABEL = "its own weights"  # a saved or in-memory model carries them
 WEIGHTS_SUFFIXES = (".weights.h5", ".h5")
@@ -361,11 +361,14 @@ def network_from_model(model, label: str, source: str, preprocess: str | None = 
     prefix, spec = built_in or ("", None)
     lender = spec if spec and input_channels == 3 and photo_reaches(model, prefix) else None
     scale, preprocess_name = own_model_preprocessing(model, lender, preprocess)
-    imagenet = lender is not None and not prefix and labels is None and is_imagenet_classifier(model)
-    class_names, reason = (load_class_names(), "") if imagenet else own_model_classes(model, label, source, labels)
+    activation = output_activation(model)
+    imagenet = (lender is not None and not prefix and labels is None and activation == "softmax"
+                and tuple(model.outputs[0].shape[1:]) == (NUM_CLASSES,))  # the whole model, with its own head
+    class_names, reason = ((load_class_names(), "") if imagenet
+                           else own_model_classes(model, label, labels, activation))
     # named classes of an output with no activation (Dense(10)) are logits, shown as their softmax; an output
     # whose activation cannot be told (a Lambda) is shown as it is
-    logits = class_names is not None and output_activation(model) == "linear"
+    logits = class_names is not None and activation == "linear"
     default_layers, block_pattern, cam_layer = own_model_layers(model, built_in)
     return Network(
         model=model,
@@ -402,7 +405,7 @@ def scales_own_pixels(model) -> bool:
     down to a few units, as Keras's guides build models: it takes pixels as they are. Tried on a black
     and a white image, so a Rescaling(2, offset=-1) of pixels in [0, 1] does not count."""
     keras = import_keras()
-    first = next((step for step in getattr(model, "operations", model.layers) if not passes_photo_on(step)), None)
+    first = next((step for step in model_steps(model) if not passes_photo_on(step)), None)
     if isinstance(first, keras.Model):
         return scales_own_pixels(first)
     if type(first).__name__ not in PIXEL_SCALING_STEPS:
@@ -453,16 +456,11 @@ def photo_reaches(model, prefix: str) -> bool:
     outer = model
     for name in prefix.rstrip("/").split("/") if prefix else []:
         inner = outer.get_layer(name)
-        steps = getattr(outer, "operations", outer.layers)  # a functional model's operations include its ops
+        steps = model_steps(outer)
         if not all(passes_photo_on(step) for step in steps[:steps.index(inner)]):
             return False
         outer = inner
     return True
-
-
-def is_imagenet_classifier(model) -> bool:
-    """Whether the model ends in a softmax over ImageNet's 1,000 classes."""
-    return tuple(model.outputs[0].shape[1:]) == (NUM_CLASSES,) and output_activation(model) == "softmax"
 
 
 def built_in_architecture(model) -> ModelSpec | None:
@@ -499,8 +497,9 @@ def own_model_input(model, source: str) -> tuple[tuple[int, int], int]:
     return ((height, width) if height and width else OWN_MODEL_INPUT_SIZE), shape[-1]
 
 
-def own_model_classes(model, label: str, source: str, labels: str | Sequence[str] | None):
-    """(class names or None, why there are no predictions) for the user's model's output."""
+def own_model_classes(model, label: str, labels: str | Sequence[str] | None, activation: str):
+    """(class names or None, why there are no predictions) for the user's model's output, which comes
+    out of `activation` (output_activation)."""
     shape = tuple(model.outputs[0].shape[1:])
     names = read_labels(Path(labels)) if isinstance(labels, (str, Path)) else labels
     if len(shape) != 1 or shape[0] < 2:
@@ -511,7 +510,6 @@ def own_model_classes(model, label: str, source: str, labels: str | Sequence[str
                           if isinstance(labels, (str, Path)) else ("labels", "one name per class"))
             raise UsageError(f"{given}: {len(names)} names, but {label} has {shape[0]} classes; give {how}")
         return list(names), ""
-    activation = output_activation(model)
     if activation == "sigmoid":
         return None, (f"the output of {label}, shape {shape}, ends in a sigmoid (a probability per class) "
                       "whose classes have no names; pass --labels FILE")
@@ -536,7 +534,7 @@ def output_activation(model) -> str:
 
 def output_step(model):
     """The layer or operation whose output is the model's output (a nested model's own tensors are its own)."""
-    steps = getattr(model, "operations", model.layers)  # a Sequential model has layers only
+    steps = model_steps(model)
     for step in reversed(steps):
         with contextlib.suppress(AttributeError, ValueError):  # a shared layer has no single output
             if step.output is model.outputs[0]:
