@@ -22,7 +22,6 @@ from .titles import missing_glyphs_quiet
 
 
 FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
-SOFTWARE_NAME = "deepviz"  # first in a PNG figure's Software text
 DEFAULT_OUT_DIR = Path("result")
 
 
@@ -44,7 +43,7 @@ def write_png(figure, stream, dpi: int) -> None:
     """
     import matplotlib
 
-    software = f"{SOFTWARE_NAME} {__version__}, Matplotlib version{matplotlib.__version__}, https://matplotlib.org/"
+    software = f"deepviz {__version__}, Matplotlib version{matplotlib.__version__}, https://matplotlib.org/"
     stream.write(encode_png(render_figure(figure, dpi), dpi, {"Software": software}))
 
 
@@ -98,6 +97,17 @@ def arrays_write(figure_path: Path, arrays: dict) -> tuple:
     """(path, write(), what) for a list of writes: `arrays` as the figure's <stem>.npz, written atomically."""
     path = figure_path.with_suffix(".npz")
     return path, lambda: write_atomically(path, lambda stream: np.savez_compressed(stream, **arrays)), "the arrays"
+
+
+def write_in_turn(writes, written: Callable[[Path], None]) -> str | None:
+    """Each (path, write(), what) in turn, `written(path)` after each; at the first that fails, why, and no more."""
+    for target, write, what in writes:
+        try:
+            write()
+        except OSError as error:
+            return f"could not write {what} {target}: {error.strerror or error}"
+        written(target)
+    return None
 
 
 def write_atomically(path: Path, write: Callable) -> None:

@@ -27,7 +27,7 @@ from .images import as_seen, expand_inputs, load_image, sample_image
 from .layers import describe_layers
 from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, NetworkChoice, check_choice
 from .output import (arrays_write, check_out_path, figure_paths, json_write, library_versions, named_paths,
-                     run_record, save_figure, synthesis_record)
+                     run_record, save_figure, synthesis_record, write_in_turn)
 from .stats import format_layer_line
 from .synthesis import DEFAULT_MAX_MAPS as SYNTHESIS_MAX_MAPS
 from .synthesis import check_synthesis_layer, layer_patterns, pattern_arrays, synthesis_settings
@@ -380,13 +380,10 @@ def with_patterns(job: DrawJob, network, args) -> tuple[DrawJob, list[str]]:
 
 
 def write_all(writes) -> None:
-    """Each (path, write(), what) in turn; a failure is a DeepvizError naming the file."""
-    for target, write, what in writes:
-        try:
-            write()
-        except OSError as error:
-            raise DeepvizError(f"could not write {what} {target}: {error.strerror or error}") from None
-        print(f"wrote {target}", flush=True)
+    """Each (path, write(), what) in turn, announced on stdout; a failure is a DeepvizError naming the file."""
+    failure = write_in_turn(writes, lambda target: print(f"wrote {target}", flush=True))
+    if failure:
+        raise DeepvizError(failure)
 
 
 def draw_patterns_only(args, reporter: Reporter, make_visualizer: Callable) -> int:

@@ -27,7 +27,7 @@ from PIL import Image
 
 from .errors import DeepvizError
 from .figure import FigureStyle, draw_figure
-from .output import arrays_write, json_write, save_figure
+from .output import arrays_write, json_write, save_figure, write_in_turn
 from .synthesis_figure import draw_synthesis_figure
 from .stats import LayerSummary
 
@@ -108,13 +108,8 @@ def write_files(job: DrawJob) -> DrawReport:
     if job.arrays is not None:
         writes.append(arrays_write(job.out_path, job.arrays))
     written = []
-    for target, write, what in writes:
-        try:
-            write()
-        except OSError as error:
-            return DrawReport(written, f"could not write {what} {target}: {error.strerror or error}")
-        written.append(target)
-    return DrawReport(written)
+    failure = write_in_turn(writes, written.append)
+    return DrawReport(written, failure)
 
 
 def start_worker() -> None:
