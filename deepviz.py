@@ -197,7 +197,8 @@ class Visualizer:
                   batch_size: int = DEFAULT_BATCH_SIZE) -> dict[int, list[Exemplar]]:
         """{channel: the `per_channel` photos that excite it most, best first}, streaming `images` once.
 
-        `images`: photo paths and directories (a path or a list). Without `channels`, the
+        `images`: photo paths and directories (a path or a list; a directory's hidden files and the
+        figures deepviz drew are left out). Without `channels`, the
         `max_maps` channels with the highest mean over the whole set, highest first. `rank`:
         "max" (the strongest position) or "mean". `engine` "ray" runs Ray Data workers, on a
         local Ray or the cluster at `ray_address` ("auto": the running one). Unreadable photos

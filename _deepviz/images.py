@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import warnings
 from pathlib import Path
@@ -13,6 +14,7 @@ from PIL import Image, ImageOps
 
 from .backend import file_descriptor_silenced, import_keras
 from .errors import DeepvizError, UsageError
+from .output import is_a_figure
 
 # What a directory gives (an image named on its own may have any suffix Pillow reads)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm",
@@ -171,28 +173,46 @@ PREPROCESSING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def expand_inputs(inputs: Sequence[str], recursive: bool) -> list[Path]:
+def expand_inputs(inputs: Sequence[str], recursive: bool, figures_left_out: list[Path] | None = None) -> list[Path]:
     """Image paths from files and directories (a directory gives its images, sorted).
 
-    A directory's images are its files with an image suffix (IMAGE_SUFFIXES), hidden ones (".name",
-    such as macOS's "._IMG_1.jpg") left out; a broken link among them is kept, to fail as a missing photo.
+    A directory's images are its files with an image suffix (IMAGE_SUFFIXES); hidden files and
+    folders (".name", such as macOS's "._IMG_1.jpg" or ".git") are left out, and so are the
+    figures deepviz drew (output.is_a_figure), added to `figures_left_out` if given: a run
+    with --out the photos' own folder, run again, draws the photos, not its figures. A broken
+    link is kept, to fail as a missing photo. A file named on its own is kept, whatever it is.
     """
     paths = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            found = sorted(p for p in path.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES
-                           and (p.is_file() or not p.exists())  # a broken link does not exist
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
-            if not found:
-                nested = not recursive and any(p.is_dir() for p in path.iterdir())
-                hint = "; it has subdirectories: add --recursive to look in them" if nested else ""
-                raise DeepvizError(f"{path}: directory holds no images ({', '.join(IMAGE_SUFFIXES)}){hint}")
-            paths.extend(found)
-        else:
+        if not path.is_dir():
             paths.append(path)
+            continue
+        found = directory_images(path, recursive)
+        figures = [image for image in found if image.suffix.lower() == ".png" and is_a_figure(image)]
+        if figures_left_out is not None:
+            figures_left_out.extend(figures)
+        found = [image for image in found if image not in figures]
+        if not found:
+            nested = not recursive and any(p.is_dir() for p in path.iterdir())
+            hint = "; it has subdirectories: add --recursive to look in them" if nested else ""
+            held = f" (only {len(figures)} figure{'s' if len(figures) > 1 else ''} deepviz drew)" if figures else ""
+            raise DeepvizError(f"{path}: directory holds no images{held} ({', '.join(IMAGE_SUFFIXES)}){hint}")
+        paths.extend(found)
     return paths
+
+
+def directory_images(folder: Path, recursive: bool) -> list[Path]:
+    """The folder's files with an image suffix, sorted, and its subfolders' if `recursive`; hidden ones left out."""
+    found = []
+    for root, folders, names in os.walk(folder):  # links to folders are not followed
+        folders[:] = [name for name in folders if not name.startswith(".")] if recursive else []
+        for name in names:
+            path = Path(root, name)
+            if (not name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+                    and (path.is_file() or not path.exists())):  # a broken link does not exist
+                found.append(path)
+    return sorted(found)
 
 
 def sample_image() -> Path:

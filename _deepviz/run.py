@@ -202,6 +202,17 @@ def list_models() -> int:
     return 0
 
 
+def listed_photos(inputs: Sequence[str], recursive: bool, reporter: Reporter) -> list[Path]:
+    """The photos named and in the folders named; the figures deepviz drew among them left out, and said so."""
+    figures: list[Path] = []
+    paths = expand_inputs(inputs, recursive, figures)
+    if figures:
+        shown = ", ".join(str(figure) for figure in figures[:3])
+        shown += f" and {len(figures) - 3} more" if len(figures) > 3 else ""
+        reporter.status(f"left out {len(figures)} figure{'s' if len(figures) > 1 else ''} deepviz drew: {shown}")
+    return paths
+
+
 def list_layers(args, reporter: Reporter, make_visualizer: Callable) -> int:
     weights = check_model_options(args, for_listing=True)
     reporter.status(f"building {args.model}")
@@ -212,7 +223,7 @@ def list_layers(args, reporter: Reporter, make_visualizer: Callable) -> int:
 
 
 def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
-    image_paths = expand_inputs(args.images, args.recursive) if args.images else [sample_image()]
+    image_paths = listed_photos(args.images, args.recursive, reporter) if args.images else [sample_image()]
     beside = [suffix for suffix, written in ((".json", args.json), (".npz", args.save_arrays)) if written]
     out_paths = figure_paths(image_paths, args.out, beside)
     batch_size = min(args.batch_size, len(image_paths))

@@ -10,10 +10,9 @@ from .cli import Reporter
 from .errors import UsageError
 from .exemplar_figure import ROWS_MAX, distinct_names, draw_exemplars, synthesized_patterns
 from .exemplars import DEFAULT_RANK, RANKS, ExemplarPlan, ExemplarResult, exemplar_records, find_exemplars
-from .images import expand_inputs
-from .output import DEFAULT_OUT_DIR, is_directory_target, json_write, library_versions, save_figure
+from .output import is_directory_target, json_write, library_versions, named_paths, save_figure
 from .ray_engine import check_reachable
-from .run import build_visualizer, write_all
+from .run import build_visualizer, listed_photos, write_all
 
 
 def run_exemplars(args, reporter: Reporter, make_visualizer) -> int:
@@ -22,14 +21,15 @@ def run_exemplars(args, reporter: Reporter, make_visualizer) -> int:
     rank = args.rank or DEFAULT_RANK
     if rank not in RANKS:
         raise UsageError(f"--rank {rank}: exemplars are ranked by {' or '.join(RANKS)} activation")
-    photo_paths = expand_inputs([*args.exemplars, *args.images], args.recursive)
+    photo_paths = listed_photos([*args.exemplars, *args.images], args.recursive, reporter)
+    siblings = [".json"] if args.json else []
     if args.layers:  # a mistake in --out is found before the network is built
-        exemplar_figure_paths(tuple(dict.fromkeys(args.layers)), args.out, photo_paths)
+        exemplar_figure_paths(tuple(dict.fromkeys(args.layers)), args.out, photo_paths, siblings)
     if args.engine == "ray":  # and a cluster that does not answer
         check_reachable(args.ray_address)
     visualizer = build_visualizer(args, reporter, make_visualizer)
     layers = tuple(dict.fromkeys(args.layers or visualizer.default_layers))
-    out_paths = exemplar_figure_paths(layers, args.out, photo_paths)
+    out_paths = exemplar_figure_paths(layers, args.out, photo_paths, siblings)
     plan = ExemplarPlan(layers, args.channels, args.per_channel, rank, args.max_maps)
     with reporter.progress(len(photo_paths), "searching") as progress:
         task = progress.add_task("searching", total=len(photo_paths)) if progress else None
@@ -56,22 +56,20 @@ def exemplar_title(layer: str, photos: int, channels: int, plan: ExemplarPlan, n
     return (f"{layer}: {shown} ({plan.rank} activation){drawn}; {network.label}, weights {network.weights_label}")
 
 
-def exemplar_figure_paths(layers, out: str | None, photos: Sequence[Path]) -> dict[str, Path]:
-    """exemplars_<layer>.png in --out's directory (default result/), or --out itself for one layer;
-    UsageError where that is one of the `photos` searched, which the figure would replace."""
-    if out is not None and not is_directory_target(out):
-        if len(layers) > 1:
-            raise UsageError(f"--out {out} names one file but {len(layers)} layers were given; pass a directory")
-        paths = {layers[0]: Path(out)}
-    else:
-        folder = Path(out) if out is not None else DEFAULT_OUT_DIR
-        paths = {layer: folder / f"exemplars_{layer.replace('/', '_')}.png" for layer in layers}
+def exemplar_figure_paths(layers, out: str | None, photos: Sequence[Path],
+                          siblings: Sequence[str] = ()) -> dict[str, Path]:
+    """exemplars_<layer>.png in --out's directory (default result/), named as output.named_paths names
+    figures, or --out itself for one layer; UsageError where that is one of the `photos` searched,
+    which the figure would replace. `siblings`: the suffixes written beside each figure (".json")."""
     searched = {photo.resolve() for photo in photos}
-    for path in paths.values():
-        if path.resolve() in searched:
-            raise UsageError(f"--out: {path} is a photo searched, which the figure would replace; "
-                             "choose another --out")
-    return paths
+    if out is None or is_directory_target(out):
+        stems = [f"exemplars_{layer.replace('/', '_')}" for layer in layers]
+        return dict(zip(layers, named_paths(stems, out, searched, siblings)))
+    if len(layers) > 1:
+        raise UsageError(f"--out {out} names one file but {len(layers)} layers were given; pass a directory")
+    if Path(out).resolve() in searched:
+        raise UsageError(f"--out: {out} is a photo searched, which the figure would replace; choose another --out")
+    return {layers[0]: Path(out)}
 
 
 def report_layer(layer: str, result: ExemplarResult, network, plan: ExemplarPlan, out_path: Path,

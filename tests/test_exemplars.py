@@ -278,6 +278,20 @@ def test_the_figure_never_replaces_a_photo_searched(run, tiny_model, photos):
     assert target.read_bytes() == before
 
 
+def test_an_exemplar_figure_keeps_what_deepviz_did_not_write_and_replaces_its_own(run, tiny_model, photos, tmp_path):
+    someone_elses = tmp_path / "exemplars_conv_b.png"
+    Image.new("RGB", (8, 8), (10, 200, 10)).save(someone_elses)  # a photo of that name, not a figure
+    before = someone_elses.read_bytes()
+    command = ("--exemplars", photos, "--model", tiny_model, "--layers", "conv_b", "--channels", "1", "--json",
+               "--quiet", "--out", tmp_path)
+    for _ in range(2):  # the second run replaces the first's figure and JSON
+        status, out, err = run(*command)
+        assert status == 0, err
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            "exemplars_conv_b-2.json", "exemplars_conv_b-2.png", "exemplars_conv_b.png"]
+    assert someone_elses.read_bytes() == before
+
+
 def test_a_ray_cluster_that_does_not_answer_is_refused_at_once(run, tiny_model, photos, tmp_path):
     with socket.socket() as probe:  # a port where nothing listens: bound, never listening
         probe.bind(("127.0.0.1", 0))

@@ -296,6 +296,50 @@ def test_a_directory_gives_its_images_by_suffix_not_hidden_ones_and_broken_links
         images.load_image(tmp_path / "gone.png")
 
 
+def test_hidden_folders_are_not_walked(tmp_path, monkeypatch):
+    for folder in ("sub", ".git/objects"):
+        (tmp_path / folder).mkdir(parents=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / folder / "a.png")
+    walked = []
+    real_walk = os.walk
+
+    def spy(top, *args, **kwargs):
+        for root, folders, names in real_walk(top, *args, **kwargs):
+            walked.append(Path(root).relative_to(tmp_path).as_posix())
+            yield root, folders, names
+
+    monkeypatch.setattr(os, "walk", spy)
+    assert images.expand_inputs([str(tmp_path)], recursive=True) == [tmp_path / "sub" / "a.png"]
+    assert sorted(walked) == [".", "sub"]
+
+
+def test_a_rerun_into_the_photos_folder_draws_the_photos_not_its_own_figures(run, tmp_path):
+    Image.new("RGB", (20, 20), RED).save(tmp_path / "a.jpg")
+    Image.new("RGB", (20, 20), GREEN).save(tmp_path / "b.png")
+    command = (tmp_path, "--weights", "none", "--layers", "mixed9", "--dpi", 20, "--out", tmp_path)
+    status, out, err = run(*command)
+    assert status == 0, err
+    assert "left out" not in err
+    assert {p.name for p in tmp_path.iterdir()} == {"a.jpg", "a.png", "b.png", "b-2.png"}
+    first = {name: (tmp_path / name).read_bytes() for name in ("a.jpg", "b.png")}
+    status, out, err = run(*command)
+    assert status == 0, err
+    assert f"deepviz: left out 2 figures deepviz drew: {tmp_path / 'a.png'}, {tmp_path / 'b-2.png'}\n" in err
+    assert [line for line in out.splitlines() if line.startswith("==")] == [f"== {tmp_path / 'a.jpg'}",
+                                                                            f"== {tmp_path / 'b.png'}"]
+    assert {p.name for p in tmp_path.iterdir()} == {"a.jpg", "a.png", "b.png", "b-2.png"}  # replaced, no -3
+    assert all((tmp_path / name).read_bytes() == data for name, data in first.items())
+    status, out, err = run(tmp_path / "a.png", "--weights", "none", "--quiet", "--layers", "mixed9", "--dpi", 20,
+                           "--out", tmp_path / "figure_of_a_figure.png")  # named on its own: drawn
+    assert status == 0, err
+    only_figures = tmp_path / "figures"
+    only_figures.mkdir()
+    (tmp_path / "a.png").rename(only_figures / "a.png")
+    status, out, err = run(only_figures, "--quiet")
+    assert status == 1
+    assert err.startswith(f"deepviz: error: {only_figures}: directory holds no images (only 1 figure deepviz drew)")
+
+
 def test_characters_missing_from_the_font_give_no_python_warnings(tmp_path):
     path = tmp_path / "狗 dog.png"
     Image.new("RGB", (20, 20), RED).save(path)
