@@ -160,11 +160,16 @@ def layer_summary(pipeline: Pipeline, name: str, output, index: int, analysis: A
 def output_arrays(network, outputs: dict, layer_names: Sequence[str], index: int, cams, classes) -> dict:
     """One photo's full maps of every chosen layer, the model's output vector and Grad-CAM heatmaps.
 
+    The output vector is "predictions" (or "output" without classes); where a chosen layer has that
+    name and other values (a model's logits layer, the output its softmax), "output/predictions".
     Each heatmap is "cam/<class name>", or "cam/<class name>_<index>" for a name two classes share.
     """
     arrays = {name: np.array(outputs[name][index]) for name in layer_names}
     output_name = "predictions" if network.class_names is not None else "output"
-    arrays.setdefault(output_name, np.array(outputs[OUTPUT_KEY][index]))
+    output_vector = np.array(outputs[OUTPUT_KEY][index])
+    if output_name in arrays and not np.array_equal(arrays[output_name], output_vector, equal_nan=True):
+        output_name = f"output/{output_name}"
+    arrays[output_name] = output_vector
     if cams:
         for key, (_, _, heatmap) in zip(class_keys(network.class_names, classes), cams):
             arrays[f"cam/{key}"] = heatmap

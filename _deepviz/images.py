@@ -120,7 +120,7 @@ def preprocess(photo: Image.Image, network) -> np.ndarray:
     """Squash the whole photo to the network's input size and scale its pixels for it.
 
     No cropping: a non-square photo is resized without keeping its aspect ratio, as
-    keras.utils.load_img(target_size=...) does.
+    keras.utils.load_img(target_size=..., interpolation="bilinear") does, with the same filter.
     """
     height, width = network.input_size
     resized = photo.resize((width, height), Image.Resampling.BILINEAR)

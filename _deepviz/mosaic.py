@@ -17,6 +17,7 @@ TILE_GAP = 1  # pixels of background between tiles
 GAP_COLOUR = "white"  # gaps and empty slots: the figure's background
 MIN_LABEL_PIXELS = 7  # a smaller label cannot be read: tiles too small for one are left unlabelled
 LABEL_BACKGROUND = (0, 0, 0, 140)  # a translucent box under each label, so it reads on any colour
+LABEL_AREA_MAX = 0.15  # of its tile a label's box may cover: more would hide the map (its corner's peaks)
 
 
 @dataclasses.dataclass
@@ -188,14 +189,16 @@ def label_tiles(image: Image.Image, labels: Sequence[str], grid: TileGrid, size:
 def label_font_pixels(labels: Sequence[str], grid: TileGrid, dpi: int = 100) -> int | None:
     """The labels' font size: a fifth of a tile's width, 9 to 18 pixels at dpi 100 (6.5 to 13
     points, scaled with the dpi like the rest of the text), smaller (down to MIN_LABEL_PIXELS)
-    where the longest label's box would be wider than a tile or taller than half of one; None
-    where even that does not fit."""
+    where the longest label's box would be wider than a tile, taller than half of one or cover
+    more than LABEL_AREA_MAX of it; None where even that does not fit."""
     longest = max(labels, key=len, default="")
     scale = dpi / 100
     low, high = max(MIN_LABEL_PIXELS, round(9 * scale)), max(MIN_LABEL_PIXELS, round(18 * scale))
     largest = int(np.clip(round(grid.tile_width * 0.2), low, high))
     for size in range(largest, MIN_LABEL_PIXELS - 1, -1):
         _, _, right, bottom = ImageFont.load_default(size=size).getbbox(longest, anchor="lt")
-        if right + 2 <= grid.tile_width and bottom + 2 <= grid.tile_height / 2:
+        box_width, box_height = right + 2, bottom + 2
+        if (box_width <= grid.tile_width and box_height <= grid.tile_height / 2
+                and box_width * box_height <= LABEL_AREA_MAX * grid.tile_width * grid.tile_height):
             return size
     return None

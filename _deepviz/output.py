@@ -242,7 +242,7 @@ def run_record(path: Path, network, predictions, classes: Sequence[int] | None, 
             "layers": [layer.name for layer in layers],
             "top": analysis.top,
             "max_maps": analysis.max_maps if analysis.channels is None else None,  # --channels chose them
-            "rank": analysis.rank,
+            "rank": analysis.rank if analysis.channels is None else None,  # as max_maps
             "channels": list(analysis.channels) if analysis.channels else None,
             "norm": style.norm,
             "summary": analysis.summary,
@@ -280,7 +280,7 @@ def layer_record(layer: LayerSummary) -> dict:
         "max": layer.maximum,
         "zeros_percent": layer.zeros * 100,
         "dead_channels": layer.dead if layer.is_spatial else None,
-        "ranking": layer.ranking,
+        "ranking": layer.ranking if layer.is_spatial else None,  # a vector layer's values are not ranked
     }
     if layer.is_spatial:
         record["channels"] = [

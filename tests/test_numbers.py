@@ -22,6 +22,7 @@ def test_chosen_channels_are_drawn_in_order_for_every_layer(run, tmp_path):
         assert layer["ranking"] == "chosen"
     assert record["settings"]["channels"] == [12, 30, 7]
     assert record["settings"]["max_maps"] is None  # the channels were chosen, not the top 64
+    assert record["settings"]["rank"] is None  # nor ranked
     assert record["settings"]["preprocess"] == "keras.applications.inception_v3.preprocess_input"  # its own
 
 
@@ -55,6 +56,7 @@ def test_json_holds_predictions_settings_versions_and_layer_statistics(run, rand
     assert record["versions"]["backend"] in ("tensorflow", "jax", "torch")
     assert {"keras", "numpy", "matplotlib", "pillow", "deepviz"} <= set(record["versions"])
     assert record["settings"]["max_maps"] == 5 and record["settings"]["rank"] == "mean"
+    assert [layer["ranking"] for layer in record["layers"]] == ["mean", None]  # avg_pool's values are not ranked
 
     arrays = np.load(out.with_suffix(".npz"))
     assert sorted(arrays.files) == ["avg_pool", "mixed3", "predictions"]

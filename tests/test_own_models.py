@@ -272,3 +272,25 @@ def test_a_greyscale_model_of_any_input_size_synthesizes_at_the_size_asked(tmp_p
     assert viz.synthesize("c1", [0, 2], steps=2, size=16)[2].shape == (16, 16, 3)
     assert "ends in a sigmoid (a probability per class) whose classes have no names; pass --labels FILE" in (
         viz.network.no_predictions_reason)
+
+
+@pytest.mark.parametrize("activation", [None, "softmax"])
+def test_saved_arrays_keep_a_layer_named_predictions_and_the_output_vector_both(run, tmp_path, activation):
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, name="conv_a")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation=activation, name="predictions")(x))
+    model.save(tmp_path / "model.keras")
+    (tmp_path / "labels.txt").write_text("a\nb\nc\n")
+    Image.fromarray(photo()).save(tmp_path / "photo.png")
+    status, out, err = run(tmp_path / "photo.png", "--model", tmp_path / "model.keras", "--labels",
+                           tmp_path / "labels.txt", "--preprocess", "unit", "--layers", "conv_a", "predictions",
+                           "--save-arrays", "--quiet", "--dpi", 20, "--out", tmp_path / "out")
+    assert status == 0, err
+    arrays = np.load(tmp_path / "out" / "photo.npz")
+    scores = keras.ops.convert_to_numpy(model(fed(deepviz.Visualizer(model, preprocess="unit"), photo())[None]))[0]
+    np.testing.assert_allclose(arrays["predictions"], scores, rtol=1e-5, atol=1e-6)  # the layer, by its name
+    if activation is None:  # the output vector shown is the logits' softmax: kept beside the layer
+        np.testing.assert_allclose(arrays["output/predictions"], softmax(scores), rtol=1e-5)
+    else:  # the layer is the output vector: once
+        assert "output/predictions" not in arrays.files

@@ -197,10 +197,10 @@ def test_tiles_are_painted_in_the_colour_map_enlarged_with_even_gaps_and_labels(
     tiles[0, 0, 0], tiles[1, 2, 1], tiles[:, :, 2] = 1.0, 0.5, 0.25
     scaled = mosaic.ScaledTiles(tiles, 0.0, 1.0, "", {})
     viridis = matplotlib.colormaps["viridis"]
-    grid = mosaic.tile_grid(3, (2, 3), width=100)
+    grid = mosaic.tile_grid(3, (2, 3), width=330)
     assert grid.tile_height * 3 == grid.tile_width * 2 and grid.gap >= 1  # the maps' aspect, a gap between
     plain = mosaic.paint_mosaic(scaled, grid, viridis, labels=[], label_pixels=None)
-    assert plain.shape == (grid.height, 100, 4) and plain.dtype == np.uint8
+    assert plain.shape == (grid.height, 330, 4) and plain.dtype == np.uint8
 
     def cell(slot, row, column):  # the middle of a map cell, in painted pixels
         x, y = grid.corner(slot)
@@ -434,6 +434,29 @@ def test_labels_grow_with_their_tiles_and_are_left_out_where_they_do_not_fit(run
     assert "tiles too small to label: raise --dpi" in crowded.axes[1].get_title()
     roomy = draw([stats.summarize_layer("mixed10", maps, 64, "mean")])
     assert "too small" not in roomy.axes[1].get_title()
+
+
+@pytest.mark.parametrize("dpi", [100, 200, 300])
+@pytest.mark.parametrize("count, map_size", [(32, 147), (64, 17), (256, 17), (768, 17), (2048, 8)])
+def test_a_label_never_hides_more_than_a_small_corner_of_its_tile(count, map_size, dpi):
+    from PIL import ImageFont
+
+    width = figure.pixels(figure.PANEL_WIDTH_INCHES, dpi)
+    grid = mosaic.tile_grid(count, (map_size, map_size), width)
+    labels = [str(channel) for channel in range(count)]
+    size = mosaic.label_font_pixels(labels, grid, dpi)
+    if size is None:
+        return
+    longest = max(labels, key=len)
+    _, _, right, bottom = ImageFont.load_default(size=size).getbbox(longest, anchor="lt")
+    assert (right + 2) * (bottom + 2) <= 0.15 * grid.tile_width * grid.tile_height
+
+
+def test_labels_are_left_out_rather_than_cover_small_tiles():
+    grid = mosaic.tile_grid(768, (17, 17), figure.pixels(figure.PANEL_WIDTH_INCHES, 100))  # 18 px tiles
+    assert mosaic.label_font_pixels([str(c) for c in range(768)], grid, 100) is None
+    larger = mosaic.tile_grid(768, (17, 17), figure.pixels(figure.PANEL_WIDTH_INCHES, 200))
+    assert mosaic.label_font_pixels([str(c) for c in range(768)], larger, 200) is not None  # as the title advises
 
 
 def test_predictions_are_printed_aligned():
