@@ -30,11 +30,23 @@ def cam_head_or_none(network, path: str):
     keras = import_keras()
     feature_model = feature_model_for(network.model, [path])
     try:
-        return keras.Model(feature_model.output[path], feature_model.output[OUTPUT_KEY])
+        head = keras.Model(feature_model.output[path], feature_model.output[OUTPUT_KEY])
     except ValueError as error:
         if "is not connected to" not in str(error):  # Keras's word for a path around the layer
             raise
         return None
+    return head if runs_on_its_maps(head) else None
+
+
+def runs_on_its_maps(head) -> bool:
+    """Whether the head runs on maps alone. Keras 3.6 to 3.13 build a head that a connection goes
+    around without a word, and it fails only when run, looking for the tensor that goes around."""
+    maps = np.zeros([1] + [size or 8 for size in head.input.shape[1:]], "float32")  # any size where it is free
+    try:
+        head(maps, training=False)
+    except KeyError:
+        return False
+    return True
 
 
 def explainable_layer_before(network, path: str) -> str:
