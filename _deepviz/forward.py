@@ -80,7 +80,7 @@ def trace_layers(model, inputs, wanted: set, recorded: dict, prefix: str = ""):
     # Keras's own walk through a functional graph, as keras.models.clone_model makes it, without
     # building a model from `inputs`: that fails where they are not an Input, as for a backbone
     # called on the output of a Rescaling layer. A private method, with its `call_fn` from Keras 3.3.3
-    # (the lowest requirements.txt allows) to 3.15 at least.
+    # to 3.15 at least (requirements.txt asks for 3.6).
     return model._run_through_graph(inputs, operation_fn=lambda layer: layer, call_fn=call_layer)
 
 

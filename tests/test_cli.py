@@ -43,6 +43,15 @@ def test_readme_documents_every_flag(run):
     assert not missing, f"flags missing from the README: {missing}"
 
 
+def test_pip_install_asks_for_what_requirements_txt_asks_for():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 on
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    required = [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+    assert sorted(declared) == sorted(required)
+
+
 def test_version(run):
     status, out, _ = run("--version")
     assert status == 0
