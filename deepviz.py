@@ -65,8 +65,8 @@ class Visualizer:
 
     `model`: a built-in name (see `deepviz --list-models`), a path to a saved Keras model
     (.keras, .h5) or a keras.Model in memory (functional, Sequential built with an input
-    shape, or nesting another model). `weights` ("imagenet", "none" or a weights file)
-    applies to built-in names only. `preprocess` names how pixels are scaled ("inception",
+    shape, or nesting another model). `weights` ("imagenet", "none" or None as Keras writes it,
+    or a weights file) applies to built-in names only. `preprocess` names how pixels are scaled ("inception",
     "caffe", "torch", "unit", "none"; default: a built-in model's own, or that of the built-in
     architecture a model is built on, "none" for a model that scales its own pixels, else "inception").
     `labels`: class names of the user's model's output, a file (one per line) or a list; where
@@ -77,8 +77,9 @@ class Visualizer:
     Bad arguments raise UsageError (a ValueError); runtime failures raise DeepvizError.
     """
 
-    def __init__(self, model=DEFAULT_MODEL, weights: str = DEFAULT_WEIGHTS, preprocess: str | None = None,
+    def __init__(self, model=DEFAULT_MODEL, weights: str | Path | None = DEFAULT_WEIGHTS, preprocess: str | None = None,
                  labels: str | Sequence[str] | None = None):
+        weights = "none" if weights is None else str(weights)  # None: Keras's own word for random weights
         if labels is not None:
             labels = str(labels) if isinstance(labels, (str, Path)) else tuple(labels)
         if isinstance(model, (str, Path)):

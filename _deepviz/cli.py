@@ -217,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --exemplars: 'local' runs in this process; 'ray' runs Ray Data workers, "
                         "one network each (pip install \"deepviz[ray]\")")
     parser.add_argument("--ray-address", metavar="ADDRESS",
-                        help="with --engine ray: the cluster to join, 'auto' for the running one "
-                        "(default: start a local Ray)")
+                        help="with --engine ray: the cluster to join, 'auto' for the running one, 'local' "
+                        "to start a local Ray (the default)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     parser.add_argument("--debug", action="store_true",
                         help="show full tracebacks of internal errors, every library warning and what C "

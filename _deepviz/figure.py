@@ -61,6 +61,9 @@ def check_dpi(dpi) -> None:
 
 
 def check_colormap(name: str) -> None:
+    """UsageError for a name Matplotlib has no colour map of; the default is known without importing it."""
+    if name == DEFAULT_CMAP:
+        return
     import matplotlib
 
     if name not in matplotlib.colormaps:

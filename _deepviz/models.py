@@ -464,14 +464,54 @@ def photo_reaches(model, prefix: str) -> bool:
 
 
 def built_in_architecture(model) -> ModelSpec | None:
-    """The built-in model `model` is built as, known by its layer names, or None.
+    """The built-in model `model` is built as, known by its layer names, or None; its default and
+    Grad-CAM layers named as in `model` (layer_as_built).
 
     Where several fit (a VGG19 has every default layer of a VGG16 too), the one whose last
     default layer comes latest, so the deepest of its kind: VGG19's block5_conv4, not block5_conv3.
     """
     order = {layer.name: position for position, layer in enumerate(model.layers)}
-    fitting = [spec for spec in MODELS.values() if all(name in order for name in spec.default_layers)]
+    fitting = [spec for spec in map(functools.partial(spec_as_built, model), MODELS.values()) if spec is not None]
     return max(fitting, key=lambda spec: order[spec.default_layers[-1]], default=None)
+
+
+def spec_as_built(model, spec: ModelSpec) -> ModelSpec | None:
+    """`spec` with its layers named as in `model`, or None where one is missing."""
+    named = [layer_as_built(model, name) for name in (*spec.default_layers, spec.cam_layer or spec.default_layers[-1])]
+    if None in named:
+        return None
+    *default_layers, cam_layer = named
+    if tuple(default_layers) == spec.default_layers:
+        return spec
+    return dataclasses.replace(spec, default_layers=tuple(default_layers), cam_layer=cam_layer)
+
+
+def layer_as_built(model, name: str) -> str | None:
+    """The name in `model` of the layer that build_model names `name`, or None.
+
+    Keras numbers the layers it names itself (conv2d, conv2d_1, ...) on from those built
+    before in the process, so InceptionV3 built a second time in a notebook has conv2d_95
+    where the first had conv2d_1: such a name stands for the layer of its kind as many
+    along, by Keras's numbers. A name of the model's own (mixed3) stands for itself.
+    """
+    kind, number = numbered(name)
+    kin = sorted((numbered(layer.name)[1], layer.name) for layer in model.layers
+                 if numbered(layer.name)[0] == kind == keras_default_name(layer))
+    if not kin:
+        return name if name in {layer.name for layer in model.layers} else None
+    return kin[number][1] if number < len(kin) else None
+
+
+def numbered(name: str) -> tuple[str, int]:
+    """("conv2d", 1) of "conv2d_1"; ("conv2d", 0) of "conv2d"."""
+    stem, _, number = re.fullmatch(r"(.*?)(_(\d+))?", name).groups()
+    return stem, int(number or 0)
+
+
+def keras_default_name(layer) -> str:
+    """The name Keras gives a layer of its class before numbering it: snake case (Conv2D: conv2d)."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", type(layer).__name__)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def own_model_input(model, source: str) -> tuple[tuple[int, int], int]:
@@ -481,10 +521,12 @@ def own_model_input(model, source: str) -> tuple[tuple[int, int], int]:
     except AttributeError:  # a subclassed model, or a Sequential model without an input shape
         inputs = outputs = None
     if not inputs or not outputs:
+        received = ("a Sequential model without one" if isinstance(model, import_keras().Sequential)
+                    else f"a subclassed model ({type(model).__name__}), whose layers' outputs Keras does not record")
         raise UsageError(f"{source}: expected a functional or Sequential model whose input shape is known, "
-                         f"so that its layers' outputs can be read; received a {type(model).__name__} without "
-                         "one. Start a Sequential model with keras.Input(shape=(height, width, 3)), or build "
-                         "your layers as a functional keras.Model(inputs, outputs)")
+                         f"so that its layers' outputs can be read; received {received}. Start a Sequential "
+                         "model with keras.Input(shape=(height, width, 3)), or build your layers as a functional "
+                         "keras.Model(inputs, outputs)")
     if len(inputs) != 1 or len(outputs) != 1:
         raise UsageError(f"{source}: expected one image input and one output, received {len(inputs)} inputs "
                          f"and {len(outputs)} outputs; wrap the part that takes the image in a model of its "

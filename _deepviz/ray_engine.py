@@ -97,7 +97,7 @@ def check_reachable(address: str | None) -> None:
     host = host.strip("[]")  # [::1]:6379
     if not host or not port.isdigit():
         raise UsageError(f"--ray-address {address}: expected HOST:PORT of the cluster's head "
-                         "(as `ray start --head` prints it), ray://HOST:PORT, or auto")
+                         "(as `ray start --head` prints it), ray://HOST:PORT, auto or local")
     try:
         socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_SECONDS).close()
     except OSError as error:

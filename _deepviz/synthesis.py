@@ -188,10 +188,11 @@ def layer_before_relu(model, path: str):
         from .forward import feature_model_for
 
         feature_model = feature_model_for(model, [path])
-        return feature_model.input, feature_model.output[path], feature_model.output[path]
+        return feature_model.inputs[0], feature_model.output[path], feature_model.output[path]
     producers = {id(layer.output): layer for layer in model.layers if single_output(layer)}
     layer = model.get_layer(path)
-    return model.input, tensor_before_relu(keras, layer, producers), layer.output
+    # inputs[0], not input: Keras 3.10 gives a saved model's one input as a list of it
+    return model.inputs[0], tensor_before_relu(keras, layer, producers), layer.output
 
 
 def single_output(layer) -> bool:

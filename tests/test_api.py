@@ -147,7 +147,8 @@ def test_layers_and_default_layers():
     assert paths[1:2] + paths[3:] == ["base", "base/conv_a", "base/conv_b", "pool", "probs"]
     assert paths[2].startswith("base/input_layer")
     assert viz.default_layers == ["base/conv_a", "base/conv_b"]  # not "base" too: its maps are conv_b's
-    builtin = deepviz.Visualizer("inception_v3", weights="none")
+    builtin = deepviz.Visualizer("inception_v3", weights=None)  # Keras's word for random weights, as "none"
+    assert builtin.network.weights_label == deepviz.Visualizer("inception_v3", weights="none").network.weights_label
     assert builtin.default_layers == ["conv2d_1", "mixed0", "mixed3", "mixed7", "mixed10"]
     assert "mixed5" in builtin.layers() and len(builtin.layers()) == 313
 

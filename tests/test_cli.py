@@ -61,7 +61,9 @@ def test_version(run):
 HEAVY = ("tensorflow", "keras", "matplotlib")
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["--top", "0"], ["--max-maps", "x"]])
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["--top", "0"], ["--max-maps", "x"],
+                                  ["images/grace_hopper.jpg", "--weights", "foo.bin"],
+                                  ["images/grace_hopper.jpg", "--out", "x.gif"]])
 def test_help_and_argument_errors_import_no_heavy_library(args):
     probe = (
         "import sys, deepviz\n"

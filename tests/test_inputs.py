@@ -542,7 +542,7 @@ def test_any_decoding_failure_is_that_photos_failure_and_the_run_goes_on(run, tm
     Image.new("RGB", (20, 20), RED).save(good)
     status, out, err = run(odd, good, "--weights", "none", "--quiet", "--layers", "mixed0", "--out", tmp_path / "out")
     assert status == 1
-    assert re.fullmatch(rf"deepviz: error: {re.escape(str(odd))}: not a readable image \([^\n]+\)\n", err)  # Pillow's why
+    assert re.fullmatch(rf"deepviz: error: {re.escape(str(odd))}: not a readable image \([^\n]+\)\n", err)  # Pillow why
     assert f"wrote {tmp_path / 'out' / 'good.png'}" in out
     assert out.splitlines()[-1] == f"1 of 2 images drawn; failed: {odd}"
 

@@ -11,6 +11,7 @@ from PIL import Image
 import deepviz
 from _deepviz import backend, explain, layers, synthesis
 from _deepviz.images import as_photo, preprocess
+from conftest import SAMPLE_PHOTO
 
 keras = backend.import_keras()
 
@@ -139,10 +140,10 @@ def test_models_deepviz_cannot_read_are_usage_errors_that_say_what_to_do():
     subclassed = Subclassed()
     subclassed(np.zeros((1, 32, 32, 3), "float32"))
     with pytest.raises(deepviz.UsageError, match="functional or Sequential model whose input shape is known.*"
-                                                 "received a Subclassed without one.*keras.Input"):
+                                                 r"received a subclassed model \(Subclassed\).*keras.Input"):
         deepviz.Visualizer(subclassed)
     unbuilt = keras.Sequential([keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D()])
-    with pytest.raises(deepviz.UsageError, match="received a Sequential without one"):
+    with pytest.raises(deepviz.UsageError, match="received a Sequential model without one"):
         deepviz.Visualizer(unbuilt)
     with pytest.raises(deepviz.UsageError, match="one image input and one output, received 2 inputs and 1 outputs; "
                                                  "wrap the part that takes the image"):
@@ -185,6 +186,26 @@ def test_a_backbone_fed_the_photo_lends_its_preprocessing_but_not_its_class_name
     assert augmented.network.preprocess_name == "keras.applications.mobilenet_v2.preprocess_input"  # no-ops then
     given = deepviz.Visualizer(backbone_in(lambda inputs: inputs), preprocess="unit")
     assert given.network.preprocess_name == "unit"
+
+
+def test_a_backbone_built_again_in_the_process_is_known_by_its_layers_as_keras_numbered_them(run, tmp_path):
+    keras.layers.Conv2D(2, 3, name=None)  # a layer built before: Keras numbers the backbone's on from it
+    for _ in range(2):  # a notebook's cell run twice: the second build's convolutions are conv2d_95, ...
+        base = keras.applications.InceptionV3(weights=None, include_top=False, input_shape=(75, 75, 3))
+    inputs = keras.Input((75, 75, 3))
+    x = keras.layers.GlobalAveragePooling2D()(base(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x), name="transfer")
+    second_convolution = [layer.name for layer in base.layers if isinstance(layer, keras.layers.Conv2D)][1]
+    assert second_convolution != "conv2d_1"
+    expected = [f"{base.name}/{name}" for name in (second_convolution, "mixed0", "mixed3", "mixed7", "mixed10")]
+    viz = deepviz.Visualizer(model)
+    assert viz.default_layers == expected
+    assert viz.network.preprocess_name == "keras.applications.inception_v3.preprocess_input"
+    model.save(tmp_path / "transfer.keras")  # saved with those names, read in a new session
+    status, out, err = run(SAMPLE_PHOTO, "--model", tmp_path / "transfer.keras", "--quiet", "--dpi", 20, "--out",
+                           tmp_path / "out")
+    assert status == 0, err
+    assert [line.split()[0] for line in out.splitlines() if "(" in line and "min" in line] == expected
 
 
 def test_a_layer_named_without_its_nested_model_is_suggested_with_it():
