@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 
 from .backend import file_descriptor_silenced, import_keras
 from .errors import DeepvizError, UsageError
-from .output import is_a_figure
+from .output import drawn_by_deepviz
 
 # What a directory gives (an image named on its own may have any suffix Pillow reads)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm",
@@ -178,7 +178,7 @@ def expand_inputs(inputs: Sequence[str], recursive: bool, figures_left_out: list
 
     A directory's images are its files with an image suffix (IMAGE_SUFFIXES); hidden files and
     folders (".name", such as macOS's "._IMG_1.jpg" or ".git") are left out, and so are the
-    figures deepviz drew (output.is_a_figure), added to `figures_left_out` if given: a run
+    figures deepviz drew (output.drawn_by_deepviz), added to `figures_left_out` if given: a run
     with --out the photos' own folder, run again, draws the photos, not its figures. A broken
     link is kept, to fail as a missing photo. A file named on its own is kept, whatever it is.
     """
@@ -189,7 +189,7 @@ def expand_inputs(inputs: Sequence[str], recursive: bool, figures_left_out: list
             paths.append(path)
             continue
         found = directory_images(path, recursive)
-        figures = [image for image in found if image.suffix.lower() == ".png" and is_a_figure(image)]
+        figures = [image for image in found if image.suffix.lower() == ".png" and drawn_by_deepviz(image)]
         if figures_left_out is not None:
             figures_left_out.extend(figures)
         found = [image for image in found if image not in figures]

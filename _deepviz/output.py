@@ -50,13 +50,23 @@ def write_png(figure, stream, dpi: int) -> None:
 def is_a_figure(path: Path) -> bool:
     """Whether `path` is a PNG figure, which a new run may replace: one deepviz wrote, or Matplotlib
     (as deepviz's figures before it named itself), by its Software text; not a photo."""
+    return "Matplotlib version" in png_software(path)
+
+
+def drawn_by_deepviz(path: Path) -> bool:
+    """Whether `path` is a PNG that deepviz wrote, by its Software text (not any Matplotlib image)."""
+    return png_software(path).startswith("deepviz ")
+
+
+def png_software(path: Path) -> str:
+    """The Software text of the PNG at `path`; "" for any other file."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            return "Matplotlib version" in str(image.info.get("Software", ""))
-    except Exception:  # not an image Pillow reads, or not readable: not a figure
-        return False
+            return str(image.info.get("Software", ""))
+    except Exception:  # not an image Pillow reads, or not readable
+        return ""
 
 
 def render_figure(figure, dpi: int) -> np.ndarray:

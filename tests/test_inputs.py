@@ -332,6 +332,12 @@ def test_a_rerun_into_the_photos_folder_draws_the_photos_not_its_own_figures(run
     status, out, err = run(tmp_path / "a.png", "--weights", "none", "--quiet", "--layers", "mixed9", "--dpi", 20,
                            "--out", tmp_path / "figure_of_a_figure.png")  # named on its own: drawn
     assert status == 0, err
+    elsewhere = tmp_path / "plots"
+    elsewhere.mkdir()
+    from matplotlib.image import imsave
+
+    imsave(elsewhere / "plot.png", np.zeros((8, 8, 3)))  # Matplotlib's own image, not deepviz's: a photo
+    assert images.expand_inputs([str(elsewhere)], recursive=False) == [elsewhere / "plot.png"]
     only_figures = tmp_path / "figures"
     only_figures.mkdir()
     (tmp_path / "a.png").rename(only_figures / "a.png")
