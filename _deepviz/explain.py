@@ -35,18 +35,24 @@ def cam_head_or_none(network, path: str):
         if "is not connected to" not in str(error):  # Keras's word for a path around the layer
             raise
         return None
-    return head if runs_on_its_maps(head) else None
+    return head if runs_on_its_maps(head, maps_shape(network, feature_model, path)) else None
 
 
-def runs_on_its_maps(head) -> bool:
-    """Whether the head runs on maps alone. Keras 3.6 to 3.13 build a head that a connection goes
-    around without a word, and it fails only when run, looking for the tensor that goes around."""
-    maps = np.zeros([1] + [size or 8 for size in head.input.shape[1:]], "float32")  # any size where it is free
+def runs_on_its_maps(head, shape: tuple) -> bool:
+    """Whether the head runs on maps (of `shape`) alone. Keras 3.6 to 3.13 build a head that a connection
+    goes around without a word, and it fails only when run, looking for the tensor that goes around."""
     try:
-        head(maps, training=False)
+        head(np.zeros(shape, "float32"), training=False)
     except KeyError:
         return False
     return True
+
+
+def maps_shape(network, feature_model, path: str) -> tuple:
+    """The shape of one photo's maps of `path`, as the network sees the photo (its sizes may be free in the model)."""
+    keras = import_keras()
+    photo = keras.KerasTensor((1, *network.input_size, network.input_channels))
+    return tuple(feature_model.compute_output_spec(photo)[path].shape)
 
 
 def explainable_layer_before(network, path: str) -> str:

@@ -194,12 +194,16 @@ def expand_inputs(inputs: Sequence[str], recursive: bool, figures_left_out: list
             figures_left_out.extend(figures)
         found = [image for image in found if image not in figures]
         if not found:
-            nested = not recursive and any(p.is_dir() for p in path.iterdir())
+            nested = not recursive and any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
             hint = "; it has subdirectories: add --recursive to look in them" if nested else ""
-            held = f" (only {len(figures)} figure{'s' if len(figures) > 1 else ''} deepviz drew)" if figures else ""
+            held = f" (only {figures_drawn(len(figures))})" if figures else ""
             raise DeepvizError(f"{path}: directory holds no images{held} ({', '.join(IMAGE_SUFFIXES)}){hint}")
         paths.extend(found)
     return paths
+
+
+def figures_drawn(count: int) -> str:
+    return f"{count} figure{'s' if count > 1 else ''} deepviz drew"
 
 
 def directory_images(folder: Path, recursive: bool) -> list[Path]:

@@ -477,7 +477,7 @@ def built_in_architecture(model) -> ModelSpec | None:
 
 def spec_as_built(model, spec: ModelSpec) -> ModelSpec | None:
     """`spec` with its layers named as in `model`, or None where one is missing."""
-    named = [layer_as_built(model, name) for name in (*spec.default_layers, spec.cam_layer or spec.default_layers[-1])]
+    named = [layer_as_built(model, name) for name in (*spec.default_layers, spec.explained_layer)]
     if None in named:
         return None
     *default_layers, cam_layer = named
@@ -492,7 +492,8 @@ def layer_as_built(model, name: str) -> str | None:
     Keras numbers the layers it names itself (conv2d, conv2d_1, ...) on from those built
     before in the process, so InceptionV3 built a second time in a notebook has conv2d_95
     where the first had conv2d_1: such a name stands for the layer of its kind as many
-    along, by Keras's numbers. A name of the model's own (mixed3) stands for itself.
+    along, by Keras's numbers (layers of that kind built into `model` before the architecture
+    would be counted in). A name of the model's own (mixed3) stands for itself.
     """
     kind, number = numbered(name)
     kin = sorted((numbered(layer.name)[1], layer.name) for layer in model.layers

@@ -23,7 +23,7 @@ from .analysis import Analysis, PhotoResult
 from .cli import Reporter, check_cmap, format_predictions
 from .errors import DeepvizError, UsageError
 from .figure import FigureStyle, display_photo, photo_title
-from .images import as_seen, expand_inputs, load_image, sample_image
+from .images import as_seen, expand_inputs, figures_drawn, load_image, sample_image
 from .layers import describe_layers
 from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, NetworkChoice, check_choice
 from .output import (arrays_write, check_out_path, figure_paths, json_write, library_versions, named_paths,
@@ -209,7 +209,7 @@ def listed_photos(inputs: Sequence[str], recursive: bool, reporter: Reporter) ->
     if figures:
         shown = ", ".join(str(figure) for figure in figures[:3])
         shown += f" and {len(figures) - 3} more" if len(figures) > 3 else ""
-        reporter.status(f"left out {len(figures)} figure{'s' if len(figures) > 1 else ''} deepviz drew: {shown}")
+        reporter.status(f"left out {figures_drawn(len(figures))}: {shown}")
     return paths
 
 

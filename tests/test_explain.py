@@ -164,6 +164,18 @@ def test_grad_cam_explains_the_last_layer_it_can_where_a_connection_goes_around_
                                   "through, such as stem")
 
 
+def test_grad_cam_of_an_early_layer_of_a_model_of_any_input_size():
+    keras.utils.set_random_seed(8)
+    inputs = keras.Input((None, None, 3))  # sizes free: deepviz feeds it 224 x 224
+    x = keras.layers.Conv2D(8, 3, name="early")(inputs)
+    x = keras.layers.MaxPooling2D(3)(keras.layers.Conv2D(8, 5, strides=2)(x))  # needs more than a few pixels
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3)(x))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    viz = deepviz.Visualizer(model, labels=["a", "b", "c"])
+    heatmaps = viz.grad_cam(np.zeros((50, 60, 3), np.uint8), layer="early")
+    assert sorted(heatmaps) == ["a", "b", "c"] and {h.shape for h in heatmaps.values()} == {(222, 222)}
+
+
 def test_pca_summary_colours_pixels_by_their_channel_mixture():
     height, width = 6, 8
     maps = np.zeros((height, width, 50), np.float32)

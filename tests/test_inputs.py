@@ -311,6 +311,10 @@ def test_hidden_folders_are_not_walked(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "walk", spy)
     assert images.expand_inputs([str(tmp_path)], recursive=True) == [tmp_path / "sub" / "a.png"]
     assert sorted(walked) == [".", "sub"]
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    with pytest.raises(deepviz.DeepvizError) as no_images:  # nor does a hidden folder call for --recursive
+        images.expand_inputs([str(tmp_path / "repo")], recursive=False)
+    assert str(no_images.value).endswith(".pbm, .pnm)")
 
 
 def test_a_rerun_into_the_photos_folder_draws_the_photos_not_its_own_figures(run, tmp_path):
