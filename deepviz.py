@@ -41,7 +41,8 @@ from _deepviz.analysis import (Analysis, PhotoResult, analyse_batch, build_pipel
                                forward_batch)
 from _deepviz.cli import DEFAULT_BATCH_SIZE, build_parser
 from _deepviz.errors import DeepvizError, UsageError
-from _deepviz.exemplars import DEFAULT_ENGINE, DEFAULT_PER_CHANNEL, DEFAULT_RANK, Exemplar, ExemplarPlan, find_exemplars
+from _deepviz.exemplars import (DEFAULT_ENGINE, DEFAULT_PER_CHANNEL, DEFAULT_RANK, Exemplar, ExemplarPlan,
+                               each_photo_once, find_exemplars)
 from _deepviz.explain import grad_cam
 from _deepviz.figure import (DEFAULT_CMAP, DEFAULT_DPI, FigureStyle, check_colormap, check_dpi, draw_figure,
                              photo_title)
@@ -199,13 +200,13 @@ class Visualizer:
         """{channel: the `per_channel` photos that excite it most, best first}, streaming `images` once.
 
         `images`: photo paths and directories (a path or a list; a directory's hidden files and the
-        figures deepviz drew are left out). Without `channels`, the
+        figures deepviz drew are left out; a photo named again is searched once). Without `channels`, the
         `max_maps` channels with the highest mean over the whole set, highest first. `rank`:
         "max" (the strongest position) or "mean". `engine` "ray" runs Ray Data workers, on a
         local Ray or the cluster at `ray_address` ("auto": the running one). Unreadable photos
         are skipped with a warning that lists them.
         """
-        paths = expand_inputs([images] if isinstance(images, (str, Path)) else list(images), recursive=False)
+        paths = each_photo_once(expand_inputs([images] if isinstance(images, (str, Path)) else list(images), False))
         plan = ExemplarPlan((layer,), None if channels is None else tuple(channels), per_channel, rank, max_maps)
         result = find_exemplars(self.network, self.choice, plan, paths, engine, batch_size, ray_address)
         if result.failed:

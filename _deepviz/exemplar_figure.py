@@ -143,9 +143,11 @@ def draw_crop(axes, exemplar: Exemplar, name: str, photo: Image.Image | None, cm
     axes.imshow(exemplar.map, extent=(0, width, height, 0), cmap=cmap, alpha=MAP_ALPHA, interpolation="bilinear")
     (row, column), (rows, columns) = exemplar.position, exemplar.grid
     cell_width, cell_height = width / columns, height / rows
-    # white edged in black, to show on any photo, and at the photo's edge against the figure's white
-    axes.add_patch(Rectangle((column * cell_width, row * cell_height), cell_width, cell_height, fill=False,
-                             edgecolor="white", linewidth=BOX_LINE_POINTS,
-                             path_effects=[withStroke(linewidth=3 * BOX_LINE_POINTS, foreground="black")]))
+    if np.ptp(exemplar.map) > 0:  # a map that is the same everywhere (a silent channel) has no strongest cell
+        # white edged in black, to show on any photo, and at the photo's edge against the figure's white
+        axes.add_patch(Rectangle((column * cell_width, row * cell_height), cell_width, cell_height, fill=False,
+                                 edgecolor="white", linewidth=BOX_LINE_POINTS,
+                                 path_effects=[withStroke(linewidth=3 * BOX_LINE_POINTS, foreground="black")],
+                                 clip_on=False))  # whole at the photo's edge too
     axes.set_xlim(left, right)
     axes.set_ylim(bottom, top)

@@ -13,6 +13,7 @@ score go to the photo that comes first, so both engines pick the same photos.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -100,6 +101,15 @@ class ExemplarResult:
     channel_means: dict[str, dict[int, float]]  # each shown channel's mean activation over the set
     photos: int  # photos read
     failed: list[tuple[Path, str]]
+
+
+def each_photo_once(paths: Sequence[Path]) -> list[Path]:
+    """`paths` with each file once, where first named (a photo named twice, or by name and in its folder,
+    would take two exemplar slots and count twice in its channel's mean)."""
+    first_named: dict[str, Path] = {}
+    for path in paths:
+        first_named.setdefault(os.path.realpath(path), path)
+    return list(first_named.values())
 
 
 # --- Checking the plan ---------------------------------------------------------------

@@ -9,7 +9,8 @@ from typing import Sequence
 from .cli import Reporter
 from .errors import UsageError
 from .exemplar_figure import ROWS_MAX, distinct_names, draw_exemplars, synthesized_patterns
-from .exemplars import DEFAULT_RANK, RANKS, ExemplarPlan, ExemplarResult, exemplar_records, find_exemplars
+from .exemplars import (DEFAULT_RANK, RANKS, ExemplarPlan, ExemplarResult, each_photo_once, exemplar_records,
+                         find_exemplars)
 from .output import is_directory_target, json_write, library_versions, named_paths, save_figure
 from .ray_engine import check_reachable
 from .run import build_visualizer, listed_photos, write_all
@@ -21,7 +22,11 @@ def run_exemplars(args, reporter: Reporter, make_visualizer) -> int:
     rank = args.rank or DEFAULT_RANK
     if rank not in RANKS:
         raise UsageError(f"--rank {rank}: exemplars are ranked by {' or '.join(RANKS)} activation")
-    photo_paths = listed_photos([*args.exemplars, *args.images], args.recursive, reporter)
+    listed = listed_photos([*args.exemplars, *args.images], args.recursive, reporter)
+    photo_paths = each_photo_once(listed)
+    if len(photo_paths) < len(listed):
+        reporter.status(f"searching each photo once: {len(listed) - len(photo_paths)} named again (twice, or by "
+                        "name and in its folder)")
     siblings = [".json"] if args.json else []
     if args.layers:  # a mistake in --out is found before the network is built
         exemplar_figure_paths(tuple(dict.fromkeys(args.layers)), args.out, photo_paths, siblings)

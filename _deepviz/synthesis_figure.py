@@ -61,7 +61,8 @@ def draw_synthesis_figure(photo: Image.Image | None, photo_title: str, layers: S
     for (layer, channels), count in zip(layers, rows_per_layer):
         heading = figure.add_subplot(grid[row, panels])
         heading.set_axis_off()
-        text = heading.text(0.5, 0.0, layer_heading(layer, photo is not None), fontsize=10, ha="center",
+        size = patterns[layer][channels[0]].image.shape[0] if channels else 0
+        text = heading.text(0.5, 0.0, layer_heading(layer, photo is not None, size), fontsize=10, ha="center",
                             va="bottom", transform=heading.transAxes)  # just over its panels' titles
         text.set_in_layout(False)  # wider than a few panels: it may run past them, not squeeze them
         row += 1
@@ -80,11 +81,12 @@ def draw_synthesis_figure(photo: Image.Image | None, photo_title: str, layers: S
     return figure
 
 
-def layer_heading(layer: str, with_photo: bool) -> str:
+def layer_heading(layer: str, with_photo: bool, size: int) -> str:
+    """A layer's heading; `size`: the patterns' side, at which they are fed (the photo is fed at the network's)."""
     if with_photo:
-        return (f"{layer}: each channel's map on the photo, then the image optimised to excite it "
-                "(mean activation: photo | pattern)")
-    return f"{layer}: images optimised to excite each channel (its mean activation on the image)"
+        return (f"{layer}: each channel's map on the photo, then the pattern made to excite it "
+                f"(mean activation: photo | pattern, fed at its own {size} px)")
+    return f"{layer}: images optimised to excite each channel (mean activation on the image, fed at its {size} px)"
 
 
 def draw_map_on_photo(axes, photo: Image.Image, summary: LayerSummary, channel: int, cmap: str) -> None:

@@ -161,7 +161,9 @@ def test_crops_are_shown_in_grey_for_a_greyscale_model(tmp_path, grey):
 def test_the_box_around_the_strongest_cell_shows_on_any_photo_and_at_its_edge(tmp_path, colour):
     path = tmp_path / "photo.png"
     Image.new("RGB", (80, 80), colour).save(path)
-    corner = exemplars.Exemplar(path, 1.0, (0, 0), (8, 8), np.zeros((8, 8), np.float32))  # the top-left cell
+    channel_map = np.zeros((8, 8), np.float32)
+    channel_map[0, 0] = 1.0
+    corner = exemplars.Exemplar(path, 1.0, (0, 0), (8, 8), channel_map)  # the top-left cell
     figure = exemplar_figure.draw_exemplars("layer", {0: [corner]}, {0: 1.0}, {}, "t", cmap="gray", dpi=100)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -172,9 +174,10 @@ def test_the_box_around_the_strongest_cell_shows_on_any_photo_and_at_its_edge(tm
     top, left = round(grey.shape[0] - y1), round(x0)
     cell = round((x1 - x0) / 3)  # the crop is 3 cells wide
     photo = 255 if colour == "white" else 0
-    # along the cell's top and left edges, on the photo's edge, some pixel across the line stands out from the photo
-    top_edge = np.abs(grey[top:top + 3, left + 3:left + cell - 3] - photo).max(axis=0)
-    left_edge = np.abs(grey[top + 3:top + cell - 3, left:left + 3] - photo).max(axis=1)
+    # along the cell's top and left edges, on the photo's edge, some pixel across the line (the box is drawn whole,
+    # over the edge) stands out from the photo
+    top_edge = np.abs(grey[top - 2:top + 3, left + 3:left + cell - 3] - photo).max(axis=0)
+    left_edge = np.abs(grey[top + 3:top + cell - 3, left - 2:left + 3] - photo).max(axis=1)
     assert top_edge.min() > 100 and left_edge.min() > 100
 
 
@@ -290,6 +293,34 @@ def test_an_exemplar_figure_keeps_what_deepviz_did_not_write_and_replaces_its_ow
         assert sorted(p.name for p in tmp_path.iterdir()) == [
             "exemplars_conv_b-2.json", "exemplars_conv_b-2.png", "exemplars_conv_b.png"]
     assert someone_elses.read_bytes() == before
+
+
+def test_a_photo_named_again_is_searched_once(run, tiny_model, photos, tmp_path):
+    again = photos / "chelsea.png"
+    status, out, err = run("--exemplars", photos, again, again, "--model", tiny_model, "--layers", "conv_b",
+                           "--channels", "1", "--per-channel", 9, "--json", "--out", tmp_path)
+    assert status == 0, err
+    assert "searching each photo once: 2 named again" in err
+    assert out.splitlines()[-1].startswith("9 of 10 photos searched")  # the folder's 9 readable and its broken file
+    record = json.loads((tmp_path / "exemplars_conv_b.json").read_text())
+    listed = [exemplar["path"] for exemplar in record["channels"][0]["exemplars"]]
+    assert len(listed) == len(set(listed)) == 9
+    viz = deepviz.Visualizer(str(tiny_model))
+    with pytest.warns(UserWarning, match="unreadable"):
+        found = viz.exemplars([photos, again], "conv_b", channels=[1], per_channel=9)
+    assert sorted(e.path.name for e in found[1]) == sorted(os.path.basename(p) for p in listed)
+
+
+def test_a_silent_channel_s_crop_marks_no_strongest_cell(tmp_path):
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    photo = Image.new("RGB", (40, 30), (90, 120, 150))
+    for channel_map, boxes in ((np.zeros((3, 4), np.float32), 0), (np.eye(3, 4, dtype=np.float32), 1)):
+        exemplar = exemplars.Exemplar(tmp_path / "a.png", float(channel_map.max()), (0, 0), (3, 4), channel_map)
+        axes = Figure().add_subplot()
+        exemplar_figure.draw_crop(axes, exemplar, "a.png", photo, "viridis")
+        assert sum(isinstance(patch, Rectangle) for patch in axes.patches) == boxes
 
 
 def test_a_ray_cluster_that_does_not_answer_is_refused_at_once(run, tiny_model, photos, tmp_path):

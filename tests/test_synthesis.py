@@ -222,6 +222,7 @@ def test_few_patterns_are_drawn_large_and_centred_many_fill_rows(channels):
     assert middle == pytest.approx(drawn.bbox.width / 2, abs=0.02 * drawn.bbox.width)  # centred
     heading, = [text for axes in drawn.axes for text in axes.texts]
     assert heading.get_text().startswith("mixed: images optimised") and heading.get_ha() == "center"
+    assert heading.get_text().endswith("fed at its 16 px)")  # its size, not the network's input: say so
 
 
 @pytest.mark.parametrize("ratio, label", [(1.37, "1.4×"), (0.42, "0.4×"), (9.96, "10×"), (12.4, "12×")])
