@@ -188,11 +188,11 @@ def expand_inputs(inputs: Sequence[str], recursive: bool, figures_left_out: list
         if not path.is_dir():
             paths.append(path)
             continue
-        found = directory_images(path, recursive)
-        figures = [image for image in found if image.suffix.lower() == ".png" and drawn_by_deepviz(image)]
+        found, figures = [], []
+        for image in directory_images(path, recursive):
+            (figures if image.suffix.lower() == ".png" and drawn_by_deepviz(image) else found).append(image)
         if figures_left_out is not None:
             figures_left_out.extend(figures)
-        found = [image for image in found if image not in figures]
         if not found:
             nested = not recursive and any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
             hint = "; it has subdirectories: add --recursive to look in them" if nested else ""

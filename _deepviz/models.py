@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import difflib
@@ -471,13 +472,14 @@ def built_in_architecture(model) -> ModelSpec | None:
     default layer comes latest, so the deepest of its kind: VGG19's block5_conv4, not block5_conv3.
     """
     order = {layer.name: position for position, layer in enumerate(model.layers)}
-    fitting = [spec for spec in map(functools.partial(spec_as_built, model), MODELS.values()) if spec is not None]
+    as_built = names_as_built(model)
+    fitting = [spec for spec in (spec_as_built(as_built, spec) for spec in MODELS.values()) if spec is not None]
     return max(fitting, key=lambda spec: order[spec.default_layers[-1]], default=None)
 
 
-def spec_as_built(model, spec: ModelSpec) -> ModelSpec | None:
-    """`spec` with its layers named as in `model`, or None where one is missing."""
-    named = [layer_as_built(model, name) for name in (*spec.default_layers, spec.explained_layer)]
+def spec_as_built(as_built: dict[str, str], spec: ModelSpec) -> ModelSpec | None:
+    """`spec` with its layers named as in the model (`as_built`: names_as_built), or None where one is missing."""
+    named = [as_built.get(name) for name in (*spec.default_layers, spec.explained_layer)]
     if None in named:
         return None
     *default_layers, cam_layer = named
@@ -486,8 +488,8 @@ def spec_as_built(model, spec: ModelSpec) -> ModelSpec | None:
     return dataclasses.replace(spec, default_layers=tuple(default_layers), cam_layer=cam_layer)
 
 
-def layer_as_built(model, name: str) -> str | None:
-    """The name in `model` of the layer that build_model names `name`, or None.
+def names_as_built(model) -> dict[str, str]:
+    """{the name build_model gives a layer: its name in `model`}.
 
     Keras numbers the layers it names itself (conv2d, conv2d_1, ...) on from those built
     before in the process, so InceptionV3 built a second time in a notebook has conv2d_95
@@ -495,12 +497,16 @@ def layer_as_built(model, name: str) -> str | None:
     along, by Keras's numbers (layers of that kind built into `model` before the architecture
     would be counted in). A name of the model's own (mixed3) stands for itself.
     """
-    kind, number = numbered(name)
-    kin = sorted((numbered(layer.name)[1], layer.name) for layer in model.layers
-                 if numbered(layer.name)[0] == kind == keras_default_name(layer))
-    if not kin:
-        return name if name in {layer.name for layer in model.layers} else None
-    return kin[number][1] if number < len(kin) else None
+    kin = collections.defaultdict(list)  # {kind: [(Keras's number, name)]} of the layers Keras named
+    for layer in model.layers:
+        kind, number = numbered(layer.name)
+        if kind == keras_default_name(layer):
+            kin[kind].append((number, layer.name))
+    names = {layer.name: layer.name for layer in model.layers if numbered(layer.name)[0] not in kin}
+    for kind, layers in kin.items():
+        for place, (_, name) in enumerate(sorted(layers)):  # as a first build numbers them: conv2d, conv2d_1, ...
+            names[kind if place == 0 else f"{kind}_{place}"] = name
+    return names
 
 
 def numbered(name: str) -> tuple[str, int]:
