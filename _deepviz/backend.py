@@ -7,9 +7,11 @@ on whatever device Keras puts the model.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -21,12 +23,55 @@ def import_keras():
     """Import Keras, with TensorFlow's C++ start-up logging kept off the terminal."""
     if "keras" not in sys.modules:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        with file_descriptor_silenced(2):  # absl logs before TF_CPP_MIN_LOG_LEVEL applies
-            import keras  # noqa: F401
+        try:
+            with file_descriptor_silenced(2):  # absl logs before TF_CPP_MIN_LOG_LEVEL applies
+                import keras  # noqa: F401
+        except (ImportError, ValueError) as error:  # Keras raises ValueError for a backend it does not know
+            raise DeepvizError(keras_import_failure(error, *chosen_backend())) from error
         logging.getLogger("tensorflow").setLevel(logging.ERROR)  # no retracing warnings
     import keras
 
     return keras
+
+
+BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}  # the backends deepviz supports
+KERAS_BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")  # the names Keras 3 knows
+
+
+def chosen_backend() -> tuple[str, str]:
+    """(the backend Keras will load, where that choice comes from), found as Keras finds it, without importing it."""
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"], "KERAS_BACKEND"
+    if "KERAS_HOME" in os.environ:
+        home = Path(os.environ["KERAS_HOME"])
+    else:
+        home = Path.home() if os.access(Path.home(), os.W_OK) else Path("/tmp")
+        home = home / ".keras"
+    config = home.expanduser() / "keras.json"
+    try:
+        return str(json.loads(config.read_text())["backend"]), str(config)
+    except (OSError, ValueError, KeyError, TypeError):
+        return "tensorflow", "Keras's default"
+
+
+def keras_import_failure(error: Exception, backend: str, source: str) -> str:
+    """Why `import keras` failed, and what to do, for a backend chosen by `source`."""
+    others = [name for name in BACKEND_PACKAGES if name != backend]
+    others = f"{', '.join(others[:-1])} or {others[-1]}"
+    missing = error.name.split(".")[0] if isinstance(error, ModuleNotFoundError) and error.name else None
+    if missing == "keras":
+        return "Keras is not installed: pip install -r requirements.txt"
+    if missing is not None and missing == BACKEND_PACKAGES.get(backend, backend):
+        install = "pip install -r requirements.txt" if backend == "tensorflow" else f"pip install {missing}"
+        return (f"Keras's backend is {backend} ({source}), which is not installed: {install}, "
+                f"or set KERAS_BACKEND to {others} where one is installed")
+    if backend not in KERAS_BACKENDS:
+        return (f"Keras's backend is {backend!r} ({source}), which Keras does not know; "
+                "set KERAS_BACKEND to tensorflow, jax or torch")
+    failure = f"Keras could not be imported on its {backend} backend ({source}): {type(error).__name__}: {error}"
+    if isinstance(error, ImportError):
+        return f"{failure}. Check that `python -c 'import {backend}'` works, or set KERAS_BACKEND to {others}"
+    return failure
 
 
 @contextlib.contextmanager

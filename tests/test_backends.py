@@ -12,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, SAMPLE_PHOTO
+from _deepviz import backend
+from conftest import ROOT, SAMPLE_PHOTO, run_cli
 
 BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 LAYERS = ["conv2d_1", "mixed3", "mixed10"]
@@ -69,3 +70,45 @@ def test_every_backend_gives_the_same_maps_and_predictions(backend, reference, r
         np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-4 * expected.max())
         assert np.argsort(-probabilities)[:3].tolist() == np.argsort(-expected)[:3].tolist()
         np.testing.assert_allclose(outputs["cams"], reference["cams"], rtol=0, atol=1e-3)  # Grad-CAM heatmaps
+
+
+def test_a_backend_keras_does_not_know_is_named_in_a_one_line_error(tmp_path):
+    out = tmp_path / "figure.png"
+    result = run_cli(SAMPLE_PHOTO, "--weights", "none", "--out", out, env={"KERAS_BACKEND": "mxnet"})
+    assert result.returncode == 1
+    assert "Keras's backend is 'mxnet' (KERAS_BACKEND), which Keras does not know" in result.stderr
+    assert "set KERAS_BACKEND to tensorflow, jax or torch" in result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert not out.exists()
+
+
+def test_a_backend_that_is_not_installed_says_how_to_install_it(tmp_path):
+    absent = tmp_path / "absent"  # a tensorflow that cannot be imported, as where it was never installed
+    absent.mkdir()
+    (absent / "tensorflow.py").write_text("raise ModuleNotFoundError('no tensorflow', name='tensorflow')\n")
+    path = os.pathsep.join(filter(None, [str(absent), os.environ.get("PYTHONPATH")]))
+    out = tmp_path / "figure.png"
+    result = run_cli(SAMPLE_PHOTO, "--weights", "none", "--out", out,
+                     env={"KERAS_BACKEND": "tensorflow", "PYTHONPATH": path})
+    assert result.returncode == 1
+    assert ("Keras's backend is tensorflow (KERAS_BACKEND), which is not installed: pip install -r requirements.txt, "
+            "or set KERAS_BACKEND to jax or torch where one is installed") in result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert not out.exists()
+
+
+def test_the_backend_is_found_where_keras_finds_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert backend.chosen_backend() == ("tensorflow", "Keras's default")  # no keras.json yet
+    (tmp_path / "keras.json").write_text('{"backend": "jax"}')
+    assert backend.chosen_backend() == ("jax", str(tmp_path / "keras.json"))
+    monkeypatch.setenv("KERAS_BACKEND", "torch")  # the variable wins over the file, as in Keras
+    assert backend.chosen_backend() == ("torch", "KERAS_BACKEND")
+    missing_keras = ModuleNotFoundError("No module named 'keras'", name="keras")
+    assert backend.keras_import_failure(missing_keras, "torch", "KERAS_BACKEND") == (
+        "Keras is not installed: pip install -r requirements.txt")
+    broken = ImportError("numpy.core.multiarray failed to import")  # installed, but does not import
+    message = backend.keras_import_failure(broken, "jax", "KERAS_BACKEND")
+    assert "numpy.core.multiarray failed to import" in message
+    assert message.endswith("Check that `python -c 'import jax'` works, or set KERAS_BACKEND to tensorflow or torch")
