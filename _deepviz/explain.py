@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -10,11 +11,11 @@ from .backend import import_keras, input_gradient
 from .errors import UsageError
 from .forward import OUTPUT_KEY, feature_model_for
 from .layers import check_layer_names, has_own_maps, layer_paths, output_shape
-from .models import OWN_WEIGHTS_LABEL
+from .models import OWN_WEIGHTS_LABEL, step_activation
 
 
 def build_cam_head(network, path: str):
-    """A model from the maps of layer `path` to the network's output, for Grad-CAM's gradients."""
+    """A model from the maps of layer `path` to the network's class scores (class_scores), for Grad-CAM's gradients."""
     head = cam_head_or_none(network, path)
     if head is None:
         raise UsageError(
@@ -30,12 +31,55 @@ def cam_head_or_none(network, path: str):
     keras = import_keras()
     feature_model = feature_model_for(network.model, [path])
     try:
-        head = keras.Model(feature_model.output[path], feature_model.output[OUTPUT_KEY])
+        head = keras.Model(feature_model.output[path], class_scores(feature_model.output[OUTPUT_KEY]))
     except ValueError as error:
         if "is not connected to" not in str(error):  # Keras's word for a path around the layer
             raise
         return None
     return head if runs_on_its_maps(head, maps_shape(network, feature_model, path)) else None
+
+
+def class_scores(output):
+    """The class scores Grad-CAM differentiates: the model's `output` before its softmax (or sigmoid).
+
+    Grad-CAM weighs each channel by the gradient of the class's score before the softmax
+    (Selvaraju et al.). A probability's gradient, p_c (dz_c - sum_j p_j dz_j), is another map,
+    where the class beats the other likely ones, and it vanishes as p_c nears 1. `output`
+    stays as it is where it is scores already (logits) or where its activation cannot be
+    reached: inside a Lambda, or a model nested at the end.
+    """
+    step, node_index, _ = output._keras_history  # Keras's record of the operation that made `output`
+    if step_activation(step) not in ("softmax", "sigmoid"):
+        return output
+    inputs = step._inbound_nodes[node_index].input_tensors
+    if len(inputs) != 1:
+        return output
+    if type(step).__name__ in ("Softmax", "Sigmoid"):  # keras.layers.Softmax, or keras.ops.softmax
+        return inputs[0]
+    return before_activation_class()(step)(inputs[0])  # Dense(classes, activation="softmax"), Activation
+
+
+@functools.cache
+def before_activation_class():
+    """The Keras layer giving a layer's output before its activation; made on first use, as Keras is imported late."""
+    keras = import_keras()
+
+    class BeforeActivation(keras.layers.Layer):
+        """`layer` (Dense, Conv2D, Activation) called without its activation, on its own weights, which stay shared."""
+
+        def __init__(self, layer, **kwargs):
+            super().__init__(name=f"deepviz_{layer.name}_scores", **kwargs)
+            self.layer = layer
+
+        def call(self, inputs):
+            activation = self.layer.activation
+            self.layer.activation = keras.activations.linear  # for this call only; the layer is the model's own
+            try:
+                return self.layer.call(inputs)
+            finally:
+                self.layer.activation = activation
+
+    return BeforeActivation
 
 
 def runs_on_its_maps(head, shape: tuple) -> bool:

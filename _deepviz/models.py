@@ -576,6 +576,11 @@ def output_activation(model) -> str:
     step = output_step(model)
     if isinstance(step, keras.Model):
         return output_activation(step)
+    return step_activation(step)
+
+
+def step_activation(step) -> str:
+    """The name of the activation a layer or operation ends in, as output_activation says; "" where none can be told."""
     if type(step).__name__ in ("Softmax", "Sigmoid"):  # the layer keras.layers.Softmax, or the ops
         return type(step).__name__.lower()
     return getattr(getattr(step, "activation", None), "__name__", "")

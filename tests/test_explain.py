@@ -78,37 +78,83 @@ def test_imagenet_classes_of_one_name_are_keyed_with_their_index():
 
 
 def reference_grad_cam(model, layer, image_batch, class_index):
-    """Grad-CAM the textbook way (keras.io): gradient of the class score w.r.t. the layer's maps."""
+    """Grad-CAM the textbook way (keras.io): gradient of the class score before the softmax w.r.t. the layer's maps."""
     import tensorflow as tf
 
-    grad_model = keras.Model(model.input, [model.get_layer(layer).output, model.output])
+    scores_model = keras.models.clone_model(model)
+    scores_model.set_weights(model.get_weights())
+    scores_model.layers[-1].activation = None  # keras.io: "Remove last layer's softmax"
+    grad_model = keras.Model(scores_model.input, [scores_model.get_layer(layer).output, scores_model.output])
     with tf.GradientTape() as tape:
-        maps, predictions = grad_model(image_batch)
-        score = predictions[:, class_index]
+        maps, scores = grad_model(image_batch)
+        score = scores[:, class_index]
     gradients = tape.gradient(score, maps)[0].numpy()
     weights = gradients.mean(axis=(0, 1))
     heatmap = np.maximum(maps[0].numpy() @ weights, 0)
     return heatmap / heatmap.max()
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the reference uses tf.GradientTape")
-def test_grad_cam_equals_a_plain_reference_computation(tmp_path):
+def small_classifier(head_scale=1.0):
+    """Two convolutions, pooling and a Dense softmax over 5 classes; `head_scale` sharpens its probabilities."""
     keras.utils.set_random_seed(11)
     inputs = keras.Input((24, 24, 3))
     x = keras.layers.Conv2D(6, 3, activation="relu")(inputs)
     x = keras.layers.Conv2D(8, 3, activation="relu", name="last_conv")(x)
-    outputs = keras.layers.Dense(5, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
-    path = tmp_path / "small.keras"
-    keras.Model(inputs, outputs).save(str(path))
-    network = models.build_network(models.NetworkChoice(model=str(path)))
-    batch = np.random.default_rng(2).uniform(-1, 1, (1, 24, 24, 3)).astype(np.float32)
+    dense = keras.layers.Dense(5, activation="softmax")
+    outputs = dense(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    dense.kernel.assign(dense.kernel * head_scale)
+    return model
+
+
+def grad_cams_of(model, classes, batch, labels=None):
+    network = models.network_from_model(model, "model", "model", labels=labels)
     maps = forward.run_forward_pass(forward.build_feature_model(network, ["last_conv"]), batch)["last_conv"][0]
+    return explain.grad_cam(explain.build_cam_head(network, "last_conv"), maps, classes)
+
+
+SMALL_BATCH = np.random.default_rng(2).uniform(-1, 1, (1, 24, 24, 3)).astype(np.float32)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the reference uses tf.GradientTape")
+def test_grad_cam_equals_a_plain_reference_computation(tmp_path):
+    path = tmp_path / "small.keras"
+    small_classifier().save(str(path))
+    network = models.build_network(models.NetworkChoice(model=str(path)))
+    maps = forward.run_forward_pass(forward.build_feature_model(network, ["last_conv"]), SMALL_BATCH)["last_conv"][0]
     head = explain.build_cam_head(network, "last_conv")
     heatmaps = explain.grad_cam(head, maps, [3, 0])
     for heatmap, class_index in zip(heatmaps, [3, 0]):
-        expected = reference_grad_cam(network.model, "last_conv", batch, class_index)
+        expected = reference_grad_cam(network.model, "last_conv", SMALL_BATCH, class_index)
         np.testing.assert_allclose(heatmap, expected, atol=1e-5)
 
+
+def test_grad_cam_of_a_certain_prediction_still_shows_its_evidence():
+    model = small_classifier(head_scale=2000.0)
+    probabilities = keras.ops.convert_to_numpy(model(SMALL_BATCH))[0]
+    top = int(probabilities.argmax())
+    assert probabilities[top] == 1.0  # float32 rounds it to certainty: its probability's gradient is 0 everywhere
+    heatmap = grad_cams_of(model, [top], SMALL_BATCH)[0]
+    assert heatmap.max() == pytest.approx(1.0)
+    np.testing.assert_allclose(heatmap, grad_cams_of(small_classifier(), [top], SMALL_BATCH)[0], atol=1e-5)
+    assert model.layers[-1].activation.__name__ == "softmax"  # the model's own layer is left as it was
+
+
+@pytest.mark.parametrize("ending", ["softmax layer", "activation layer", "ops.softmax", "logits"])
+def test_grad_cam_is_the_same_however_the_model_ends_in_its_softmax(ending):
+    fused = small_classifier()
+    dense = fused.layers[-1]
+    scores = keras.layers.Dense(5)(fused.layers[-2].output)
+    scores_layer = scores._keras_history[0]
+    scores_layer.set_weights(dense.get_weights())
+    outputs = {"softmax layer": lambda: keras.layers.Softmax()(scores),
+               "activation layer": lambda: keras.layers.Activation("softmax")(scores),
+               "ops.softmax": lambda: keras.ops.softmax(scores),
+               "logits": lambda: scores}[ending]()
+    separate = keras.Model(fused.input, outputs)
+    labels = [f"class_{i}" for i in range(5)]
+    expected = grad_cams_of(fused, [0, 1, 2, 3, 4], SMALL_BATCH)
+    np.testing.assert_allclose(grad_cams_of(separate, [0, 1, 2, 3, 4], SMALL_BATCH, labels), expected, atol=1e-5)
 
 def test_grad_cam_row_in_the_figure_and_default_layer(run, random_weights_file, tmp_path):
     out = tmp_path / "figure.png"
@@ -315,3 +361,15 @@ def test_a_heatmap_is_painted_at_its_panel_size_as_heat_over_grey():
     assert np.abs(bar[-4, bar.shape[1] // 2] - 128).max() <= 3  # its 0 end: a mid-grey pixel under no heat
     top = figure.CAM_MAX_OPACITY * hot + (1 - figure.CAM_MAX_OPACITY) * 128
     assert np.abs(bar[3, bar.shape[1] // 2] - top).max() <= 4  # its top: the class's max heat over that grey
+
+
+def test_grad_cam_where_the_softmax_is_in_a_model_nested_at_the_end_differentiates_the_output():
+    fused = small_classifier()
+    head = keras.Sequential([keras.Input((8,)), fused.layers[-1]])  # pooling's output -> Dense softmax, nested
+    outer = keras.Model(fused.input, head(fused.layers[-2].output))
+    feature_model = forward.feature_model_for(outer, ["last_conv"])
+    probability_head = keras.Model(feature_model.output["last_conv"], feature_model.output[forward.OUTPUT_KEY])
+    maps = forward.run_forward_pass(feature_model, SMALL_BATCH)["last_conv"][0]
+    expected = explain.grad_cam(probability_head, maps, [0, 1])
+    np.testing.assert_allclose(grad_cams_of(outer, [0, 1], SMALL_BATCH), expected, atol=1e-6)
+    assert np.abs(expected - grad_cams_of(fused, [0, 1], SMALL_BATCH)).max() > 0.05  # not the scores' heatmaps
