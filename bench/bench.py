@@ -55,7 +55,7 @@ import os, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras, numpy as np
 from PIL import Image
-weights, image = sys.argv[1], sys.argv[2]
+weights, image = None if sys.argv[1] == "none" else sys.argv[1], sys.argv[2]
 model = keras.applications.InceptionV3(include_top=False, weights=weights, input_shape=(299, 299, 3))
 pixels = np.asarray(Image.open(image).convert("RGB").resize((299, 299)), dtype="float32")
 model(keras.applications.inception_v3.preprocess_input(pixels[None]), training=False)
@@ -128,7 +128,8 @@ runpy.run_path(script, run_name="__main__")
 def run_python(*args: str) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
-        raise SystemExit(f"benchmark step failed: {' '.join(args[:3])}...\n{result.stderr[-2000:]}")
+        shown = " ".join("SCRIPT" if "\n" in arg else arg for arg in args)  # an inline script by name only
+        raise SystemExit(f"benchmark step failed: python {shown}\n{result.stderr[-2000:]}")
     return result
 
 
@@ -348,16 +349,23 @@ def main(argv=None) -> int:
                         help="a local InceptionV3 weights file, or 'none' (random: for timing on another machine)")
     parser.add_argument("--photos", type=Path, default=ROOT / "images",
                         help="folder of photos to cycle through (default: the bundled images/)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per median (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=cli.DEFAULT_BATCH_SIZE,
+    parser.add_argument("--repeats", type=cli.positive_int(1, 1000), default=3,
+                        help="runs per median (default: %(default)s)")
+    parser.add_argument("--batch-size", type=cli.positive_int(1, 1000), default=cli.DEFAULT_BATCH_SIZE,
                         help="deepviz's --batch-size in the batch and throughput runs (default: %(default)s)")
-    parser.add_argument("--throughput-photos", type=int, default=32,
-                        help="photos of the throughput runs (default: %(default)s)")
+    parser.add_argument("--throughput-photos", type=cli.positive_int(2, 10000), default=32,
+                        help="photos of the throughput runs, at least 2: half of them make the second run "
+                             "(default: %(default)s)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS,
                         help="the sections to run (default: all)")
     args = parser.parse_args(argv)
 
-    sources = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in images.IMAGE_SUFFIXES)
+    if args.weights != Path("none") and not args.weights.is_file():
+        parser.error(f"--weights {args.weights}: no such file; give an InceptionV3 weights file, or 'none'")
+    sources = sorted(p for p in args.photos.iterdir()) if args.photos.is_dir() else []
+    sources = [p for p in sources if p.suffix.lower() in images.IMAGE_SUFFIXES]
+    if not sources:
+        parser.error(f"--photos {args.photos}: expected a folder holding photos (.jpg, .png, ...)")
     image = sources[0]
     work = Path(tempfile.mkdtemp(prefix="deepviz-bench-"))
     rows = []

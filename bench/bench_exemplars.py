@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from _deepviz import exemplars, images, models  # noqa: E402
+from _deepviz import cli, exemplars, images, models  # noqa: E402
 from bench import timed  # noqa: E402  (bench/bench.py, beside this script)
 
 LAYER = "mixed5"
@@ -94,6 +94,7 @@ def stage_figures(weights: Path, folder: Path, batch_size: int) -> dict[str, flo
     network = models.build_network(models.NetworkChoice(weights=str(weights)))
     maps_model = exemplars.build_maps_model(network, [LAYER])
     paths = sorted(folder.iterdir())[:batch_size * 3]
+    batch_size = min(batch_size, len(paths))  # a folder of fewer photos than a batch: one smaller batch
     read = timed(lambda: [images.preprocess(images.load_image(p), network) for p in paths]) / len(paths)
     batch = np.stack([images.preprocess(images.load_image(p), network) for p in paths[:batch_size]])
     maps_model.predict_on_batch(batch)  # trace once
@@ -138,14 +139,16 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", required=True, type=Path, help="a local InceptionV3 weights file")
     parser.add_argument("--photos", type=Path, default=ROOT / "images", help="more photos to vary")
     parser.add_argument("--counts", default="100,2000", help="photo counts, comma-separated, smallest first")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=cli.positive_int(1, 1000), default=8)
     parser.add_argument("--engines", default="local,ray")
     parser.add_argument("--gpu-rate", type=float, default=ASSUMED_GPU_RATE,
                         help="assumed photos/s of one GPU for the projection")
     parser.add_argument("--cores-per-node", type=int, default=ASSUMED_CORES_PER_NODE,
                         help="assumed CPU cores reading photos on each GPU node, for the projection")
     args = parser.parse_args(argv)
-    counts = [int(c) for c in args.counts.split(",")]
+    counts = [int(c) for c in args.counts.split(",") if c.strip().isdigit() and int(c) > 0]
+    if len(counts) != len(args.counts.split(",")) or counts != sorted(counts):
+        parser.error(f"--counts {args.counts}: expected photo counts of at least 1, comma-separated, smallest first")
     sources = sorted({p for folder in (ROOT / "images", args.photos) for p in folder.iterdir()
                       if p.suffix.lower() in images.IMAGE_SUFFIXES})
     work = Path(tempfile.mkdtemp(prefix="deepviz-bench-exemplars-"))

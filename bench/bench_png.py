@@ -37,7 +37,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("figure", type=Path, help="a PNG figure to re-encode")
     args = parser.parse_args()
-    pixels = np.asarray(Image.open(args.figure).convert("RGB"))
+    try:
+        pixels = np.asarray(Image.open(args.figure).convert("RGB"))
+    except (OSError, Image.DecompressionBombError) as error:  # missing, unreadable or not an image
+        parser.error(f"{args.figure}: expected a PNG figure to re-encode; {error}")
     rows = []
     for level in (1, 3, 6, 9):
         png.PNG_COMPRESSION = level
@@ -48,7 +51,8 @@ def main() -> int:
             stream = io.BytesIO()
             Image.fromarray(pixels).save(stream, "png", compress_level=level)
             return stream.getvalue()
-        name = f"Pillow (tries every filter on every row), level {level}"
+        name = ("Pillow (tries every filter on every row), level 1" if level == 1
+                else "Pillow, level 6 (as Matplotlib's `savefig`)")
         rows.append((name, *cpu_seconds_and_bytes(encode_with_pillow)))
     height, width = pixels.shape[:2]
     print(f"{args.figure} ({width}x{height} pixels, RGB)\n")

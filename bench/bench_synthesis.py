@@ -22,34 +22,47 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _deepviz import models, synthesis  # noqa: E402
+from _deepviz import cli, models, synthesis  # noqa: E402
 from _deepviz.backend import import_keras  # noqa: E402
+from _deepviz.errors import DeepvizError  # noqa: E402
+from _deepviz.layers import check_layer_names  # noqa: E402
+
+BACKEND_NAMES = {"tensorflow": "TensorFlow", "torch": "PyTorch", "jax": "JAX"}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", required=True)
     parser.add_argument("--layers", nargs="+", default=["mixed3", "mixed7"])
-    parser.add_argument("--channels", type=int, default=4, help="channels optimised together")
-    parser.add_argument("--steps", type=int, default=8, help="timed steps per layer")
+    parser.add_argument("--channels", type=cli.positive_int(1, 64), default=4, help="channels optimised together")
+    parser.add_argument("--steps", type=cli.positive_int(1, 10000), default=8, help="timed steps per layer")
     args = parser.parse_args()
-    os.environ["DEEPVIZ_CACHE"] = tempfile.mkdtemp(prefix="deepviz-bench-cache-")
+    with tempfile.TemporaryDirectory(prefix="deepviz-bench-cache-") as cache:
+        os.environ["DEEPVIZ_CACHE"] = cache  # the patterns made here, not the user's cache
+        try:
+            network = models.build_network(models.NetworkChoice("inception_v3", args.weights))
+            check_layer_names(network, args.layers)
+        except DeepvizError as error:
+            parser.error(str(error))
+        print_table(network, args.layers, list(range(args.channels)), args.steps)
+    return 0
 
+
+def print_table(network, layers, channels, steps: int) -> None:
     keras = import_keras()
-    network = models.build_network(models.NetworkChoice("inception_v3", args.weights))
-    print(f"{platform.node()}: {os.cpu_count()} CPUs, Keras {keras.__version__} on {keras.backend.backend()}, "
-          f"no GPU" if not gpu_present(keras) else "GPU present")
-    channels = list(range(args.channels))
-    print(f"| layer | channels together | s per step | s per pattern at {synthesis.DEFAULT_STEPS} steps | "
+    backend = BACKEND_NAMES.get(keras.backend.backend(), keras.backend.backend())
+    device = "GPU present" if gpu_present(keras) else "no GPU"
+    print(f"{platform.node()}: {os.cpu_count()} CPUs, Keras {keras.__version__} on {backend}, {device}")
+    print(f"| backend | layer | channels together | s per step | s per pattern at {synthesis.DEFAULT_STEPS} steps | "
           "cache hit, first call (weights hashed) | cache hit, again |")
-    print("|---|---|---|---|---|---|")
-    for layer in args.layers:
-        settings = synthesis.synthesis_settings(network, steps=args.steps)
+    print("|---|---|---|---|---|---|---|")
+    for layer in layers:
+        settings = synthesis.synthesis_settings(network, steps=steps)
         built = synthesis.build_synthesis_models(network, layer, settings.size)
         synthesis.optimise_patterns(network, built, channels, synthesis.Settings(steps=1))  # warm-up
         start = time.perf_counter()
         patterns = synthesis.optimise_patterns(network, built, channels, settings)
-        per_step = (time.perf_counter() - start) / args.steps
+        per_step = (time.perf_counter() - start) / steps
         identity = synthesis.model_identity(network)
         for channel, pattern in patterns.items():
             synthesis.write_cached(synthesis.cache_path(identity, layer, channel, settings), pattern)
@@ -61,9 +74,8 @@ def main() -> int:
         synthesis.synthesize_patterns(network, layer, channels, settings)
         warm_hit = time.perf_counter() - start
         per_pattern = per_step * synthesis.DEFAULT_STEPS / len(channels)
-        print(f"| {layer} | {len(channels)} | {per_step:.2f} | {per_pattern:.0f} | {cold_hit:.2f} s | "
+        print(f"| {backend} | {layer} | {len(channels)} | {per_step:.2f} | {per_pattern:.0f} | {cold_hit:.2f} s | "
               f"{warm_hit * 1000:.1f} ms |", flush=True)
-    return 0
 
 
 def gpu_present(keras) -> bool:

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import deepviz  # noqa: E402
-from _deepviz import synthesis  # noqa: E402
+from _deepviz import cli, synthesis  # noqa: E402
 from _deepviz.images import expand_inputs  # noqa: E402
 
 
@@ -35,8 +35,8 @@ def main() -> int:
     parser.add_argument("--weights", required=True)
     parser.add_argument("--photos", required=True)
     parser.add_argument("--layers", nargs="+", default=["mixed3", "mixed5", "mixed7"])
-    parser.add_argument("--per-layer", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=synthesis.DEFAULT_STEPS)
+    parser.add_argument("--per-layer", type=cli.positive_int(1, 768), default=6)
+    parser.add_argument("--steps", type=cli.positive_int(1, 10000), default=synthesis.DEFAULT_STEPS)
     args = parser.parse_args()
 
     viz = deepviz.Visualizer("inception_v3", weights=args.weights)
