@@ -34,7 +34,7 @@ def import_keras():
     return keras
 
 
-BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}  # the backends deepviz supports
+SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")  # each imported as a package of the same name
 KERAS_BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")  # the names Keras 3 knows
 
 
@@ -56,18 +56,18 @@ def chosen_backend() -> tuple[str, str]:
 
 def keras_import_failure(error: Exception, backend: str, source: str) -> str:
     """Why `import keras` failed, and what to do, for a backend chosen by `source`."""
-    others = [name for name in BACKEND_PACKAGES if name != backend]
+    others = [name for name in SUPPORTED_BACKENDS if name != backend]
     others = f"{', '.join(others[:-1])} or {others[-1]}"
-    missing = error.name.split(".")[0] if isinstance(error, ModuleNotFoundError) and error.name else None
+    missing = error.name if isinstance(error, ModuleNotFoundError) else None  # a module of it: installed, but broken
     if missing == "keras":
         return "Keras is not installed: pip install -r requirements.txt"
-    if missing is not None and missing == BACKEND_PACKAGES.get(backend, backend):
-        install = "pip install -r requirements.txt" if backend == "tensorflow" else f"pip install {missing}"
+    if missing == backend and backend in SUPPORTED_BACKENDS:
+        install = "pip install -r requirements.txt" if backend == "tensorflow" else f"pip install {backend}"
         return (f"Keras's backend is {backend} ({source}), which is not installed: {install}, "
                 f"or set KERAS_BACKEND to {others} where one is installed")
-    if backend not in KERAS_BACKENDS:
-        return (f"Keras's backend is {backend!r} ({source}), which Keras does not know; "
-                "set KERAS_BACKEND to tensorflow, jax or torch")
+    if missing == backend or backend not in KERAS_BACKENDS:
+        why = "is not installed" if missing == backend else "Keras does not know"
+        return f"Keras's backend is {backend!r} ({source}), which {why}; set KERAS_BACKEND to tensorflow, jax or torch"
     failure = f"Keras could not be imported on its {backend} backend ({source}): {type(error).__name__}: {error}"
     if isinstance(error, ImportError):
         return f"{failure}. Check that `python -c 'import {backend}'` works, or set KERAS_BACKEND to {others}"
@@ -104,18 +104,21 @@ def input_gradient(model, inputs: np.ndarray, weights: np.ndarray, constants: Se
     def model_inputs(tensor):
         return [tensor, *constants] if constants else tensor
 
+    def weighted_sum(outputs):  # in float32, whatever the model's dtype policy (mixed_float16 gives float16)
+        return keras.ops.sum(keras.ops.cast(outputs, weights.dtype) * weights)
+
     if backend == "tensorflow":
         import tensorflow as tf
 
         tensor = tf.convert_to_tensor(inputs)
         with tf.GradientTape() as tape:
             tape.watch(tensor)
-            score = keras.ops.sum(model(model_inputs(tensor), training=False) * weights)
+            score = weighted_sum(model(model_inputs(tensor), training=False))
         return keras.ops.convert_to_numpy(tape.gradient(score, tensor))
     if backend == "torch":
         # On the device Keras runs the model on (a GPU where there is one), not the CPU's default.
         tensor = keras.ops.convert_to_tensor(inputs).detach().requires_grad_(True)
-        keras.ops.sum(model(model_inputs(tensor), training=False) * weights).backward()
+        weighted_sum(model(model_inputs(tensor), training=False)).backward()
         return keras.ops.convert_to_numpy(tensor.grad)
     if backend == "jax":
         import jax
@@ -124,7 +127,7 @@ def input_gradient(model, inputs: np.ndarray, weights: np.ndarray, constants: Se
 
         def score(tensor):
             outputs, _ = model.stateless_call(*values, model_inputs(tensor), training=False)
-            return keras.ops.sum(outputs * weights)
+            return weighted_sum(outputs)
 
         return keras.ops.convert_to_numpy(jax.grad(score)(keras.ops.convert_to_tensor(inputs)))
     raise DeepvizError(f"no gradient code for the Keras backend {backend!r} (needed by --cam and --synthesize); "

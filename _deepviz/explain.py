@@ -44,42 +44,52 @@ def class_scores(output):
 
     Grad-CAM weighs each channel by the gradient of the class's score before the softmax
     (Selvaraju et al.). A probability's gradient, p_c (dz_c - sum_j p_j dz_j), is another map,
-    where the class beats the other likely ones, and it vanishes as p_c nears 1. `output`
-    stays as it is where it is scores already (logits) or where its activation cannot be
-    reached: inside a Lambda, or a model nested at the end.
+    where the class beats the other likely ones, and it vanishes as p_c nears 1. The scores
+    are the input of a Softmax layer, an Activation or keras.ops.softmax, or a Dense layer's
+    own before its activation, worked out from its weights (the model is left as it is).
+    `output` stays as it is where it is scores already (logits) or where no scores can be
+    reached: a Lambda, another layer with a softmax activation, a quantized Dense, or a model
+    nested at the end that the explained layer is outside of.
     """
-    step, node_index, _ = output._keras_history  # Keras's record of the operation that made `output`
-    if step_activation(step) not in ("softmax", "sigmoid"):
+    keras = import_keras()
+    step, inputs = made_by(output)
+    if step_activation(step) not in ("softmax", "sigmoid") or len(inputs) != 1:
         return output
-    inputs = step._inbound_nodes[node_index].input_tensors
-    if len(inputs) != 1:
-        return output
-    if type(step).__name__ in ("Softmax", "Sigmoid"):  # keras.layers.Softmax, or keras.ops.softmax
+    if type(step).__name__ in ("Softmax", "Sigmoid") or isinstance(step, keras.layers.Activation):
         return inputs[0]
-    return before_activation_class()(step)(inputs[0])  # Dense(classes, activation="softmax"), Activation
+    if type(step) is keras.layers.Dense and getattr(step, "quantization_mode", None) is None:
+        return dense_scores_class()(step)(inputs[0])
+    return output
+
+
+def made_by(tensor) -> tuple:
+    """(the layer or operation that made a symbolic `tensor`, the symbolic tensors it was called on).
+
+    Read from Keras's record of each call, `_keras_history`, which Keras's own functional
+    models and clone_model read (private, and the same from Keras 3.0 to 3.15 at least).
+    """
+    step, node_index, _ = tensor._keras_history
+    return step, step._inbound_nodes[node_index].input_tensors
 
 
 @functools.cache
-def before_activation_class():
-    """The Keras layer giving a layer's output before its activation; made on first use, as Keras is imported late."""
+def dense_scores_class():
+    """The Keras layer of a Dense layer's scores before its activation; made on first use, as Keras is imported late."""
     keras = import_keras()
+    ops = keras.ops
 
-    class BeforeActivation(keras.layers.Layer):
-        """`layer` (Dense, Conv2D, Activation) called without its activation, on its own weights, which stay shared."""
+    class DenseScores(keras.layers.Layer):
+        """`dense`'s inputs @ kernel + bias, without its activation, on its own weights, in float32."""
 
-        def __init__(self, layer, **kwargs):
-            super().__init__(name=f"deepviz_{layer.name}_scores", **kwargs)
-            self.layer = layer
+        def __init__(self, dense, **kwargs):
+            super().__init__(name=f"deepviz_{dense.name}_scores", dtype="float32", **kwargs)
+            self.dense = dense
 
         def call(self, inputs):
-            activation = self.layer.activation
-            self.layer.activation = keras.activations.linear  # for this call only; the layer is the model's own
-            try:
-                return self.layer.call(inputs)
-            finally:
-                self.layer.activation = activation
+            scores = ops.matmul(ops.cast(inputs, "float32"), ops.cast(self.dense.kernel, "float32"))
+            return scores if self.dense.bias is None else scores + ops.cast(self.dense.bias, "float32")
 
-    return BeforeActivation
+    return DenseScores
 
 
 def runs_on_its_maps(head, shape: tuple) -> bool:

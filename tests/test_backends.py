@@ -112,3 +112,13 @@ def test_the_backend_is_found_where_keras_finds_it(tmp_path, monkeypatch):
     message = backend.keras_import_failure(broken, "jax", "KERAS_BACKEND")
     assert "numpy.core.multiarray failed to import" in message
     assert message.endswith("Check that `python -c 'import jax'` works, or set KERAS_BACKEND to tensorflow or torch")
+
+
+def test_a_backend_missing_a_module_of_its_own_is_broken_not_absent():
+    broken = ModuleNotFoundError("No module named 'jax.experimental'", name="jax.experimental")
+    message = backend.keras_import_failure(broken, "jax", "KERAS_BACKEND")
+    assert "not installed" not in message and "No module named 'jax.experimental'" in message
+    absent = ModuleNotFoundError("No module named 'openvino'", name="openvino")  # a backend deepviz does not run on
+    assert backend.keras_import_failure(absent, "openvino", "KERAS_BACKEND") == (
+        "Keras's backend is 'openvino' (KERAS_BACKEND), which is not installed; set KERAS_BACKEND to tensorflow, "
+        "jax or torch")

@@ -373,3 +373,21 @@ def test_grad_cam_where_the_softmax_is_in_a_model_nested_at_the_end_differentiat
     expected = explain.grad_cam(probability_head, maps, [0, 1])
     np.testing.assert_allclose(grad_cams_of(outer, [0, 1], SMALL_BATCH), expected, atol=1e-6)
     assert np.abs(expected - grad_cams_of(fused, [0, 1], SMALL_BATCH)).max() > 0.05  # not the scores' heatmaps
+
+
+@pytest.mark.parametrize("output", ["dense softmax", "float32 softmax"])
+def test_grad_cam_under_mixed_precision_matches_float32(output):
+    expected = grad_cams_of(small_classifier(), [0, 3], SMALL_BATCH)
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = small_classifier()
+        if output == "float32 softmax":  # as Keras's mixed precision guide ends a model
+            dense = model.layers[-1]
+            scores = keras.layers.Dense(5, name="scores")(model.layers[-2].output)
+            scores._keras_history[0].set_weights(dense.get_weights())
+            model = keras.Model(model.input, keras.layers.Activation("softmax", dtype="float32")(scores))
+        heatmaps = grad_cams_of(model, [0, 3], SMALL_BATCH)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    np.testing.assert_allclose(heatmaps, expected, atol=0.02)  # float16 maps
