@@ -19,7 +19,7 @@ def build_cam_head(network, path: str):
     head = cam_head_or_none(network, path)
     if head is None:
         raise UsageError(
-            f"--cam-layer {path}: a connection goes around this layer to the output, so the output does not "
+            f"Grad-CAM layer {path}: a connection goes around this layer to the output, so the output does not "
             f"depend on its maps alone; choose a layer that every path passes through, such as "
             f"{default_cam_layer(network)}"
         )
@@ -155,7 +155,9 @@ def check_cam(network, cam_layer: str | None) -> str:
     if cam_layer is None:
         return default_cam_layer(network)
     check_layer_names(network, [cam_layer])
-    if len(output_shape(layer_paths(network.model)[cam_layer])) != 3:
-        raise UsageError(f"--cam-layer {cam_layer}: Grad-CAM needs a layer with spatial maps (height, width, "
-                         f"channels); choose a convolutional layer such as {default_cam_layer(network)}")
+    shape = output_shape(layer_paths(network.model)[cam_layer])
+    if len(shape) != 3:
+        raise UsageError(f"Grad-CAM layer {cam_layer}: expected a layer with spatial maps (height, width, channels), "
+                         f"and its output is {shape}; choose a convolutional layer such as "
+                         f"{default_cam_layer(network)}")
     return cam_layer

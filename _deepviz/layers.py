@@ -117,7 +117,7 @@ def check_channels(network, layer_names: Sequence[str], channels: Sequence[int] 
     for name in layer_names:
         shape = output_shape(paths[name])
         if len(shape) == 3 and max(channels) >= shape[-1]:
-            raise UsageError(f"--channels {max(channels)}: layer {name} has {shape[-1]} channels "
+            raise UsageError(f"channel {max(channels)}: layer {name} has {shape[-1]} channels "
                              f"(0 to {shape[-1] - 1})")
 
 

@@ -233,7 +233,7 @@ def test_bad_arguments_raise_usage_errors_a_python_user_can_catch(tmp_path):
         viz.grad_cam(photo, classes=["dog"])
     with pytest.raises(deepviz.UsageError, match=r"top: expected a whole number of at least 1, received 0"):
         viz.predict(photo, top=0)
-    with pytest.raises(deepviz.UsageError, match=r"--channels 9: layer conv_a has 6 channels"):
+    with pytest.raises(deepviz.UsageError, match=r"^channel 9: layer conv_a has 6 channels"):
         viz.figure(photo, ["conv_a"], channels=[9])
     with pytest.raises(deepviz.UsageError, match=r"dpi: expected a whole number from 10 to 1200, received 5"):
         viz.figure(photo, dpi=5)

@@ -253,7 +253,7 @@ def test_a_figure_draws_the_first_64_channels(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--channels", "2,6"], "--channels 6: layer conv_b has 6 channels (0 to 5)"),
+    (["--channels", "2,6"], "channel 6: layer conv_b has 6 channels (0 to 5)"),
     (["--rank", "index"], "--rank index: exemplars are ranked by max or mean activation"),
     (["--layers", "probs"], "layer probs gives (3,), not (height, width, channels) maps"),
     (["--ray-address", "auto"], "--ray-address auto joins a Ray cluster: add --engine ray"),

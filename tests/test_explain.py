@@ -185,7 +185,8 @@ def test_grad_cam_layer_must_have_spatial_maps(run, tmp_path):
     status, _, err = run(SAMPLE_PHOTO, "--weights", "none", "--cam", "--cam-layer", "avg_pool", "--quiet",
                          "--out", tmp_path)
     assert status == 2
-    assert err.startswith("deepviz: error: --cam-layer avg_pool: Grad-CAM needs a layer with spatial maps")
+    assert err.startswith("deepviz: error: Grad-CAM layer avg_pool: expected a layer with spatial maps "
+                          "(height, width, channels), and its output is (2048,)")
 
 
 def residual_ending_model():
@@ -205,7 +206,7 @@ def test_grad_cam_explains_the_last_layer_it_can_where_a_connection_goes_around_
     assert viz.prepare(analysis.Analysis(layers=("inner",), cam=True)).cam_layer == "stem"
     with pytest.raises(deepviz.UsageError) as refused:
         viz.grad_cam(photo, layer="inner")
-    assert str(refused.value) == ("--cam-layer inner: a connection goes around this layer to the output, so the "
+    assert str(refused.value) == ("Grad-CAM layer inner: a connection goes around this layer to the output, so the "
                                   "output does not depend on its maps alone; choose a layer that every path passes "
                                   "through, such as stem")
 

@@ -30,7 +30,7 @@ def test_a_chosen_channel_out_of_range_names_the_layers_channel_count(run, tmp_p
     status, out, err = run(SAMPLE_PHOTO, "--weights", "none", "--quiet", "--layers", "mixed3", "conv2d_1",
                            "--channels", "3,40", "--out", tmp_path)
     assert status == 2
-    assert err == "deepviz: error: --channels 40: layer conv2d_1 has 32 channels (0 to 31)\n"
+    assert err == "deepviz: error: channel 40: layer conv2d_1 has 32 channels (0 to 31)\n"
     assert list(tmp_path.iterdir()) == []
 
 
