@@ -11,7 +11,7 @@ from .backend import import_keras, input_gradient
 from .errors import UsageError
 from .forward import OUTPUT_KEY, feature_model_for
 from .layers import check_layer_names, has_own_maps, layer_paths, output_shape
-from .models import OWN_WEIGHTS_LABEL, step_activation
+from .models import OWN_WEIGHTS_LABEL, output_step, step_activation
 
 
 def build_cam_head(network, path: str):
@@ -29,7 +29,7 @@ def build_cam_head(network, path: str):
 def cam_head_or_none(network, path: str):
     """build_cam_head's model, or None where a connection goes around the layer (a residual block's insides)."""
     keras = import_keras()
-    feature_model = feature_model_for(network.model, [path])
+    feature_model = feature_model_for(network.model, [path], nested_at_the_end(network.model))
     try:
         head = keras.Model(feature_model.output[path], class_scores(feature_model.output[OUTPUT_KEY]))
     except ValueError as error:
@@ -48,8 +48,8 @@ def class_scores(output):
     are the input of a Softmax layer, an Activation or keras.ops.softmax, or a Dense layer's
     own before its activation, worked out from its weights (the model is left as it is).
     `output` stays as it is where it is scores already (logits) or where no scores can be
-    reached: a Lambda, another layer with a softmax activation, a quantized Dense, or a model
-    nested at the end that the explained layer is outside of.
+    reached: a Lambda, another layer with a softmax activation or a quantized Dense. (Models
+    nested at the end are inlined in the head: nested_at_the_end.)
     """
     keras = import_keras()
     step, inputs = made_by(output)
@@ -60,6 +60,17 @@ def class_scores(output):
     if type(step) is keras.layers.Dense and getattr(step, "quantization_mode", None) is None:
         return dense_scores_class()(step)(inputs[0])
     return output
+
+
+def nested_at_the_end(model) -> list[str]:
+    """The paths of the models nested at the end of `model` ("head", "head/classifier"), whose last layer
+    makes its output: inlined in the Grad-CAM head, so that class_scores reaches that layer."""
+    keras = import_keras()
+    paths, step = [], output_step(model)
+    while isinstance(step, keras.Model):
+        paths.append(f"{paths[-1]}/{step.name}" if paths else step.name)
+        step = output_step(step)
+    return paths
 
 
 def made_by(tensor) -> tuple:

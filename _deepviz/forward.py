@@ -28,24 +28,25 @@ def build_feature_model(network, paths: Sequence[str]):
     return keras.Model(feature_model.input, outputs)
 
 
-def feature_model_for(model, paths: Sequence[str]):
+def feature_model_for(model, paths: Sequence[str], inlined: Sequence[str] = ()):
     """A model with `model`'s input and outputs {path: maps, OUTPUT_KEY: `model`'s output}.
 
     A layer inside a nested model ("outer/inner") lives in the nested model's own graph,
     so it cannot simply be an output of the outer one ("Graph disconnected"); nor can the
     nested model's own `output`, which is its inner graph's. The model
     is re-traced instead, its layers (and so their weights) reused, nested models inlined:
-    every map then comes from one graph and the same single forward pass.
+    every map then comes from one graph and the same single forward pass. The nested
+    models at the paths `inlined` are inlined too, though no map is taken from them.
     """
     keras = import_keras()
     inside_or_nested = any("/" in path or isinstance(model.get_layer(path), keras.Model) for path in paths)
-    if not inside_or_nested and not isinstance(model, keras.Sequential):
+    if not inside_or_nested and not inlined and not isinstance(model, keras.Sequential):
         outputs = {path: model.get_layer(path).output for path in paths}
         outputs[OUTPUT_KEY] = model.output
         return keras.Model(model.input, outputs)
     inputs = keras.Input(shape=model.input_shape[1:])
     recorded = {}
-    result = trace_layers(model, inputs, set(paths), recorded)
+    result = trace_layers(model, inputs, set(paths) | {f"{path}/" for path in inlined}, recorded)
     outputs = {path: recorded[path] for path in paths}
     outputs[OUTPUT_KEY] = result
     return keras.Model(inputs, outputs)

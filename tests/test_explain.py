@@ -364,16 +364,24 @@ def test_a_heatmap_is_painted_at_its_panel_size_as_heat_over_grey():
     assert np.abs(bar[3, bar.shape[1] // 2] - top).max() <= 4  # its top: the class's max heat over that grey
 
 
-def test_grad_cam_where_the_softmax_is_in_a_model_nested_at_the_end_differentiates_the_output():
+@pytest.mark.parametrize("nesting", ["head", "head in a head", "sequential"])
+def test_grad_cam_reaches_the_scores_in_a_model_nested_at_the_end(nesting):
     fused = small_classifier()
-    head = keras.Sequential([keras.Input((8,)), fused.layers[-1]])  # pooling's output -> Dense softmax, nested
-    outer = keras.Model(fused.input, head(fused.layers[-2].output))
-    feature_model = forward.feature_model_for(outer, ["last_conv"])
-    probability_head = keras.Model(feature_model.output["last_conv"], feature_model.output[forward.OUTPUT_KEY])
-    maps = forward.run_forward_pass(feature_model, SMALL_BATCH)["last_conv"][0]
-    expected = explain.grad_cam(probability_head, maps, [0, 1])
-    np.testing.assert_allclose(grad_cams_of(outer, [0, 1], SMALL_BATCH), expected, atol=1e-6)
-    assert np.abs(expected - grad_cams_of(fused, [0, 1], SMALL_BATCH)).max() > 0.05  # not the scores' heatmaps
+    dense = fused.layers[-1]
+    head = keras.Sequential([keras.Input((8,)), dense], name="head")  # pooling's output -> Dense softmax, nested
+    if nesting == "head in a head":
+        head = keras.Sequential([keras.Input((8,)), head], name="outer_head")
+    if nesting == "sequential":  # as in transfer learning: Sequential([backbone, head])
+        backbone = keras.Model(fused.input, fused.layers[-2].output, name="backbone")
+        nested = keras.Sequential([keras.Input((24, 24, 3)), backbone, head])
+        layer = "backbone/last_conv"
+    else:
+        nested = keras.Model(fused.input, head(fused.layers[-2].output))
+        layer = "last_conv"
+    network = models.network_from_model(nested, "model", "model")
+    maps = forward.run_forward_pass(forward.build_feature_model(network, [layer]), SMALL_BATCH)[layer][0]
+    heatmaps = explain.grad_cam(explain.build_cam_head(network, layer), maps, [0, 1, 2, 3, 4])
+    np.testing.assert_allclose(heatmaps, grad_cams_of(fused, [0, 1, 2, 3, 4], SMALL_BATCH), atol=1e-5)
 
 
 @pytest.mark.parametrize("output", ["dense softmax", "float32 softmax"])
