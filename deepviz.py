@@ -159,8 +159,9 @@ class Visualizer:
         photo = as_photo(image)
         result = self.analyse([photo], analysis)[0]
         name = Path(image).name if isinstance(image, (str, Path)) else "image"
+        pipeline = self.prepare(analysis)
         style = FigureStyle(photo_title(name, photo, self.network, result.predictions, dpi), norm, cmap, dpi,
-                            self.prepare(analysis).cam_layer or "")
+                            pipeline.cam_layer or "", pipeline.cam_head.scores if pipeline.cam_head else "logits")
         if synthesize:
             chosen = [(layer.name, list(layer.channels)) for layer in result.layers]
             patterns = layer_patterns(self.network, chosen, synthesis_settings(self.network, steps, size, seed))

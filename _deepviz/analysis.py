@@ -16,7 +16,7 @@ from PIL import Image
 
 from .backend import import_keras
 from .errors import UsageError
-from .explain import build_cam_head, check_cam, grad_cam
+from .explain import CamHead, build_cam_head, check_cam, grad_cam
 from .forward import OUTPUT_KEY, build_feature_model, class_keys, predictions_of, run_forward_pass, top_classes
 from .images import preprocess
 from .layers import check_channels, check_layer_names
@@ -47,7 +47,7 @@ class Pipeline:
     feature_model: object  # keras.Model: {layer path: maps or {field: reduced}, OUTPUT_KEY: output}
     layer_names: list[str]
     cam_layer: str | None = None
-    cam_head: object = None  # keras.Model from the CAM layer's maps to the output
+    cam_head: CamHead | None = None  # from the CAM layer's maps to the class scores (explain.class_scores)
     reduced_layers: dict = dataclasses.field(default_factory=dict)  # {layer reduced on the device: its channels}
 
 

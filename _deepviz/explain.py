@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Sequence
 
@@ -14,8 +15,16 @@ from .layers import check_layer_names, has_own_maps, layer_paths, output_shape
 from .models import OWN_WEIGHTS_LABEL, output_step, step_activation
 
 
-def build_cam_head(network, path: str):
-    """A model from the maps of layer `path` to the network's class scores (class_scores), for Grad-CAM's gradients."""
+@dataclasses.dataclass(frozen=True)
+class CamHead:
+    """Grad-CAM's model from a layer's maps to the class scores it differentiates, and what those scores are."""
+
+    model: object  # keras.Model
+    scores: str  # "logits"; "probabilities" or "output" (as it is) where class_scores could not reach logits
+
+
+def build_cam_head(network, path: str) -> CamHead:
+    """The model from the maps of layer `path` to the network's class scores (class_scores), for Grad-CAM."""
     head = cam_head_or_none(network, path)
     if head is None:
         raise UsageError(
@@ -26,40 +35,46 @@ def build_cam_head(network, path: str):
     return head
 
 
-def cam_head_or_none(network, path: str):
-    """build_cam_head's model, or None where a connection goes around the layer (a residual block's insides)."""
+def cam_head_or_none(network, path: str) -> CamHead | None:
+    """build_cam_head's head, or None where a connection goes around the layer (a residual block's insides)."""
     keras = import_keras()
     feature_model = feature_model_for(network.model, [path], nested_at_the_end(network.model))
+    scores, kind = class_scores(feature_model.output[OUTPUT_KEY])
     try:
-        head = keras.Model(feature_model.output[path], class_scores(feature_model.output[OUTPUT_KEY]))
+        head = keras.Model(feature_model.output[path], scores)
     except ValueError as error:
         if "is not connected to" not in str(error):  # Keras's word for a path around the layer
             raise
         return None
-    return head if runs_on_its_maps(head, maps_shape(network, feature_model, path)) else None
+    return CamHead(head, kind) if runs_on_its_maps(head, maps_shape(network, feature_model, path)) else None
 
 
-def class_scores(output):
-    """The class scores Grad-CAM differentiates: the model's `output` before its softmax (or sigmoid).
+def class_scores(output) -> tuple:
+    """(the class scores Grad-CAM differentiates, what they are): the model's `output` before its softmax (or
+    sigmoid), "logits".
 
     Grad-CAM weighs each channel by the gradient of the class's score before the softmax
     (Selvaraju et al.). A probability's gradient, p_c (dz_c - sum_j p_j dz_j), is another map,
     where the class beats the other likely ones, and it vanishes as p_c nears 1. The scores
     are the input of a Softmax layer, an Activation or keras.ops.softmax, or a Dense layer's
     own before its activation, worked out from its weights (the model is left as it is).
-    `output` stays as it is where it is scores already (logits) or where no scores can be
-    reached: a Lambda, another layer with a softmax activation or a quantized Dense. (Models
-    nested at the end are inlined in the head: nested_at_the_end.)
+    `output` stays as it is where it is logits already (no activation), "probabilities" where
+    the softmax cannot be reached (another layer's activation, a quantized Dense), and
+    "output" where its activation cannot be told (a Lambda). Models nested at the end are
+    inlined in the head (nested_at_the_end), so the softmax inside them is reached.
     """
     keras = import_keras()
     step, inputs = made_by(output)
-    if step_activation(step) not in ("softmax", "sigmoid") or len(inputs) != 1:
-        return output
+    activation = step_activation(step)
+    if activation not in ("softmax", "sigmoid"):
+        return output, ("logits" if activation == "linear" else "output")
+    if len(inputs) != 1:
+        return output, "probabilities"
     if type(step).__name__ in ("Softmax", "Sigmoid") or isinstance(step, keras.layers.Activation):
-        return inputs[0]
+        return inputs[0], "logits"  # keras.layers.Softmax, keras.ops.softmax, Activation("softmax")
     if type(step) is keras.layers.Dense and getattr(step, "quantization_mode", None) is None:
-        return dense_scores_class()(step)(inputs[0])
-    return output
+        return dense_scores_class()(step)(inputs[0]), "logits"
+    return output, "probabilities"
 
 
 def nested_at_the_end(model) -> list[str]:
@@ -141,15 +156,15 @@ def default_cam_layer(network) -> str:
     return network.cam_layer
 
 
-def grad_cam(head, maps: np.ndarray, class_indices: Sequence[int]) -> np.ndarray:
+def grad_cam(head: CamHead, maps: np.ndarray, class_indices: Sequence[int]) -> np.ndarray:
     """Grad-CAM heatmaps (K, h, w) in [0, 1] of one photo's maps (h, w, k), one per class.
 
     The classes go through the head together, as one batch: one backward pass for all.
     """
     batch = np.repeat(maps[None].astype(np.float32), len(class_indices), axis=0)  # (K, h, w, k)
-    output_size = head.output.shape[-1]
+    output_size = head.model.output.shape[-1]
     one_hot = np.eye(output_size, dtype=np.float32)[list(class_indices)]  # (K, classes)
-    gradients = input_gradient(head, batch, one_hot)  # (K, h, w, k)
+    gradients = input_gradient(head.model, batch, one_hot)  # (K, h, w, k)
     channel_weights = gradients.mean(axis=(1, 2))  # (K, k): how much each channel matters to each class
     heatmaps = np.maximum(np.einsum("hwk,ck->chw", maps, channel_weights), 0)
     peaks = heatmaps.max(axis=(1, 2), keepdims=True)

@@ -42,6 +42,10 @@ CAM_GAP_INCHES = 0.1  # between Grad-CAM panels
 CAM_COLUMNS_MAX = 5  # Grad-CAM panels side by side; more classes take more rows
 CAM_PANELS_MAX = 20  # Grad-CAM panels drawn; all are computed (and saved with --save-arrays)
 CAM_MIN_PANEL_HEIGHT_INCHES = 0.8  # a panorama's panels take fewer to a row rather than shrink below this
+CAM_SCORES_CAVEATS = {  # the heading's word where Grad-CAM could not differentiate logits (explain.class_scores)
+    "probabilities": "from the probabilities' gradients, as no scores before the softmax could be reached",
+    "output": "from the gradients of the model's output as it is, as whether it ends in a softmax cannot be told",
+}
 PHOTO_TITLE_POINTS = 11
 LAYER_TITLE_POINTS = 10
 CAM_TITLE_POINTS = 9
@@ -81,6 +85,7 @@ class FigureStyle:
     cmap: str
     dpi: int
     cam_layer: str = ""
+    cam_scores: str = "logits"  # what Grad-CAM's gradients are of (explain.CamHead.scores)
 
 
 def photo_title(image_name: str, photo: Image.Image, network, predictions, dpi: int = DEFAULT_DPI) -> str:
@@ -137,7 +142,7 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
     display = display_photo(photo)
     photo_height = drawing_height(panel_width, display.height / display.width, dpi)
     rows = [Row(style.photo_title, PHOTO_TITLE_POINTS, photo_height)]
-    cam_layout = CamLayout.of(cams or [], style.cam_layer, panel_width, display, dpi)
+    cam_layout = CamLayout.of(cams or [], style, panel_width, display, dpi)
     rows += cam_layout.rows  # none without cams
     mosaics = [layer_mosaic(layer, style.norm, panel_width, style.dpi) for layer in layers]
     rows += [layer_row(layer, mosaic, style) for layer, mosaic in zip(layers, mosaics)]
@@ -285,7 +290,7 @@ class CamLayout:
     rows: list[Row]
 
     @classmethod
-    def of(cls, cams, layer: str, panel_width: int, display: Image.Image, dpi: int) -> CamLayout:
+    def of(cls, cams, style: FigureStyle, panel_width: int, display: Image.Image, dpi: int) -> CamLayout:
         if not cams:
             return cls(0, 0, 0, [], [])
         drawn = cams[:CAM_PANELS_MAX]
@@ -301,8 +306,10 @@ class CamLayout:
         height = drawing_height(width, display.height / display.width, dpi)
         titles = [cam_title(rank, cam, dpi, title_room(CAM_TITLE_POINTS / 2, width / dpi))
                   for rank, cam in enumerate(drawn, 1)]
-        clauses = [f"Grad-CAM at {layer}: where the photo drives each of its top classes",
+        clauses = [f"Grad-CAM at {style.cam_layer}: where the photo drives each of its top classes",
                    "heat as a fraction of the class's largest value"]
+        if style.cam_scores in CAM_SCORES_CAVEATS:
+            clauses.insert(1, CAM_SCORES_CAVEATS[style.cam_scores])
         if len(cams) > len(drawn):
             clauses.append(f"the first {len(drawn)} of {len(cams)} classes drawn")
         heading = "\n".join(wrap(clauses, "; ", LAYER_TITLE_POINTS, dpi, title_room(LAYER_TITLE_POINTS)))

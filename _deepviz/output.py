@@ -260,6 +260,7 @@ def run_record(path: Path, network, predictions, classes: Sequence[int] | None, 
             "dpi": style.dpi,
             "cam": analysis.cam,  # a Grad-CAM heatmap for each prediction
             "cam_layer": style.cam_layer or None,
+            "cam_of": style.cam_scores if analysis.cam else None,  # what Grad-CAM's gradients are of
             "preprocess": network.preprocess_name,
             "input_size": list(network.input_size),
         },

@@ -358,9 +358,10 @@ def draw_job(path: Path, photo, visualizer, result: PhotoResult, out_path: Path,
              style: FigureStyle, args, versions: dict | None) -> DrawJob:
     """What a worker needs to draw and write one image: the photo as shown, the reduced layers, the JSON text."""
     network = visualizer.network
-    cam_layer = visualizer.prepare(analysis).cam_layer or ""
+    pipeline = visualizer.prepare(analysis)
     title = photo_title(path.name, photo, network, result.predictions, style.dpi)
-    style = dataclasses.replace(style, photo_title=title, cam_layer=cam_layer)
+    style = dataclasses.replace(style, photo_title=title, cam_layer=pipeline.cam_layer or "",
+                                cam_scores=pipeline.cam_head.scores if pipeline.cam_head else "logits")
     record = (run_record(path, network, result.predictions, result.classes, result.layers, analysis, style, versions)
               if args.json else None)
     return DrawJob(display_photo(as_seen(photo, network)), result.layers, result.cams, style, out_path, record,

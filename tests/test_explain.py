@@ -64,6 +64,7 @@ def test_two_classes_of_one_name_keep_their_own_heatmaps(run, tmp_path):
     record = json.loads(out.with_suffix(".json").read_text())
     assert sorted(p["index"] for p in record["predictions"]) == [0, 1]
     assert (record["settings"]["cam"], record["settings"]["cam_layer"]) == (True, "maps")
+    assert record["settings"]["cam_of"] == "logits"  # the input of the model's Softmax layer
     viz = deepviz.Visualizer(str(model), preprocess="unit", labels=["side", "side"])
     assert sorted(viz.grad_cam(str(photo), layer="maps", top=2)) == ["side_0", "side_1"]
     with pytest.raises(deepviz.UsageError, match=r"classes: 2 classes are named 'side' \(indices 0, 1\); name it by"):
@@ -400,3 +401,23 @@ def test_grad_cam_under_mixed_precision_matches_float32(output):
     finally:
         keras.config.set_dtype_policy(policy)
     np.testing.assert_allclose(heatmaps, expected, atol=0.02)  # float16 maps
+
+
+def test_grad_cam_says_where_it_could_only_differentiate_the_probabilities():
+    fused = small_classifier()
+    scores = keras.layers.Dense(5)(fused.layers[-2].output)
+    in_a_lambda = keras.Model(fused.input, keras.layers.Lambda(lambda z: keras.ops.softmax(z))(scores))
+    viz = deepviz.Visualizer(in_a_lambda, preprocess="unit", labels=[f"class_{i}" for i in range(5)])
+    photo = (SMALL_BATCH[0] * 127 + 128).astype(np.uint8)
+    assert viz.prepare(analysis.Analysis(layers=(), cam=True, cam_layer="last_conv")).cam_head.scores == "output"
+    drawn = viz.figure(photo, ["last_conv"], cam=True, cam_layer="last_conv", top=2)
+    heading = drawn.texts[0].get_text().replace("\n", " ")
+    assert "from the gradients of the model's output as it is, as whether it ends in a softmax cannot" in heading
+    plain = deepviz.Visualizer(fused, preprocess="unit").figure(photo, ["last_conv"], cam=True, cam_layer="last_conv")
+    assert "gradients" not in plain.texts[0].get_text()
+    einsum = keras.layers.EinsumDense("ab,bc->ac", output_shape=5, activation="softmax")  # a softmax not reached
+    einsum_model = keras.Model(fused.input, einsum(fused.layers[-2].output))
+    viz = deepviz.Visualizer(einsum_model, preprocess="unit")
+    assert viz.prepare(analysis.Analysis(layers=(), cam=True, cam_layer="last_conv")).cam_head.scores == "probabilities"
+    heading = viz.figure(photo, ["last_conv"], cam=True, cam_layer="last_conv").texts[0].get_text().replace("\n", " ")
+    assert "from the probabilities' gradients, as no scores before the softmax could be reached" in heading
