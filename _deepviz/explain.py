@@ -60,8 +60,9 @@ def class_scores(output) -> tuple:
     own before its activation, worked out from its weights (the model is left as it is).
     `output` stays as it is where it is logits already (no activation), "probabilities" where
     the softmax cannot be reached (another layer's activation, a quantized Dense), and
-    "output" where its activation cannot be told (a Lambda). Models nested at the end are
-    inlined in the head (nested_at_the_end), so the softmax inside them is reached.
+    "output" where no softmax or sigmoid is found at its end (a Lambda, another activation,
+    a subclassed model). Models nested at the end are inlined in the head
+    (nested_at_the_end), so the softmax inside them is reached.
     """
     keras = import_keras()
     step, inputs = made_by(output)
@@ -79,10 +80,11 @@ def class_scores(output) -> tuple:
 
 def nested_at_the_end(model) -> list[str]:
     """The paths of the models nested at the end of `model` ("head", "head/classifier"), whose last layer
-    makes its output: inlined in the Grad-CAM head, so that class_scores reaches that layer."""
+    makes its output: inlined in the Grad-CAM head, so that class_scores reaches that layer. A subclassed
+    model has no graph to inline: its output is differentiated as it is."""
     keras = import_keras()
     paths, step = [], output_step(model)
-    while isinstance(step, keras.Model):
+    while isinstance(step, keras.Sequential) or hasattr(step, "_run_through_graph"):  # as forward.trace_layers
         paths.append(f"{paths[-1]}/{step.name}" if paths else step.name)
         step = output_step(step)
     return paths

@@ -43,8 +43,8 @@ CAM_COLUMNS_MAX = 5  # Grad-CAM panels side by side; more classes take more rows
 CAM_PANELS_MAX = 20  # Grad-CAM panels drawn; all are computed (and saved with --save-arrays)
 CAM_MIN_PANEL_HEIGHT_INCHES = 0.8  # a panorama's panels take fewer to a row rather than shrink below this
 CAM_SCORES_CAVEATS = {  # the heading's word where Grad-CAM could not differentiate logits (explain.class_scores)
-    "probabilities": "from the probabilities' gradients, as no scores before the softmax could be reached",
-    "output": "from the gradients of the model's output as it is, as whether it ends in a softmax cannot be told",
+    "probabilities": "from the probabilities' gradients: the scores before the softmax could not be reached",
+    "output": "from the gradients of the model's output itself: no softmax or sigmoid found at its end",
 }
 PHOTO_TITLE_POINTS = 11
 LAYER_TITLE_POINTS = 10

@@ -412,7 +412,7 @@ def test_grad_cam_says_where_it_could_only_differentiate_the_probabilities():
     assert viz.prepare(analysis.Analysis(layers=(), cam=True, cam_layer="last_conv")).cam_head.scores == "output"
     drawn = viz.figure(photo, ["last_conv"], cam=True, cam_layer="last_conv", top=2)
     heading = drawn.texts[0].get_text().replace("\n", " ")
-    assert "from the gradients of the model's output as it is, as whether it ends in a softmax cannot" in heading
+    assert "from the gradients of the model's output itself: no softmax or sigmoid found at its end" in heading
     plain = deepviz.Visualizer(fused, preprocess="unit").figure(photo, ["last_conv"], cam=True, cam_layer="last_conv")
     assert "gradients" not in plain.texts[0].get_text()
     einsum = keras.layers.EinsumDense("ab,bc->ac", output_shape=5, activation="softmax")  # a softmax not reached
@@ -420,4 +420,26 @@ def test_grad_cam_says_where_it_could_only_differentiate_the_probabilities():
     viz = deepviz.Visualizer(einsum_model, preprocess="unit")
     assert viz.prepare(analysis.Analysis(layers=(), cam=True, cam_layer="last_conv")).cam_head.scores == "probabilities"
     heading = viz.figure(photo, ["last_conv"], cam=True, cam_layer="last_conv").texts[0].get_text().replace("\n", " ")
-    assert "from the probabilities' gradients, as no scores before the softmax could be reached" in heading
+    assert "from the probabilities' gradients: the scores before the softmax could not be reached" in heading
+
+
+def test_grad_cam_differentiates_the_output_of_a_subclassed_model_at_the_end():
+    class Head(keras.Model):
+        def __init__(self, dense, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = dense
+
+        def call(self, features):
+            return self.dense(features)
+
+    fused = small_classifier()
+    backbone = keras.Model(fused.input, fused.layers[-2].output, name="backbone")
+    model = keras.Sequential([keras.Input((24, 24, 3)), backbone, Head(fused.layers[-1], name="head")])
+    network = models.network_from_model(model, "model", "model", labels=[f"class_{i}" for i in range(5)])
+    head = explain.build_cam_head(network, "backbone/last_conv")
+    assert head.scores == "output"  # no graph to look into: its output as it is
+    feature_model = forward.feature_model_for(model, ["backbone/last_conv"])
+    maps = forward.run_forward_pass(feature_model, SMALL_BATCH)["backbone/last_conv"][0]
+    of_the_output = keras.Model(feature_model.output["backbone/last_conv"], feature_model.output[forward.OUTPUT_KEY])
+    np.testing.assert_allclose(explain.grad_cam(head, maps, [0, 1]),
+                               explain.grad_cam(explain.CamHead(of_the_output, "output"), maps, [0, 1]), atol=1e-6)
