@@ -161,7 +161,7 @@ class Visualizer:
         name = Path(image).name if isinstance(image, (str, Path)) else "image"
         pipeline = self.prepare(analysis)
         style = FigureStyle(photo_title(name, photo, self.network, result.predictions, dpi), norm, cmap, dpi,
-                            pipeline.cam_layer or "", pipeline.cam_head.scores if pipeline.cam_head else "logits")
+                            pipeline.cam_layer or "", pipeline.cam_scores)
         if synthesize:
             chosen = [(layer.name, list(layer.channels)) for layer in result.layers]
             patterns = layer_patterns(self.network, chosen, synthesis_settings(self.network, steps, size, seed))

@@ -50,6 +50,11 @@ class Pipeline:
     cam_head: CamHead | None = None  # from the CAM layer's maps to the class scores (explain.class_scores)
     reduced_layers: dict = dataclasses.field(default_factory=dict)  # {layer reduced on the device: its channels}
 
+    @property
+    def cam_scores(self) -> str:
+        """What Grad-CAM's gradients are of (CamHead.scores), as FigureStyle.cam_scores; "logits" without Grad-CAM."""
+        return self.cam_head.scores if self.cam_head else "logits"
+
 
 @dataclasses.dataclass
 class PhotoResult:

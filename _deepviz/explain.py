@@ -12,7 +12,7 @@ from .backend import import_keras, input_gradient
 from .errors import UsageError
 from .forward import OUTPUT_KEY, feature_model_for
 from .layers import check_layer_names, has_own_maps, layer_paths, output_shape
-from .models import OWN_WEIGHTS_LABEL, output_step, step_activation
+from .models import OWN_WEIGHTS_LABEL, is_activation_only, output_step, step_activation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +71,7 @@ def class_scores(output) -> tuple:
         return output, ("logits" if activation == "linear" else "output")
     if len(inputs) != 1:
         return output, "probabilities"
-    if type(step).__name__ in ("Softmax", "Sigmoid") or isinstance(step, keras.layers.Activation):
+    if is_activation_only(step):
         return inputs[0], "logits"  # keras.layers.Softmax, keras.ops.softmax, Activation("softmax")
     if type(step) is keras.layers.Dense and getattr(step, "quantization_mode", None) is None:
         return dense_scores_class()(step)(inputs[0]), "logits"

@@ -579,11 +579,19 @@ def output_activation(model) -> str:
     return step_activation(step)
 
 
+ACTIVATION_STEPS = ("Softmax", "Sigmoid")  # the layer keras.layers.Softmax, or the ops keras.ops.softmax, sigmoid
+
+
 def step_activation(step) -> str:
     """The name of the activation a layer or operation ends in, as output_activation says; "" where none can be told."""
-    if type(step).__name__ in ("Softmax", "Sigmoid"):  # the layer keras.layers.Softmax, or the ops
+    if type(step).__name__ in ACTIVATION_STEPS:
         return type(step).__name__.lower()
     return getattr(getattr(step, "activation", None), "__name__", "")
+
+
+def is_activation_only(step) -> bool:
+    """Whether a layer or operation is its activation and nothing else (Softmax, keras.ops.sigmoid, Activation)."""
+    return type(step).__name__ in ACTIVATION_STEPS or isinstance(step, import_keras().layers.Activation)
 
 
 def output_step(model):

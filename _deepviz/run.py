@@ -361,7 +361,7 @@ def draw_job(path: Path, photo, visualizer, result: PhotoResult, out_path: Path,
     pipeline = visualizer.prepare(analysis)
     title = photo_title(path.name, photo, network, result.predictions, style.dpi)
     style = dataclasses.replace(style, photo_title=title, cam_layer=pipeline.cam_layer or "",
-                                cam_scores=pipeline.cam_head.scores if pipeline.cam_head else "logits")
+                                cam_scores=pipeline.cam_scores)
     record = (run_record(path, network, result.predictions, result.classes, result.layers, analysis, style, versions)
               if args.json else None)
     return DrawJob(display_photo(as_seen(photo, network)), result.layers, result.cams, style, out_path, record,
