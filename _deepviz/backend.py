@@ -1,4 +1,4 @@
-"""The few lines each Keras backend needs of its own: importing Keras quietly, and gradients.
+"""The few lines each Keras backend needs of its own: importing Keras quietly, jax's compilations kept, gradients.
 
 Everything else in deepviz runs on keras.ops and so on TensorFlow, JAX and PyTorch alike,
 on whatever device Keras puts the model.
@@ -7,9 +7,11 @@ on whatever device Keras puts the model.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
+import platform
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -72,6 +74,34 @@ def keras_import_failure(error: Exception, backend: str, source: str) -> str:
     if isinstance(error, ImportError):
         return f"{failure}. Check that `python -c 'import {backend}'` works, or set KERAS_BACKEND to {others}"
     return failure
+
+
+def keep_jax_compilations(directory: Path) -> None:
+    """On jax, keep every program XLA compiles under `directory`, for the next process to read back.
+
+    jax compiles anew in each process: the network's forward pass for each batch shape, and
+    the ~100 small programs that initialise its variables, each quicker than JAX's default
+    threshold for keeping one (1 s) but together most of building InceptionV3 on a CPU
+    (README, *Keras backends*). The programs are native code for this machine's CPU, so each
+    kind of CPU gets a folder of its own: a home folder shared by a cluster's nodes never runs
+    one node's code on another. A cache the user chose (JAX_COMPILATION_CACHE_DIR, even empty)
+    is left as it is. Takes effect only before jax is imported: the command line calls it first
+    thing; the Python API leaves the user's jax settings alone.
+    """
+    if chosen_backend()[0] != "jax" or "JAX_COMPILATION_CACHE_DIR" in os.environ or "jax" in sys.modules:
+        return
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(directory.expanduser().resolve() / cpu_kind())
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
+def cpu_kind(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """A short name for this machine's kind of CPU: its architecture and a digest of its model and features
+    (from Linux's `cpuinfo`; elsewhere, what `platform.processor` says)."""
+    identity = platform.processor()
+    with contextlib.suppress(OSError):
+        lines = cpuinfo.read_text().splitlines()
+        identity = "\n".join(sorted({line for line in lines if line.startswith(("model name", "flags", "Features"))}))
+    return f"{platform.machine() or 'cpu'}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
 
 
 @contextlib.contextmanager

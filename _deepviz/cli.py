@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
             "cropping (squashed if it is not square); the figure shows it at its own aspect ratio."
         ),
         epilog="Exit status: 0 done, 1 runtime failure (download, unreadable input, write error), "
-        "2 usage error, 130 interrupted.",
+        "2 usage error, 130 interrupted, 141 stdout closed (| head). On jax, XLA's compilations are kept in "
+        "$DEEPVIZ_CACHE/jax ($XDG_CACHE_HOME/deepviz/jax, ~/.cache/deepviz/jax) unless JAX_COMPILATION_CACHE_DIR "
+        "is set.",
         formatter_class=HelpFormatter,
     )
     parser.add_argument(
@@ -250,7 +252,8 @@ class Reporter:
         return contextlib.redirect_stderr(io.StringIO()) if self.quiet else contextlib.nullcontext()
 
     def progress(self, total: int, label: str = "drawing"):
-        """A rich progress bar over the images, when there is more than one."""
+        """A rich progress bar over the images, when there is more than one. What is printed meanwhile
+        goes above the bar where stdout is the terminal too, and to stdout as it is where it is not."""
         if self.quiet or total < 2:
             return contextlib.nullcontext(None)
         from rich.console import Console
@@ -258,7 +261,7 @@ class Reporter:
 
         return Progress(
             TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True), transient=False,
+            console=Console(stderr=True), transient=False, redirect_stdout=sys.stdout.isatty(),
         )
 
 
@@ -273,7 +276,8 @@ class Reporter:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         with Progress(TextColumn("synthesizing {task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("steps"), TimeRemainingColumn(), console=Console(stderr=True)) as progress:
+                      TextColumn("steps"), TimeRemainingColumn(), console=Console(stderr=True),
+                      redirect_stdout=sys.stdout.isatty()) as progress:
             def start(layer: str, steps: int):
                 task = progress.add_task(layer, total=steps)
                 return lambda done: progress.advance(task, done)

@@ -11,6 +11,8 @@ import argparse
 import dataclasses
 import gc
 import itertools
+import os
+import select
 import signal
 import sys
 import threading
@@ -20,6 +22,7 @@ from typing import Callable, Sequence
 
 
 from .analysis import Analysis, PhotoResult
+from .backend import keep_jax_compilations
 from .cli import Reporter, check_cmap, format_predictions
 from .errors import DeepvizError, UsageError
 from .figure import FigureStyle, display_photo, photo_title
@@ -30,11 +33,13 @@ from .output import (arrays_write, check_out_path, figure_paths, json_write, lib
                      run_record, save_figure, synthesis_record, write_in_turn)
 from .stats import format_layer_line
 from .synthesis import DEFAULT_MAX_MAPS as SYNTHESIS_MAX_MAPS
-from .synthesis import check_synthesis_layer, layer_patterns, pattern_arrays, synthesis_settings
+from .synthesis import (cache_directory, check_synthesis_layer, layer_patterns, pattern_arrays,
+                        synthesis_settings)
 from .synthesis_figure import draw_synthesis_figure
 from .workers import DrawJob, DrawingPool, DrawReport, default_workers
 
 CTRL_C_REDELIVERY_SECONDS = 0.05
+STDOUT_CLOSED_STATUS = 141  # stopped quietly when stdout's reader goes away, as SIGPIPE ends a tool: 128 + 13
 
 
 def run_guarded(command: Callable[[], int], debug: bool) -> int:
@@ -46,6 +51,7 @@ def run_guarded(command: Callable[[], int], debug: bool) -> int:
     sys.unraisablehook = redelivery = CtrlCRedelivery(previous_hook)
     try:
         status = command()
+        sys.stdout.flush()  # here, where a reader gone away (BrokenPipeError) is caught, not as Python exits
         if redelivery.cancel():  # Ctrl-C dropped as the command ended, not yet delivered again
             raise KeyboardInterrupt
         return status
@@ -59,6 +65,9 @@ def run_guarded(command: Callable[[], int], debug: bool) -> int:
         print("deepviz: error: out of memory; draw fewer layers, lower --max-maps or --batch-size", file=sys.stderr)
         return 1
     except Exception as error:  # a bug, or a library failing in a way deepviz does not know
+        if isinstance(error, BrokenPipeError) and stdout_reader_gone():
+            discard_stdout()
+            return STDOUT_CLOSED_STATUS
         if debug:
             traceback.print_exc()
         else:
@@ -69,6 +78,24 @@ def run_guarded(command: Callable[[], int], debug: bool) -> int:
     finally:
         redelivery.cancel()
         sys.unraisablehook = previous_hook
+
+
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader went away (`deepviz PHOTOS | head`): one that polls as an error or
+    hung up. Where poll is missing (Windows), no."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll, or stdout is not a file
+        return False
+
+
+def discard_stdout() -> None:
+    """Send stdout to /dev/null from now on, so that Python's last flush of it, as it exits, cannot fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 class CtrlCRedelivery:
@@ -110,6 +137,7 @@ def run_command(args: argparse.Namespace, make_visualizer: Callable) -> int:
     reporter = Reporter(args.quiet)
     if args.list_models:
         return list_models()
+    keep_jax_compilations(cache_directory() / "jax")  # before Keras is imported
     if args.list_layers:
         return list_layers(args, reporter, make_visualizer)
     check_mode_options(args)

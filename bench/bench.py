@@ -22,15 +22,21 @@ Machines are shared and noisy: read the ratios, which compare runs made minutes 
    time goes in the main process (read, forward, reduce) and in a worker (draw,
    encode, write); the bytes the forward pass copies to the host per photo, each
    layer reduced on the model's device, against its full maps.
+6. startup: where a run's start-up goes, in a fresh process that does what the command
+   line does before its first figure: import Keras and its backend, build the network,
+   build the feature model, the first batch (which traces or compiles the network; on jax
+   XLA's compilation comes from deepviz's cache when a run filled it) and a second batch.
 
-`--only` runs some of these. On a GPU machine, `bash bench/gpu.sh OUT_DIR` runs the
-throughput section on Keras's torch and jax backends, 64 photos in batches of 32.
+`--only` runs some of these. Each row is printed as soon as it is measured. On a GPU
+machine, `bash bench/gpu.sh OUT_DIR` runs the start-up and throughput sections on Keras's
+jax and torch backends, 64 photos in batches of 32.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import pickle
 import platform
@@ -48,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from _deepviz import cli, figure, images, mosaic, output, png, stats, workers
+from _deepviz import backend, cli, figure, images, mosaic, output, png, stats, synthesis, workers
 
 FLOOR_SCRIPT = """
 import os, sys
@@ -75,6 +81,30 @@ for _ in range(5):
     model.predict_on_batch(batch)
     times.append(time.perf_counter() - start)
 print(batch_size / statistics.median(times))
+"""
+
+# What a run does before its first figure, phase by phase: {phase: seconds since the one before}, as JSON.
+STARTUP_SCRIPT = """
+import json, sys, time
+marks = [("start", time.perf_counter())]
+def mark(phase):
+    marks.append((phase, time.perf_counter()))
+    print(f"bench:   {phase}: {marks[-1][1] - marks[-2][1]:.1f} s", file=sys.stderr, flush=True)
+from _deepviz import backend, images
+import deepviz
+backend.import_keras()
+mark("import")
+weights, photo, batch_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+visualizer = deepviz.Visualizer(weights=weights)
+mark("network")
+analysis = deepviz.Analysis(layers=tuple(visualizer.default_layers))
+visualizer.prepare(analysis)
+mark("feature model")
+photos = [images.load_image(photo)] * batch_size
+for batch in ("first batch", "second batch"):
+    visualizer.analyse(photos, analysis, batch_size)
+    mark(batch)
+print(json.dumps({name: end - marks[i][1] for i, (name, end) in enumerate(marks[1:])}))
 """
 
 # One figure drawn and written as a drawing worker does it, in a fresh process without Keras
@@ -125,11 +155,13 @@ runpy.run_path(script, run_name="__main__")
 """
 
 
-def run_python(*args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT)
+def run_python(*args: str, stderr_shown: bool = False) -> subprocess.CompletedProcess:
+    """Run python ARGS; with `stderr_shown`, what it prints on stderr goes on to this process's stderr as it comes."""
+    result = subprocess.run([sys.executable, *args], stdout=subprocess.PIPE,
+                            stderr=None if stderr_shown else subprocess.PIPE, text=True, cwd=ROOT)
     if result.returncode != 0:
         shown = " ".join("SCRIPT" if "\n" in arg else arg for arg in args)  # an inline script by name only
-        raise SystemExit(f"benchmark step failed: python {shown}\n{result.stderr[-2000:]}")
+        raise SystemExit(f"benchmark step failed: python {shown}\n{(result.stderr or '')[-2000:]}")
     return result
 
 
@@ -193,6 +225,8 @@ def draw_naively(photo, layers, size: tuple[float, float], dpi: int) -> None:
 
 # --- 5. Throughput --------------------------------------------------------------------
 STAGES = ("read", "forward", "reduce", "draw", "encode", "write")
+DRAWING_STAGES = ("draw", "encode", "write")  # a worker's, timed over the first FIGURES_TIMED photos of the batch
+FIGURES_TIMED = 8
 
 
 def bare_network_throughput(batch_size: int, weights: Path) -> float:
@@ -219,8 +253,9 @@ def stage_seconds(weights: Path, paths, batch_size: int, out: Path) -> tuple[dic
     """({stage: seconds per photo}, CPU seconds of one figure drawn and saved, (bytes to the host per photo,
     those of full maps)), over one batch, after a warm-up.
 
-    read, forward and reduce run in the main process; draw (build the figure and render
-    it), encode (PNG) and write in a worker, or the main process with --workers 1. The
+    read, forward and reduce run in the main process, timed over the batch; draw (build the
+    figure and render it), encode (PNG) and write in a worker, or the main process with
+    --workers 1, timed over the batch's first FIGURES_TIMED photos. The
     figure's CPU time is measured in a fresh process, as a worker draws it. The host
     bytes are those of the forward pass's outputs, reduced on the model's device, as measured,
     and what the unreduced feature model's outputs hold.
@@ -245,7 +280,7 @@ def stage_seconds(weights: Path, paths, batch_size: int, out: Path) -> tuple[dic
         outputs = timed_stage("forward", forward_batch, visualizer.network, pipeline.feature_model, photos, batch_size)
         host_bytes = outputs_bytes(outputs) / batch_size  # the batch is padded to batch_size
         results = timed_stage("reduce", reduce_batch, visualizer.network, pipeline, outputs, len(photos), analysis)
-        for i, (photo, result) in enumerate(zip(photos, results)):
+        for i, (photo, result) in enumerate(zip(photos[:FIGURES_TIMED], results)):
             style = figure.FigureStyle(figure.photo_title("photo", photo, visualizer.network, result.predictions),
                                        "channel", figure.DEFAULT_CMAP, figure.DEFAULT_DPI)
             with workers.collected_once():  # as draw_and_write
@@ -259,11 +294,14 @@ def stage_seconds(weights: Path, paths, batch_size: int, out: Path) -> tuple[dic
                 job = workers.DrawJob(figure.display_photo(photo), result.layers, None, style, out / "job.png")
     (out / "job.pickle").write_bytes(pickle.dumps(job))
     figure_cpu = float(run_python("-c", FIGURE_SCRIPT, str(out / "job.pickle")).stdout)
-    seconds = {stage: total / len(paths[:batch_size]) for stage, total in seconds.items()}
+    photos_through = {stage: min(FIGURES_TIMED, len(photos)) if stage in DRAWING_STAGES else len(photos)
+                      for stage in STAGES}
+    seconds = {stage: total / photos_through[stage] for stage, total in seconds.items()}
     return seconds, figure_cpu, (host_bytes, full_maps_bytes(visualizer, analysis))
 
 
-def throughput_rows(args, work: Path, sources, progress) -> list[tuple]:
+def throughput_rows(args, work: Path, sources, progress):
+    """The throughput section's rows, each yielded once measured."""
     count = args.throughput_photos
     folder = work / f"throughput{count}"
     folder.mkdir()
@@ -276,38 +314,50 @@ def throughput_rows(args, work: Path, sources, progress) -> list[tuple]:
     half_folder.mkdir()
     for copy in copies[:half]:
         shutil.copy(copy, half_folder / copy.name)
+    progress(f"throughput: the network alone, batches of {args.batch_size}")
+    network = bare_network_throughput(args.batch_size, args.weights)
+    yield (f"network alone, batches of {args.batch_size}", "", f"{network:.1f} images/s", "for scale")
     progress(f"throughput: {count} and {half} photos, default layers, --workers 1 and the default")
     common = ["--weights", args.weights, "--batch-size", args.batch_size]
     one = timed(lambda: tool(folder, *common, "--workers", 1, "--out", work / "one_worker"), args.repeats)
+    yield (f"{count} photos, default layers, one run, --workers 1", f"{one:.1f} s", f"{count / one:.2f} images/s", "")
     default = timed(lambda: tool(folder, *common, "--out", work / "default_workers"), args.repeats)
+    yield (f"{count} photos, default layers, one run, default --workers ({workers.default_workers(count)})",
+           f"{default:.1f} s",
+           f"{count / default:.2f} images/s; {one / default:.2f}x --workers 1; "
+           f"{count / default / network:.2f}x the network",
+           f"≥ 1.6x: {verdict(one / default >= 1.6)}; ≥ 3 images/s: {verdict(count / default >= 3)}; "
+           f"≥ 0.2x the network: {verdict(count / default / network >= 0.2)}")
     one_half = timed(lambda: tool(half_folder, *common, "--workers", 1, "--out", work / "one_worker"), args.repeats)
     default_half = timed(lambda: tool(half_folder, *common, "--out", work / "default_workers"), args.repeats)
     # The photos beyond the first `half`: a run's start-up (imports, the network built, its first pass) cancels out
     one_beyond, default_beyond = (count - half) / (one - one_half), (count - half) / (default - default_half)
-    network = bare_network_throughput(args.batch_size, args.weights)
+    yield (f"the photos beyond the first {half} ({count} photos' run less {half} photos'): --workers 1; default",
+           f"{one - one_half:.1f} s; {default - default_half:.1f} s",
+           f"{one_beyond:.2f}; {default_beyond:.2f} images/s; {default_beyond / one_beyond:.2f}x", "start-up left out")
     progress("throughput: where each photo's time goes")
     (work / "stages").mkdir()
     seconds, figure_cpu, (host_bytes, full_bytes) = stage_seconds(args.weights, copies, args.batch_size,
                                                                    work / "stages")
     breakdown = ", ".join(f"{stage} {seconds[stage] * 1000:.0f}" for stage in STAGES)
-    return [
-        (f"{count} photos, default layers, one run, --workers 1", f"{one:.1f} s", f"{count / one:.2f} images/s", ""),
-        (f"{count} photos, default layers, one run, default --workers ({workers.default_workers(count)})",
-         f"{default:.1f} s",
-         f"{count / default:.2f} images/s; {one / default:.2f}x --workers 1; "
-         f"{count / default / network:.2f}x the network",
-         f"≥ 1.6x: {verdict(one / default >= 1.6)}; ≥ 3 images/s: {verdict(count / default >= 3)}; "
-         f"≥ 0.2x the network: {verdict(count / default / network >= 0.2)}"),
-        (f"the photos beyond the first {half} ({count} photos' run less {half} photos'): --workers 1; default",
-         f"{one - one_half:.1f} s; {default - default_half:.1f} s",
-         f"{one_beyond:.2f}; {default_beyond:.2f} images/s; {default_beyond / one_beyond:.2f}x", "start-up left out"),
-        (f"network alone, batches of {args.batch_size}", "", f"{network:.1f} images/s", "for scale"),
-        ("per photo, ms: " + breakdown, f"{sum(seconds.values()) * 1000:.0f} ms", "", ""),
-        ("per photo, copied to the host by the forward pass: layers reduced on the device; their full maps",
-         f"{host_bytes / 1e6:.2f} MB; {full_bytes / 1e6:.2f} MB", f"{host_bytes / full_bytes:.2f}x the full maps", ""),
-        ("one default figure (5 layers x 64 tiles) drawn, encoded and written as a worker does, CPU time of one core",
-         f"{figure_cpu:.2f} s", "", f"≤ 0.4 s: {verdict(figure_cpu <= 0.4)}"),
-    ]
+    yield ("per photo, ms: " + breakdown, f"{sum(seconds.values()) * 1000:.0f} ms", "", "")
+    yield ("per photo, copied to the host by the forward pass: layers reduced on the device; their full maps",
+           f"{host_bytes / 1e6:.2f} MB; {full_bytes / 1e6:.2f} MB", f"{host_bytes / full_bytes:.2f}x the full maps", "")
+    yield ("one default figure (5 layers x 64 tiles) drawn, encoded and written as a worker does, CPU time of one core",
+           f"{figure_cpu:.2f} s", "", f"≤ 0.4 s: {verdict(figure_cpu <= 0.4)}")
+
+
+# --- 6. Start-up ----------------------------------------------------------------------
+def startup_row(weights: Path, photo: Path, batch_size: int, progress) -> tuple:
+    """The start-up section's row: each phase of STARTUP_SCRIPT, shown on stderr as it ends, then together."""
+    progress("where a run's start-up goes; each phase as it ends:")
+    phases = json.loads(run_python("-c", STARTUP_SCRIPT, str(weights), str(photo), str(batch_size),
+                                   stderr_shown=True).stdout)
+    before_first = sum(seconds for phase, seconds in phases.items() if phase != "second batch")
+    return (f"start-up of a run, s: import Keras {phases['import']:.1f}, build the network {phases['network']:.1f}, "
+            f"the feature model {phases['feature model']:.1f}, first batch of {batch_size} "
+            f"{phases['first batch']:.1f}; a second batch {phases['second batch']:.2f}",
+            f"{before_first:.1f} s", "", "")
 
 
 # --- Report ---------------------------------------------------------------------------
@@ -340,7 +390,7 @@ def verdict(met: bool) -> str:
     return "met" if met else "**missed**"
 
 
-SECTIONS = ("floor", "drawing", "batch", "memory", "throughput")
+SECTIONS = ("floor", "drawing", "batch", "memory", "throughput", "startup")
 
 
 def main(argv=None) -> int:
@@ -352,7 +402,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=cli.positive_int(1, 1000), default=3,
                         help="runs per median (default: %(default)s)")
     parser.add_argument("--batch-size", type=cli.positive_int(1, 1000), default=cli.DEFAULT_BATCH_SIZE,
-                        help="deepviz's --batch-size in the batch and throughput runs (default: %(default)s)")
+                        help="deepviz's --batch-size in the batch, throughput and start-up runs (default: %(default)s)")
     parser.add_argument("--throughput-photos", type=cli.positive_int(2, 10000), default=32,
                         help="photos of the throughput runs, at least 2: half of them make the second run "
                              "(default: %(default)s)")
@@ -367,9 +417,18 @@ def main(argv=None) -> int:
     if not sources:
         parser.error(f"--photos {args.photos}: expected a folder holding photos (.jpg, .png, ...)")
     image = sources[0]
+    # On jax, what XLA compiles is kept for the next process, as the command line keeps it: in the
+    # benchmark's own processes too, the bare network's and the start-up's
+    backend.keep_jax_compilations(synthesis.cache_directory() / "jax")
     work = Path(tempfile.mkdtemp(prefix="deepviz-bench-"))
-    rows = []
     floor = None
+    # The table is printed a row at a time, as each is measured: a run cut short keeps what it measured
+    print(f"Measured on: {machine_description()}; medians of {args.repeats} runs.\n")
+    print("| measurement | time or size | ratio | target |")
+    print("|---|---|---|---|", flush=True)
+
+    def show(*row):
+        print("| " + " | ".join(row) + " |", flush=True)
 
     def progress(message):
         print(f"bench: {message}", file=sys.stderr, flush=True)
@@ -389,10 +448,10 @@ def main(argv=None) -> int:
             whole = timed(lambda: tool(image, "--layers", "conv2d_1", "mixed3", "--weights", args.weights,
                                        "--out", work / "one.png"), args.repeats)
             help_time = timed(lambda: run_python(str(ROOT / "deepviz.py"), "--help"), args.repeats)
-            rows.append(("floor: import Keras, build, load weights, one forward pass", f"{floor:.2f} s", "", ""))
-            rows.append(("deepviz IMAGE --layers conv2d_1 mixed3", f"{whole:.2f} s",
-                         f"{whole / floor:.2f}x floor", f"≤ 1.3x: {verdict(whole / floor <= 1.3)}"))
-            rows.append(("deepviz --help", f"{help_time:.2f} s", "", f"≤ 1 s: {verdict(help_time <= 1)}"))
+            show("floor: import Keras, build, load weights, one forward pass", f"{floor:.2f} s", "", "")
+            show("deepviz IMAGE --layers conv2d_1 mixed3", f"{whole:.2f} s",
+                 f"{whole / floor:.2f}x floor", f"≤ 1.3x: {verdict(whole / floor <= 1.3)}")
+            show("deepviz --help", f"{help_time:.2f} s", "", f"≤ 1 s: {verdict(help_time <= 1)}")
 
         if "drawing" in args.only:  # 2. Drawing
             progress("drawing 2,816 tiles")
@@ -401,13 +460,13 @@ def main(argv=None) -> int:
             size = draw_with_deepviz(photo, layers, figure.DEFAULT_DPI)  # warm up, and the size to match
             ours = timed(lambda: draw_with_deepviz(photo, layers, figure.DEFAULT_DPI), args.repeats)
             naive = timed(lambda: draw_naively(photo, layers, size, figure.DEFAULT_DPI), args.repeats)
-            rows.append(("drawing mixed3 + mixed10, all 2,816 channels: one subplot per channel", f"{naive:.2f} s",
-                         "", ""))
+            show("drawing mixed3 + mixed10, all 2,816 channels: one subplot per channel", f"{naive:.2f} s",
+                 "", "")
             versus_floor = f"; {ours / floor:.2f}x floor" if floor else ""
             floor_target = f"; ≤ 0.25x floor: {verdict(ours / floor <= 0.25)}" if floor else ""
-            rows.append(("drawing mixed3 + mixed10, all 2,816 channels: deepviz", f"{ours:.2f} s",
-                         f"{naive / ours:.0f}x faster{versus_floor}",
-                         f"≥ 10x: {verdict(naive / ours >= 10)}{floor_target}"))
+            show("drawing mixed3 + mixed10, all 2,816 channels: deepviz", f"{ours:.2f} s",
+                 f"{naive / ours:.0f}x faster{versus_floor}",
+                 f"≥ 10x: {verdict(naive / ours >= 10)}{floor_target}")
 
         if "batch" in args.only:  # 3. Batch
             progress("32 photos: one run, then 32 runs")
@@ -415,19 +474,19 @@ def main(argv=None) -> int:
             batched = timed(lambda: tool(folder, *common, "--out", work / "batched"), args.repeats)
             separate = timed(lambda: [tool(p, *common, "--out", work / "separate") for p in copies], 1)
             throughput = bare_network_throughput(args.batch_size, args.weights)
-            rows.append(("32 photos, 32 separate runs", f"{separate:.1f} s", f"{32 / separate:.2f} images/s", ""))
-            rows.append((f"32 photos, one run (batches of {args.batch_size})", f"{batched:.1f} s",
-                         f"{batched / separate:.3f}x the separate runs; {32 / batched:.2f} images/s",
-                         f"≤ 0.15x: {verdict(batched / separate <= 0.15)}"))
-            rows.append((f"model alone: forward passes of {args.batch_size} photos", "",
-                         f"{throughput:.1f} images/s", "for scale"))
+            show("32 photos, 32 separate runs", f"{separate:.1f} s", f"{32 / separate:.2f} images/s", "")
+            show(f"32 photos, one run (batches of {args.batch_size})", f"{batched:.1f} s",
+                 f"{batched / separate:.3f}x the separate runs; {32 / batched:.2f} images/s",
+                 f"≤ 0.15x: {verdict(batched / separate <= 0.15)}")
+            show(f"model alone: forward passes of {args.batch_size} photos", "",
+                 f"{throughput:.1f} images/s", "for scale")
 
         if "memory" in args.only:  # 4. Memory
             progress("peak memory")
             mixed, _ = peak_memory_mib(image, "--layers", *[f"mixed{i}" for i in range(11)], "--max-maps", "all",
                                        "--weights", args.weights, "--out", work / "mixed.png")
-            rows.append(("peak memory: all eleven mixed layers, --max-maps all", f"{mixed:.0f} MiB", "",
-                         f"≤ 2 GB: {verdict(mixed * 2**20 <= 2e9)}"))
+            show("peak memory: all eleven mixed layers, --max-maps all", f"{mixed:.0f} MiB", "",
+                 f"≤ 2 GB: {verdict(mixed * 2**20 <= 2e9)}")
             eight, eight_worker = peak_memory_mib(*copies[:8], "--weights", args.weights, "--out", work / "eight")
             folder64 = work / "photos64"
             folder64.mkdir()
@@ -435,22 +494,20 @@ def main(argv=None) -> int:
                 shutil.copy(copies[i % 32], folder64 / f"{i:02d}_{copies[i % 32].name}")
             sixty_four, sixty_four_worker = peak_memory_mib(folder64, "--weights", args.weights,
                                                             "--out", work / "sixty_four")
-            rows.append(("peak memory: 8 photos, default layers (main process; largest worker)",
-                         f"{eight:.0f} MiB; {eight_worker:.0f} MiB", "", ""))
-            rows.append(("peak memory: 64 photos, default layers (main process; largest worker)",
-                         f"{sixty_four:.0f} MiB; {sixty_four_worker:.0f} MiB",
-                         f"{sixty_four / eight:.2f}x the 8-photo run", f"≤ 1.2x: {verdict(sixty_four / eight <= 1.2)}"))
+            show("peak memory: 8 photos, default layers (main process; largest worker)",
+                 f"{eight:.0f} MiB; {eight_worker:.0f} MiB", "", "")
+            show("peak memory: 64 photos, default layers (main process; largest worker)",
+                 f"{sixty_four:.0f} MiB; {sixty_four_worker:.0f} MiB",
+                 f"{sixty_four / eight:.2f}x the 8-photo run", f"≤ 1.2x: {verdict(sixty_four / eight <= 1.2)}")
 
         if "throughput" in args.only:  # 5. Throughput
-            rows += throughput_rows(args, work, sources, progress)
+            for row in throughput_rows(args, work, sources, progress):
+                show(*row)
+
+        if "startup" in args.only:  # 6. Start-up
+            show(*startup_row(args.weights, image, args.batch_size, progress))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-    print(f"Measured on: {machine_description()}; medians of {args.repeats} runs.\n")
-    print("| measurement | time or size | ratio | target |")
-    print("|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
     return 0
 
 if __name__ == "__main__":

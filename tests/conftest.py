@@ -24,6 +24,15 @@ from _deepviz import backend, models
 SAMPLE_PHOTO = ROOT / "images" / "grace_hopper.jpg"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache_of_the_test_run(tmp_path_factory):
+    """deepviz's cache (synthesised patterns; on jax, XLA's compilations) in a folder of the test run's,
+    never the user's; the processes the tests start inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEEPVIZ_CACHE", str(tmp_path_factory.mktemp("deepviz-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def random_weights_file(tmp_path_factory):
     """InceptionV3 weights, randomly initialised with a fixed seed, saved as .weights.h5.

@@ -6,8 +6,11 @@ same weights file and photo; their maps must agree to about 1e-4 of each layer's
 
 import importlib.util
 import os
+import platform
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,3 +125,58 @@ def test_a_backend_missing_a_module_of_its_own_is_broken_not_absent():
     assert backend.keras_import_failure(absent, "openvino", "KERAS_BACKEND") == (
         "Keras's backend is 'openvino' (KERAS_BACKEND), which is not installed; set KERAS_BACKEND to tensorflow, "
         "jax or torch")
+
+
+def test_on_jax_the_command_line_keeps_what_xla_compiles_unless_the_user_chose_a_cache(monkeypatch, tmp_path):
+    monkeypatch.delitem(sys.modules, "jax", raising=False)  # not imported yet, as in a fresh command line
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(os, "environ", {"KERAS_BACKEND": "jax"})
+    backend.keep_jax_compilations(Path("relative") / "jax")
+    kept = Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    assert kept.parent == tmp_path / "relative" / "jax"  # absolute: Ray workers run in folders of their own
+    assert kept.name == backend.cpu_kind() and kept.name.startswith(platform.machine())  # native code: one per CPU
+    assert os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"  # the many small compilations too
+    for chosen in ({"KERAS_BACKEND": "jax", "JAX_COMPILATION_CACHE_DIR": "/theirs"},
+                   {"KERAS_BACKEND": "jax", "JAX_COMPILATION_CACHE_DIR": ""},  # theirs: none
+                   {"KERAS_BACKEND": "torch"}, {"KERAS_BACKEND": "tensorflow"}):
+        monkeypatch.setattr(os, "environ", dict(chosen))
+        backend.keep_jax_compilations(tmp_path / "jax")
+        assert os.environ == chosen
+    monkeypatch.setitem(sys.modules, "jax", object())  # already imported: too late for its settings, left alone
+    monkeypatch.setattr(os, "environ", {"KERAS_BACKEND": "jax"})
+    backend.keep_jax_compilations(tmp_path / "jax")
+    assert os.environ == {"KERAS_BACKEND": "jax"}
+
+
+def test_each_kind_of_cpu_gets_a_cache_folder_of_its_own(tmp_path):
+    cpus = {}
+    for name, flags in (("a", "fpu sse avx2"), ("b", "fpu sse avx2"), ("c", "fpu sse avx2 avx512f")):
+        cpus[name] = tmp_path / name
+        cpus[name].write_text("".join(f"processor\t: {i}\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n\n"
+                                      for i in range(2 if name == "a" else 4)))
+    kinds = {name: backend.cpu_kind(path) for name, path in cpus.items()}
+    assert kinds["a"] == kinds["b"] != kinds["c"]  # the same CPU, whatever its core count; another CPU
+    assert re.fullmatch(r"[\w.-]+-[0-9a-f]{12}", backend.cpu_kind())
+
+
+@pytest.mark.skipif(not installed("jax"), reason="the jax backend is not installed")
+def test_a_run_on_jax_leaves_its_compiled_programs_in_deepvizs_cache_for_the_next(monkeypatch, tmp_path):
+    keras = backend.import_keras()
+    inputs = keras.Input((32, 32, 3))
+    maps = keras.layers.Conv2D(4, 3, activation="relu", name="maps")(inputs)
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(maps))
+    keras.Model(inputs, outputs).save(tmp_path / "small.keras")
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    command = [SAMPLE_PHOTO, "--model", tmp_path / "small.keras", "--layers", "maps", "--quiet"]
+    env = {"KERAS_BACKEND": "jax", "DEEPVIZ_CACHE": str(tmp_path / "cache")}
+    first = run_cli(*command, "--out", tmp_path / "first.png", env=env)
+    assert first.returncode == 0, first.stderr
+    kept = sorted(path.name for path in (tmp_path / "cache" / "jax" / backend.cpu_kind()).glob("*-cache"))
+    assert kept  # the forward pass, and the small programs of the layers' initialisation
+    again = run_cli(*command, "--out", tmp_path / "again.png", env=env)
+    assert again.returncode == 0 and again.stdout.replace("again.png", "first.png") == first.stdout
+    assert sorted(path.name for path in (tmp_path / "cache" / "jax" / backend.cpu_kind()).glob("*-cache")) == kept
+    theirs = {**env, "DEEPVIZ_CACHE": str(tmp_path / "unused"),  # the user's own cache, with all their settings
+              "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "theirs"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    assert run_cli(*command, "--out", tmp_path / "theirs.png", env=theirs).returncode == 0
+    assert any((tmp_path / "theirs").glob("*-cache")) and not (tmp_path / "unused").exists()

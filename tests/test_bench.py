@@ -1,5 +1,8 @@
 """The benchmark scripts: bad arguments are one line each, and the default section runs on random weights."""
 
+import os
+import re
+import signal
 import subprocess
 import sys
 
@@ -39,3 +42,29 @@ def test_the_floor_section_runs_on_random_weights():
     assert [row.split(" | ")[0] for row in rows[1:]] == [
         "| floor: import Keras, build, load weights, one forward pass", "| deepviz IMAGE --layers conv2d_1 mixed3",
         "| deepviz --help"]
+
+
+def test_each_row_is_printed_once_measured_so_a_run_cut_short_keeps_them(tmp_path):
+    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bench.py"), "--weights", "none", "--only",
+                                "throughput", "--throughput-photos", "2", "--batch-size", "2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+                               start_new_session=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    try:
+        lines = [process.stdout.readline() for _ in range(5)]  # "Measured on", blank, header, rule, first row
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # long before the section ends; the runs it started too
+        process.communicate()
+    assert lines[0].startswith("Measured on: ") and lines[2].startswith("| measurement |")
+    assert lines[4].startswith("| network alone, batches of 2 |  | ") and "images/s" in lines[4]
+
+
+def test_the_startup_section_gives_each_phase_of_a_run_before_its_first_figure():
+    result = bench("bench.py", "--weights", "none", "--only", "startup", "--batch-size", "2", timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = [line for line in result.stdout.splitlines() if line.startswith("| start-up")][0]
+    phases = [float(number) for number in re.findall(r"(?:Keras|network|model|of 2|batch) (\d+\.\d+)", row)]
+    assert len(phases) == 5 and all(seconds >= 0 for seconds in phases) and phases[1] > 0, row  # a network is built
+    total = float(row.split(" | ")[1].removesuffix(" s"))
+    assert total == pytest.approx(sum(phases[:4]), abs=0.26)  # before the first figure: the second batch left out
+    shown = [line.split(":")[1].strip() for line in result.stderr.splitlines() if line.startswith("bench:   ")]
+    assert shown == ["import", "network", "feature model", "first batch", "second batch"]  # as each phase ends

@@ -3,7 +3,9 @@
 import hashlib
 import itertools
 import json
+import os
 import re
+import subprocess
 import sys
 import time
 import types
@@ -14,7 +16,7 @@ from PIL import Image
 
 import deepviz
 from _deepviz import analysis, backend, cli, figure, forward, images, models, mosaic, output, stats, titles
-from conftest import SAMPLE_PHOTO, pixels_of, run_cli
+from conftest import ROOT, SAMPLE_PHOTO, pixels_of, run_cli
 
 KERAS_CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
 PREDICTION = re.compile(r"(\d+)\. (\S+) +(\d+\.\d\d)%")
@@ -394,6 +396,61 @@ def test_ctrl_c_that_python_drops_in_a_finalizer_still_interrupts_the_run(capfd)
     assert run_guarded(ending_at_once, debug=False) == 130  # not delivered later, into the caller's code
     time.sleep(0.3)  # a redelivery still pending would interrupt this sleep
     assert capfd.readouterr().err == "interrupted\n"
+
+
+def test_a_reader_that_stops_reading_stdout_stops_the_run_quietly(tmp_path):
+    """`deepviz PHOTOS | head -1`: no internal error, no "Exception ignored"; ended as SIGPIPE ends a tool."""
+    keras = backend.import_keras()
+    inputs = keras.Input((16, 16, 3))
+    keras.Model(inputs, keras.layers.Conv2D(2, 3, name="maps")(inputs)).save(tmp_path / "small.keras")
+    for i in range(40):
+        Image.new("RGB", (16, 16), (6 * i, 0, 0)).save(tmp_path / f"{i:02d}.png")
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "deepviz.py"), tmp_path, "--model", tmp_path / "small.keras", "--workers", "1",
+         "--quiet", "--out", tmp_path / "figures"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
+    assert process.stdout.readline().startswith("== ")
+    process.stdout.close()  # as head does after its first line
+    _, err = process.communicate(timeout=300)
+    assert (process.returncode, err) == (141, "")
+    assert len(list((tmp_path / "figures").glob("*.png"))) < 40  # it stopped
+
+
+def test_with_the_progress_bar_on_a_terminal_the_report_still_goes_to_redirected_stdout(tmp_path):
+    """`deepviz PHOTOS > report.txt` at a terminal: the bar draws on stderr, the report goes to the file."""
+    import pty
+    import threading
+
+    keras = backend.import_keras()
+    inputs = keras.Input((16, 16, 3))
+    keras.Model(inputs, keras.layers.Conv2D(2, 3, name="maps")(inputs)).save(tmp_path / "small.keras")
+    for i in range(3):
+        Image.new("RGB", (16, 16), (60 * i, 0, 0)).save(tmp_path / f"{i}.png")
+    terminal, stderr_end = pty.openpty()
+    shown = []
+    reader = threading.Thread(target=read_until_closed, args=(terminal, shown), daemon=True)
+    reader.start()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "deepviz.py"), tmp_path, "--model", tmp_path / "small.keras",
+         "--out", tmp_path / "figures"],
+        stdout=subprocess.PIPE, stderr=stderr_end, text=True, timeout=300, env={**os.environ, "MPLBACKEND": "Agg"})
+    os.close(stderr_end)
+    reader.join(timeout=10)
+    assert result.returncode == 0
+    assert [line for line in result.stdout.splitlines() if line.startswith("== ")] == [
+        f"== {tmp_path / f'{i}.png'}" for i in range(3)]
+    assert "drawing" in b"".join(shown).decode(errors="replace")  # the bar was on the terminal
+
+
+def read_until_closed(descriptor: int, chunks: list) -> None:
+    while True:
+        try:
+            chunk = os.read(descriptor, 4096)
+        except OSError:  # the other end closed
+            return
+        if not chunk:
+            return
+        chunks.append(chunk)
 
 
 def test_ctrl_c_while_saving_leaves_no_partial_file(run, tmp_path, monkeypatch):
