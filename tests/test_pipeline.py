@@ -400,14 +400,9 @@ def test_ctrl_c_that_python_drops_in_a_finalizer_still_interrupts_the_run(capfd)
 
 def test_a_reader_that_stops_reading_stdout_stops_the_run_quietly(tmp_path):
     """`deepviz PHOTOS | head -1`: no internal error, no "Exception ignored"; ended as SIGPIPE ends a tool."""
-    keras = backend.import_keras()
-    inputs = keras.Input((16, 16, 3))
-    keras.Model(inputs, keras.layers.Conv2D(2, 3, name="maps")(inputs)).save(tmp_path / "small.keras")
-    for i in range(40):
-        Image.new("RGB", (16, 16), (6 * i, 0, 0)).save(tmp_path / f"{i:02d}.png")
+    command = deepviz_on_small_photos(tmp_path, 40)
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "deepviz.py"), tmp_path, "--model", tmp_path / "small.keras", "--workers", "1",
-         "--quiet", "--out", tmp_path / "figures"],
+        [*command, "--workers", "1", "--quiet", "--out", tmp_path / "figures"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
     assert process.stdout.readline().startswith("== ")
     process.stdout.close()  # as head does after its first line
@@ -421,25 +416,30 @@ def test_with_the_progress_bar_on_a_terminal_the_report_still_goes_to_redirected
     import pty
     import threading
 
-    keras = backend.import_keras()
-    inputs = keras.Input((16, 16, 3))
-    keras.Model(inputs, keras.layers.Conv2D(2, 3, name="maps")(inputs)).save(tmp_path / "small.keras")
-    for i in range(3):
-        Image.new("RGB", (16, 16), (60 * i, 0, 0)).save(tmp_path / f"{i}.png")
+    command = deepviz_on_small_photos(tmp_path, 3)
     terminal, stderr_end = pty.openpty()
     shown = []
     reader = threading.Thread(target=read_until_closed, args=(terminal, shown), daemon=True)
     reader.start()
     result = subprocess.run(
-        [sys.executable, str(ROOT / "deepviz.py"), tmp_path, "--model", tmp_path / "small.keras",
-         "--out", tmp_path / "figures"],
+        [*command, "--out", tmp_path / "figures"],
         stdout=subprocess.PIPE, stderr=stderr_end, text=True, timeout=300, env={**os.environ, "MPLBACKEND": "Agg"})
     os.close(stderr_end)
     reader.join(timeout=10)
     assert result.returncode == 0
     assert [line for line in result.stdout.splitlines() if line.startswith("== ")] == [
-        f"== {tmp_path / f'{i}.png'}" for i in range(3)]
+        f"== {tmp_path / f'{i:02d}.png'}" for i in range(3)]
     assert "drawing" in b"".join(shown).decode(errors="replace")  # the bar was on the terminal
+
+
+def deepviz_on_small_photos(folder, count: int) -> list:
+    """The command line of deepviz over `count` small photos in `folder`, with a one-layer model saved there."""
+    keras = backend.import_keras()
+    inputs = keras.Input((16, 16, 3))
+    keras.Model(inputs, keras.layers.Conv2D(2, 3, name="maps")(inputs)).save(folder / "small.keras")
+    for i in range(count):
+        Image.new("RGB", (16, 16), (6 * i, 0, 0)).save(folder / f"{i:02d}.png")
+    return [sys.executable, str(ROOT / "deepviz.py"), folder, "--model", folder / "small.keras"]
 
 
 def read_until_closed(descriptor: int, chunks: list) -> None:
