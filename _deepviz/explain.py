@@ -10,7 +10,7 @@ import numpy as np
 
 from .backend import import_keras, input_gradient
 from .errors import UsageError
-from .forward import OUTPUT_KEY, feature_model_for
+from .forward import OUTPUT_KEY, can_trace, feature_model_for
 from .layers import check_layer_names, has_own_maps, layer_paths, output_shape
 from .models import OWN_WEIGHTS_LABEL, is_activation_only, output_step, step_activation
 
@@ -82,9 +82,8 @@ def nested_at_the_end(model) -> list[str]:
     """The paths of the models nested at the end of `model` ("head", "head/classifier"), whose last layer
     makes its output: inlined in the Grad-CAM head, so that class_scores reaches that layer. A subclassed
     model has no graph to inline: its output is differentiated as it is."""
-    keras = import_keras()
     paths, step = [], output_step(model)
-    while isinstance(step, keras.Sequential) or hasattr(step, "_run_through_graph"):  # as forward.trace_layers
+    while can_trace(step):
         paths.append(f"{paths[-1]}/{step.name}" if paths else step.name)
         step = output_step(step)
     return paths

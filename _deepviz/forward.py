@@ -52,6 +52,12 @@ def feature_model_for(model, paths: Sequence[str], inlined: Sequence[str] = ()):
     return keras.Model(inputs, outputs)
 
 
+def can_trace(model) -> bool:
+    """Whether trace_layers can walk `model`'s layers: a Sequential, or a graph of layers (functional);
+    a subclassed model has only its `call`."""
+    return isinstance(model, import_keras().Sequential) or hasattr(model, "_run_through_graph")
+
+
 def trace_layers(model, inputs, wanted: set, recorded: dict, prefix: str = ""):
     """Call `model`'s layers on `inputs`, inlining nested models; record the `wanted` paths' outputs.
 
