@@ -85,12 +85,20 @@ def keep_jax_compilations(directory: Path) -> None:
     (README, *Keras backends*). The programs are native code for this machine's CPU, so each
     kind of CPU gets a folder of its own: a home folder shared by a cluster's nodes never runs
     one node's code on another. A cache the user chose (JAX_COMPILATION_CACHE_DIR, even empty)
-    is left as it is. Takes effect only before jax is imported: the command line calls it first
-    thing; the Python API leaves the user's jax settings alone.
+    is left as it is; where the folder cannot be made or written, there is none. Takes effect
+    only before jax is imported: the command line calls it first thing; the Python API leaves
+    the user's jax settings alone.
     """
     if chosen_backend()[0] != "jax" or "JAX_COMPILATION_CACHE_DIR" in os.environ or "jax" in sys.modules:
         return
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(directory.expanduser().resolve() / cpu_kind())
+    kept = directory.expanduser().resolve() / cpu_kind()
+    try:
+        kept.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a folder that cannot be made there (under a file, no permission): compiled anew, as before
+        return
+    if not os.access(kept, os.W_OK):  # nor one that cannot be written: JAX would warn of every entry
+        return
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(kept)
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 

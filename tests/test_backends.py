@@ -142,6 +142,11 @@ def test_on_jax_the_command_line_keeps_what_xla_compiles_unless_the_user_chose_a
         monkeypatch.setattr(os, "environ", dict(chosen))
         backend.keep_jax_compilations(tmp_path / "jax")
         assert os.environ == chosen
+    (tmp_path / "a file").write_text("")
+    for unusable in (tmp_path / "a file" / "jax", Path("/proc") / "jax"):  # under a file; where none can be made
+        monkeypatch.setattr(os, "environ", {"KERAS_BACKEND": "jax"})
+        backend.keep_jax_compilations(unusable)
+        assert os.environ == {"KERAS_BACKEND": "jax"}  # no cache, rather than JAX's warning at every entry
     monkeypatch.setitem(sys.modules, "jax", object())  # already imported: too late for its settings, left alone
     monkeypatch.setattr(os, "environ", {"KERAS_BACKEND": "jax"})
     backend.keep_jax_compilations(tmp_path / "jax")
