@@ -40,6 +40,7 @@ from _deepviz import __version__
 from _deepviz.analysis import (Analysis, PhotoResult, analyse_batch, build_pipeline, check_analysis, device_reduction,
                                forward_batch)
 from _deepviz.cli import DEFAULT_BATCH_SIZE, build_parser
+from _deepviz.defaults import UnsaidInt, UnsaidStr, said
 from _deepviz.errors import DeepvizError, UsageError
 from _deepviz.exemplars import (DEFAULT_ENGINE, DEFAULT_PER_CHANNEL, DEFAULT_RANK, Exemplar, ExemplarPlan,
                                each_photo_once, find_exemplars)
@@ -57,6 +58,8 @@ from _deepviz.run import run_command, run_guarded
 from _deepviz.stats import DEFAULT_MAX_MAPS, DEFAULT_TOP
 from _deepviz.synthesis import DEFAULT_SEED, DEFAULT_STEPS, layer_patterns, synthesis_settings, synthesize_patterns
 from _deepviz.synthesis_figure import draw_synthesis_figure
+
+WEIGHTS_UNSAID, MAX_MAPS_UNSAID = UnsaidStr(DEFAULT_WEIGHTS), UnsaidInt(DEFAULT_MAX_MAPS)  # shown as their values
 
 __all__ = ["Visualizer", "Exemplar", "DeepvizError", "UsageError", "main", "MODELS", "__version__"]
 
@@ -78,17 +81,18 @@ class Visualizer:
     Bad arguments raise UsageError (a ValueError); runtime failures raise DeepvizError.
     """
 
-    def __init__(self, model=DEFAULT_MODEL, weights: str | Path | None = DEFAULT_WEIGHTS, preprocess: str | None = None,
+    def __init__(self, model=DEFAULT_MODEL, weights: str | Path | None = WEIGHTS_UNSAID, preprocess: str | None = None,
                  labels: str | Sequence[str] | None = None):
+        weights_given = said(weights)
         weights = "none" if weights is None else str(weights)  # None: Keras's own word for random weights
         if labels is not None:
             labels = str(labels) if isinstance(labels, (str, Path)) else tuple(labels)
         if isinstance(model, (str, Path)):
             self.choice = NetworkChoice(str(model), weights, preprocess, labels)  # what Ray workers build again
-            check_choice(self.choice, weights_given=weights != DEFAULT_WEIGHTS)
+            check_choice(self.choice, weights_given=weights_given)
             self.network = build_network(self.choice)
         else:
-            if weights != DEFAULT_WEIGHTS:
+            if weights_given:
                 raise UsageError(f"weights {weights!r} applies to the built-in models; the keras.Model "
                                  f"{model.name!r} carries its own weights: leave weights out")
             self.choice = None
@@ -138,7 +142,7 @@ class Visualizer:
         heatmaps = grad_cam(pipeline.cam_head, outputs[pipeline.cam_layer][0], indices)
         return dict(zip(class_keys(self.network.class_names, indices), heatmaps))
 
-    def figure(self, image, layers: str | Sequence[str] | None = None, *, max_maps: int | None = DEFAULT_MAX_MAPS,
+    def figure(self, image, layers: str | Sequence[str] | None = None, *, max_maps: int | None = MAX_MAPS_UNSAID,
                rank: str = "mean", norm: str = "channel", cmap: str = DEFAULT_CMAP,
                channels: Sequence[int] | None = None, summary: str | None = None, cam: bool = False,
                cam_layer: str | None = None, top: int = DEFAULT_TOP, dpi: int = DEFAULT_DPI,
@@ -153,6 +157,7 @@ class Visualizer:
             raise UsageError(f"norm: expected one of {', '.join(NORMALISATIONS)}, received {norm!r}")
         check_colormap(cmap)
         check_dpi(dpi)
+        max_maps = self._max_maps_unless_channels(max_maps, channels)
         analysis = Analysis(layers=self._layer_names(layers), top=top, max_maps=max_maps, rank=rank,
                             channels=tuple(channels) if channels is not None else None, summary=summary,
                             cam=cam, cam_layer=cam_layer)
@@ -196,7 +201,7 @@ class Visualizer:
 
     def exemplars(self, images, layer: str, channels: Sequence[int] | None = None,
                   per_channel: int = DEFAULT_PER_CHANNEL, rank: str = DEFAULT_RANK, engine: str = DEFAULT_ENGINE, *,
-                  max_maps: int | None = DEFAULT_MAX_MAPS, ray_address: str | None = None,
+                  max_maps: int | None = MAX_MAPS_UNSAID, ray_address: str | None = None,
                   batch_size: int = DEFAULT_BATCH_SIZE) -> dict[int, list[Exemplar]]:
         """{channel: the `per_channel` photos that excite it most, best first}, streaming `images` once.
 
@@ -208,6 +213,7 @@ class Visualizer:
         are skipped with a warning that lists them.
         """
         paths = each_photo_once(expand_inputs([images] if isinstance(images, (str, Path)) else list(images), False))
+        max_maps = self._max_maps_unless_channels(max_maps, channels)
         plan = ExemplarPlan((layer,), None if channels is None else tuple(channels), per_channel, rank, max_maps)
         result = find_exemplars(self.network, self.choice, plan, paths, engine, batch_size, ray_address)
         if result.failed:
@@ -254,6 +260,14 @@ class Visualizer:
             raise UsageError("layers: expected a layer name or a list of them, or None for the default layers; "
                              "received an empty list")
         return tuple(layers or self.default_layers)
+
+    @staticmethod
+    def _max_maps_unless_channels(max_maps, channels):
+        """`max_maps`, its default as a plain int; refused where `channels` are named too, as on the command line."""
+        if channels is not None and said(max_maps):
+            raise UsageError("channels draws exactly the channels listed and max_maps the top-ranked ones; "
+                             f"received channels={channels!r} and max_maps={max_maps!r}: pass one of them")
+        return max_maps if said(max_maps) else DEFAULT_MAX_MAPS
 
     @staticmethod
     def _photos(image) -> list:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -38,6 +39,20 @@ def import_keras():
 
 SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")  # each imported as a package of the same name
 KERAS_BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")  # the names Keras 3 knows
+
+
+def check_backend() -> None:
+    """Keras and the backend it will load are installed and known, found without importing them: a bad
+    KERAS_BACKEND fails before any work is announced, with import_keras's message."""
+    if "keras" in sys.modules:
+        return
+    backend, source = chosen_backend()
+    needed = ("keras", backend) if backend in KERAS_BACKENDS else ("keras",)
+    missing = next((module for module in needed if importlib.util.find_spec(module) is None), None)
+    if missing is not None:
+        raise DeepvizError(keras_import_failure(ModuleNotFoundError(name=missing), backend, source))
+    if backend not in KERAS_BACKENDS:
+        raise DeepvizError(keras_import_failure(ValueError(f"unknown backend {backend!r}"), backend, source))
 
 
 def chosen_backend() -> tuple[str, str]:

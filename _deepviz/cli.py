@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import sys
 
 from . import __version__
@@ -88,6 +89,15 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, but where an unknown option is a file's name (`-cat.jpg`), the error says how to pass it."""
+        namespace, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            files = [arg for arg in unknown if arg.startswith("-") and os.path.exists(arg)]
+            hint = f"; a file whose name starts with '-' goes after --: {self.prog} -- {files[0]}" if files else ""
+            self.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+        return namespace
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ray-address", metavar="ADDRESS",
                         help="with --engine ray: the cluster to join, 'auto' for the running one, 'local' "
                         "to start a local Ray (the default)")
-    parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars or status lines on stderr, only warnings and errors")
     parser.add_argument("--debug", action="store_true",
                         help="show full tracebacks of internal errors, every library warning and what C "
                         "libraries print while photos are decoded (also: DEEPVIZ_DEBUG=1)")

@@ -280,7 +280,7 @@ def keras_load_reason(error: Exception) -> str:
         return type(error).__name__
     not_loaded = re.match(r"A total of (\d+) objects could not be loaded", lines[0])
     if not_loaded and len(lines) > 1:
-        return f"{not_loaded.group(1)} layers found nothing that fits them; the first: {lines[1].rstrip('.')}"
+        return f"the weights of {not_loaded.group(1)} layers did not fit; the first: {lines[1].rstrip('.')}"
     return lines[0]
 
 

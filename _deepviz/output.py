@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -228,7 +229,9 @@ def check_writable(target: Path, name: str) -> None:
     try:
         try_making_a_file(folder)
     except OSError as error:
-        raise DeepvizError(f"{name}: cannot write into {folder.resolve()} ({error.strerror or error}); "
+        # A folder that exists, yet "no such file": one the system makes no files in, as /proc
+        reason = "it takes no new files" if error.errno == errno.ENOENT else error.strerror or error
+        raise DeepvizError(f"{name}: cannot write into {folder.resolve()} ({reason}); "
                            "choose another --out") from None
 
 

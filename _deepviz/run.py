@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 
 from .analysis import Analysis, PhotoResult
-from .backend import keep_jax_compilations
+from .backend import check_backend, keep_jax_compilations
 from .cli import Reporter, check_cmap, format_predictions
 from .errors import DeepvizError, UsageError
 from .figure import FigureStyle, display_photo, photo_title
@@ -133,7 +133,7 @@ def interrupt_main_thread() -> None:
 
 
 def run_command(args: argparse.Namespace, make_visualizer: Callable) -> int:
-    """What the parsed command line asks for; `make_visualizer(model, weights, preprocess, labels)`."""
+    """What the parsed command line asks for; `make_visualizer(model, weights=, preprocess=, labels=)`: Visualizer."""
     reporter = Reporter(args.quiet)
     if args.list_models:
         return list_models()
@@ -203,8 +203,8 @@ def refuse_with(options, reason: str) -> None:
 
 
 def check_model_options(args, for_listing: bool = False) -> str | None:
-    """The weights to build with, its files checked before Keras is imported; listing layers needs no download,
-    so no ImageNet weights."""
+    """The weights to build with, its files and the Keras backend checked before Keras is imported; listing
+    layers needs no download, so no ImageNet weights."""
     if args.model not in MODELS:
         weights = None
     else:
@@ -212,6 +212,7 @@ def check_model_options(args, for_listing: bool = False) -> str | None:
         weights = "none" if for_listing and weights == DEFAULT_WEIGHTS else weights
     check_choice(NetworkChoice(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels),
                  weights_given=args.weights is not None)
+    check_backend()
     return weights
 
 
@@ -220,7 +221,16 @@ def build_visualizer(args, reporter: Reporter, make_visualizer: Callable):
     weights = check_model_options(args)
     reporter.status(f"building {args.model} (weights: {weights or OWN_WEIGHTS_LABEL})")
     with reporter.quieted():  # Keras's download progress of the ImageNet weights too
-        return make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
+        return visualizer_for(args, weights, make_visualizer)
+
+
+def visualizer_for(args, weights: str | None, make_visualizer: Callable):
+    """The Visualizer of args.model; weights passed only for a built-in model (None: a model of one's own, whose
+    Visualizer takes none, and refuses any passed, even its default)."""
+    options = {"preprocess": args.preprocess, "labels": args.labels}
+    if weights is not None:
+        options["weights"] = weights
+    return make_visualizer(args.model, **options)
 
 
 def list_models() -> int:
@@ -244,7 +254,7 @@ def listed_photos(inputs: Sequence[str], recursive: bool, reporter: Reporter) ->
 def list_layers(args, reporter: Reporter, make_visualizer: Callable) -> int:
     weights = check_model_options(args, for_listing=True)
     reporter.status(f"building {args.model}")
-    visualizer = make_visualizer(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels)
+    visualizer = visualizer_for(args, weights, make_visualizer)
     for line in describe_layers(visualizer.network):
         print(line)
     return 0

@@ -1,5 +1,6 @@
 """The Python API: deepviz.Visualizer over built-in, saved and in-memory models."""
 
+import inspect
 import io
 
 import numpy as np
@@ -245,6 +246,10 @@ def test_bad_arguments_raise_usage_errors_a_python_user_can_catch(tmp_path):
     with pytest.raises(deepviz.UsageError,
                        match=r"channels: expected each channel once, received 2 twice in \[2, 1, 2\]"):
         viz.figure(photo, ["conv_a"], channels=[2, 1, 2])
+    with pytest.raises(deepviz.UsageError, match=r"^channels draws exactly the channels listed and max_maps the "
+                                                 r"top-ranked ones; received channels=\[1, 2\] and max_maps=64: pass"):
+        viz.figure(photo, ["conv_a"], channels=[1, 2], max_maps=64)  # as asked for, though the default's value
+    assert viz.figure(photo, ["conv_a"], channels=[1, 2]) is not None  # the default max_maps stands aside
 
 
 def test_runtime_failures_raise_deepviz_errors(tmp_path):
@@ -272,6 +277,12 @@ def test_a_saved_model_takes_labels_as_a_list_and_every_bad_argument_is_a_usage_
     with pytest.raises(deepviz.UsageError, match=r"weights 'my.weights.h5' applies to the built-in models; the "
                                                  r"keras.Model '\w+' carries its own weights: leave weights out"):
         deepviz.Visualizer(functional_classifier(), weights="my.weights.h5")
+    for weights in ("imagenet", "none", None):  # asked for, though "imagenet" is the default's value
+        with pytest.raises(deepviz.UsageError, match=r"keras.Model '\w+' carries its own weights: leave weights out"):
+            deepviz.Visualizer(functional_classifier(), weights=weights)
+        with pytest.raises(deepviz.UsageError, match=r"--weights applies to the built-in models; \S+ carries its own"):
+            deepviz.Visualizer(path, weights=weights)
+    assert inspect.signature(deepviz.Visualizer).parameters["weights"].default == "imagenet"  # as help() shows it
     with pytest.raises(deepviz.UsageError, match="--labels names the classes of a model of your own"):
         deepviz.Visualizer("inception_v3", weights="none", labels=["a", "b"])
     with pytest.raises(deepviz.UsageError, match=r"--model foo: not a built-in model\. Expected one of"):

@@ -81,8 +81,19 @@ def test_a_backend_keras_does_not_know_is_named_in_a_one_line_error(tmp_path):
     assert result.returncode == 1
     assert "Keras's backend is 'mxnet' (KERAS_BACKEND), which Keras does not know" in result.stderr
     assert "set KERAS_BACKEND to tensorflow, jax or torch" in result.stderr
+    assert "building" not in result.stderr  # refused before any work is announced
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     assert not out.exists()
+
+
+def test_a_backend_keras_knows_but_that_is_absent_is_refused_before_the_network_is_announced(tmp_path):
+    if importlib.util.find_spec("openvino") is not None:
+        pytest.skip("openvino is installed")
+    result = run_cli(SAMPLE_PHOTO, "--weights", "none", "--out", tmp_path / "figure.png",
+                     env={"KERAS_BACKEND": "openvino"})
+    assert result.returncode == 1
+    assert result.stderr == ("deepviz: error: Keras's backend is 'openvino' (KERAS_BACKEND), which is not installed; "
+                             "set KERAS_BACKEND to tensorflow, jax or torch\n")
 
 
 def test_a_backend_that_is_not_installed_says_how_to_install_it(tmp_path):

@@ -344,6 +344,8 @@ def test_the_api_returns_exemplars_per_channel_and_warns_of_unreadable_photos(ti
     assert isinstance(first, deepviz.Exemplar) and first.grid == (30, 30) and first.map.shape == (30, 30)
     with pytest.raises(deepviz.UsageError, match="layer conv_a has 4 channels"):
         viz.exemplars(photos, "conv_a", channels=[9])
+    with pytest.raises(deepviz.UsageError, match="channels draws exactly the channels listed and max_maps the"):
+        viz.exemplars(photos, "conv_a", channels=[1], max_maps=3)
 
 
 def test_the_local_engine_needs_no_ray_and_the_ray_engine_says_how_to_get_it(tiny_model, photos, monkeypatch):

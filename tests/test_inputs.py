@@ -160,6 +160,17 @@ def test_awkward_file_names(run, tmp_path, name):
     assert (tmp_path / "figs" / f"{path.stem}.png").is_file()
 
 
+def test_a_file_named_like_an_option_is_refused_with_how_to_pass_it(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (20, 20), RED).save("-cat.jpg")
+    status, out, err = run("-cat.jpg", "--weights", "none")
+    assert (status, out) == (2, "")
+    assert err == ("deepviz: error: unrecognized arguments: -cat.jpg; a file whose name starts with '-' goes after "
+                   "--: deepviz -- -cat.jpg; see deepviz --help\n")
+    status, _, err = run("-dog.jpg", "--weights", "none")  # no such file: no hint
+    assert status == 2 and err == "deepviz: error: unrecognized arguments: -dog.jpg; see deepviz --help\n"
+
+
 def test_the_input_layer_is_drawn_as_the_preprocessed_image(run, tmp_path):
     status, out, _ = run(SAMPLE_PHOTO, "--weights", "none", "--quiet", "--layers", "input_layer", "--out", tmp_path)
     assert status == 0
@@ -430,7 +441,7 @@ def test_weights_of_another_architecture(run, tmp_path):
     assert status == 1
     assert err.startswith(f"deepviz: error: --weights {path}: not InceptionV3 weights; Keras could not load it "
                           "into InceptionV3 with the classifier head (")  # it has a Dense layer
-    assert re.search(r"\(\d+ layers found nothing that fits them; the first: Layer 'conv2d' expected", err)
+    assert re.search(r"\(the weights of \d+ layers did not fit; the first: Layer 'conv2d' expected", err)
     assert err.endswith("Pass weights saved from keras.applications.InceptionV3, or --weights imagenet.\n")
     assert err.count("\n") == 1
 
@@ -504,6 +515,10 @@ def test_out_where_no_file_can_be_made_for_real(run):
     status, _, err = run(SAMPLE_PHOTO, "--weights", "none", "--out", "/sys/kernel/deepviz/figure.png")
     assert status == 1
     assert err.startswith("deepviz: error: --out /sys/kernel/deepviz/figure.png: cannot write into /sys/kernel (")
+    status, _, err = run(SAMPLE_PHOTO, "--weights", "none", "--out", "/proc/deepviz/")  # which answers "no such file"
+    assert status == 1
+    assert err == ("deepviz: error: --out /proc/deepviz/: cannot write into /proc (it takes no new files); "
+                   "choose another --out\n")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
