@@ -23,6 +23,7 @@
     run       the command line's run over many photos
     run_exemplars    the command line's --exemplars mode
     backend   the few lines each Keras backend needs of its own
+    defaults  the API's default values, told apart from the same values passed on purpose
     errors    the exceptions deepviz raises
 
 Imports run one way: run and cli -> analysis, exemplars, workers -> stages -> backend and errors.
