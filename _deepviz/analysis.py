@@ -167,7 +167,8 @@ def output_arrays(network, outputs: dict, layer_names: Sequence[str], index: int
 
     The output vector is "predictions" (or "output" without classes); where a chosen layer has that
     name and other values (a model's logits layer, the output its softmax), "output/predictions".
-    Each heatmap is "cam/<class name>", or "cam/<class name>_<index>" for a name two classes share.
+    Each heatmap is "cam/<class name>", or "cam/<class name>_<index>" for a name two classes share
+    (a "/" or "\\" in a name as "_").
     """
     arrays = {name: np.array(outputs[name][index]) for name in layer_names}
     output_name = "predictions" if network.class_names is not None else "output"
@@ -176,6 +177,12 @@ def output_arrays(network, outputs: dict, layer_names: Sequence[str], index: int
         output_name = f"output/{output_name}"
     arrays[output_name] = output_vector
     if cams:
-        for key, (_, _, heatmap) in zip(class_keys(network.class_names, classes), cams):
+        for key, (_, _, heatmap) in zip(class_keys(list(map(member_name, network.class_names)), classes), cams):
             arrays[f"cam/{key}"] = heatmap
     return arrays
+
+
+def member_name(class_name: str) -> str:
+    """A class name as one name in the .npz (a zip file): "/" and "\\" would make folders of it ("AC/DC",
+    "../x"), so they are "_"."""
+    return class_name.replace("/", "_").replace("\\", "_")

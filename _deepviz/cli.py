@@ -216,8 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write <figure stem>.json: predictions, model, weights, versions, settings, "
                         "and each layer's statistics and ranked channels (and --synthesize's settings and patterns)")
     parser.add_argument("--save-arrays", action="store_true",
-                        help="also write <figure stem>.npz: each chosen layer's maps, the output vector, the "
-                        "Grad-CAM heatmaps (cam/<class>) and the synthesized patterns (synth/<layer>/<channel>)")
+                        help="also write <figure stem>.npz: each chosen layer's maps, the model's output "
+                        "(predictions), the Grad-CAM heatmaps (cam/<class>) and the synthesized patterns "
+                        "(synth/<layer>/<channel>)")
     parser.add_argument("--exemplars", nargs="+", metavar="PHOTO",
                         help="dataset exemplars: stream these photos (files or directories) through the network "
                         "once and draw, per layer, the photos that excite each channel most (--channels, or the "

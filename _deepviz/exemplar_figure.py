@@ -97,7 +97,8 @@ def draw_exemplars(layer: str, rows: dict[int, list[Exemplar]], channel_means: d
     figure = Figure(figsize=(columns * TILE_INCHES, max(len(rows), 1) * (TILE_INCHES + 0.35) + 0.6),
                     dpi=dpi, layout="constrained")
     title_width = columns * TILE_INCHES * 72 - 2 * TEXT_MARGIN_POINTS
-    figure.suptitle("\n".join(wrap(title.split(" "), " ", TITLE_POINTS, dpi, title_width)), fontsize=TITLE_POINTS)
+    figure.suptitle("\n".join(wrap(title.split(" "), " ", TITLE_POINTS, dpi, title_width)), fontsize=TITLE_POINTS,
+                    parse_math=False)
     grid = figure.add_gridspec(max(len(rows), 1), columns)
     names = names or distinct_names(exemplar.path for exemplars in rows.values() for exemplar in exemplars)
     read_photo = functools.lru_cache(maxsize=8)(read_or_none)
@@ -108,7 +109,7 @@ def draw_exemplars(layer: str, rows: dict[int, list[Exemplar]], channel_means: d
             axes.set_yticks([])
             axes.set_frame_on(False)
         tiles[0].set_ylabel(f"{layer}\nchannel {channel}\nmean {channel_means.get(channel, float('nan')):.3g}",
-                            fontsize=7)
+                            fontsize=7, parse_math=False)
         if pattern_column and channel in patterns:
             tiles[0].imshow(patterns[channel], interpolation="antialiased")
             tiles[0].set_title("synthesized", fontsize=7)
@@ -131,7 +132,7 @@ def draw_crop(axes, exemplar: Exemplar, name: str, photo: Image.Image | None, cm
     from matplotlib.patheffects import withStroke
 
     label = shorten(name, LABEL_POINTS, axes.figure.dpi, TILE_INCHES * 72 - 2 * TEXT_MARGIN_POINTS)
-    axes.set_title(f"{label}\n{exemplar.activation:.4g}", fontsize=LABEL_POINTS)  # as printed
+    axes.set_title(f"{label}\n{exemplar.activation:.4g}", fontsize=LABEL_POINTS, parse_math=False)  # as printed
     if photo is None:
         axes.text(0.5, 0.5, "unreadable now", ha="center", va="center", fontsize=7, transform=axes.transAxes)
         return
@@ -143,9 +144,12 @@ def draw_crop(axes, exemplar: Exemplar, name: str, photo: Image.Image | None, cm
     axes.imshow(exemplar.map, extent=(0, width, height, 0), cmap=cmap, alpha=MAP_ALPHA, interpolation="bilinear")
     (row, column), (rows, columns) = exemplar.position, exemplar.grid
     cell_width, cell_height = width / columns, height / rows
+    # the cell, within the crop: a panorama's cells are wider than a crop as tall as the photo
+    cell_left, cell_right = max(column * cell_width, left), min((column + 1) * cell_width, right)
+    cell_top, cell_bottom = max(row * cell_height, top), min((row + 1) * cell_height, bottom)
     if np.ptp(exemplar.map) > 0:  # a map that is the same everywhere (a silent channel) has no strongest cell
         # white edged in black, to show on any photo, and at the photo's edge against the figure's white
-        axes.add_patch(Rectangle((column * cell_width, row * cell_height), cell_width, cell_height, fill=False,
+        axes.add_patch(Rectangle((cell_left, cell_top), cell_right - cell_left, cell_bottom - cell_top, fill=False,
                                  edgecolor="white", linewidth=BOX_LINE_POINTS,
                                  path_effects=[withStroke(linewidth=3 * BOX_LINE_POINTS, foreground="black")],
                                  clip_on=False))  # whole at the photo's edge too

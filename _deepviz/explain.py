@@ -172,13 +172,16 @@ def grad_cam(head: CamHead, maps: np.ndarray, class_indices: Sequence[int]) -> n
     return heatmaps / np.where(peaks > 0, peaks, 1.0)
 
 
+def nothing_to_explain(no_predictions_reason: str, built_in: bool) -> UsageError:
+    other_weights = ", or use weights with a classifier head (--weights imagenet)" if built_in else ""
+    return UsageError(f"--cam explains predictions, and there are none: {no_predictions_reason}. "
+                      f"Leave --cam out{other_weights}")
+
+
 def check_cam(network, cam_layer: str | None) -> str:
     """The layer Grad-CAM explains (default: default_cam_layer); it needs predictions."""
     if network.class_names is None:
-        other_weights = ("" if network.weights_label == OWN_WEIGHTS_LABEL
-                         else ", or use weights with a classifier head (--weights imagenet)")
-        raise UsageError(f"--cam explains predictions, and there are none: {network.no_predictions_reason}. "
-                         f"Leave --cam out{other_weights}")
+        raise nothing_to_explain(network.no_predictions_reason, network.weights_label != OWN_WEIGHTS_LABEL)
     if cam_layer is None:
         return default_cam_layer(network)
     check_layer_names(network, [cam_layer])

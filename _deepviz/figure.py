@@ -161,7 +161,7 @@ def draw_figure(photo: Image.Image, layers: Sequence[LayerSummary], style: Figur
     shown = fitted_to(display, panel_width, rows[0].height)
     photo_axes = add_axes(*centred(shown.size, left, bottoms[0], panel_width, rows[0].height))
     draw_painted(photo_axes, np.asarray(shown.convert("RGBA")))
-    photo_axes.set_title(style.photo_title, fontsize=rows[0].title_points, y=TITLE_HEIGHT)
+    photo_axes.set_title(style.photo_title, fontsize=rows[0].title_points, y=TITLE_HEIGHT, parse_math=False)
     photo_axes.set_axis_off()
     if cams:
         draw_cams(figure, add_axes, cams, cam_layout, display, left, bottoms[1:1 + len(cam_layout.rows)],
@@ -344,14 +344,14 @@ def draw_cams(figure, add_axes, cams, layout: CamLayout, display: Image.Image, l
         row, column = divmod(number, layout.columns)
         axes = add_axes(*centred(shown.size, left + column * step, bottoms[row], layout.width, layout.height))
         draw_painted(axes, paint_cam(grey, cam[2]))
-        axes.set_title(title, fontsize=CAM_TITLE_POINTS)
+        axes.set_title(title, fontsize=CAM_TITLE_POINTS, parse_math=False)
         axes.set_axis_off()
     first = layout.rows[0]
     heading_baseline = bottoms[0] + layout.height + round(
         (TITLE_PAD_POINTS + first.panel_title_lines * line_height(CAM_TITLE_POINTS, dpi)) / 72 * dpi)
     centre = left + pixels(PANEL_WIDTH_INCHES, dpi) / 2
     figure.text(centre / figure.bbox.width, heading_baseline / figure.bbox.height, first.title, ha="center",
-                va="baseline", fontsize=first.title_points)
+                va="baseline", fontsize=first.title_points, parse_math=False)
     colorbar_axes = add_axes(colorbar_left, bottoms[-1], pixels(COLORBAR_WIDTH_INCHES, dpi),
                              bottoms[0] + layout.height - bottoms[-1])
     draw_colorbar(figure, colorbar_axes, cam_colorbar_colormap(), 0.0, 1.0, "heat", CAM_COLORBAR_TICKS)
@@ -445,7 +445,7 @@ def draw_tiles(figure, axes, colorbar_axes, layer: LayerSummary, mosaic: LayerMo
                            layer.summary_image)
     draw_painted(axes, painted)
     axes.set_axis_off()
-    axes.set_title(title, fontsize=LAYER_TITLE_POINTS, y=TITLE_HEIGHT)
+    axes.set_title(title, fontsize=LAYER_TITLE_POINTS, y=TITLE_HEIGHT, parse_math=False)
     scaled = mosaic.scaled
     draw_colorbar(figure, colorbar_axes, colormap, scaled.vmin, scaled.vmax, scaled.colorbar_label,
                   scaled.colorbar_ticks)
@@ -477,4 +477,5 @@ def draw_vector(axes, layer: LayerSummary, dpi: int) -> None:
     axes.set_ylabel("value", fontsize=8)
     axes.tick_params(labelsize=7)
     title = f"{layer.name} {layer.shape}: all {len(values)} values (no spatial maps)"
-    axes.set_title(shorten(title, LAYER_TITLE_POINTS, dpi, title_room(LAYER_TITLE_POINTS)), fontsize=LAYER_TITLE_POINTS)
+    axes.set_title(shorten(title, LAYER_TITLE_POINTS, dpi, title_room(LAYER_TITLE_POINTS)), fontsize=LAYER_TITLE_POINTS,
+                   parse_math=False)

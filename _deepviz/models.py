@@ -207,7 +207,7 @@ def build_application(choice: NetworkChoice) -> Network:
         preprocess=preprocess,
         preprocess_name=preprocess_name,
         class_names=load_class_names() if include_top else None,
-        no_predictions_reason="" if include_top else f"weights {label} have no classifier head",
+        no_predictions_reason="" if include_top else headless_reason(label),
         trained=trained,
         default_layers=spec.default_layers,
         block_pattern=spec.block_pattern,
@@ -282,6 +282,11 @@ def keras_load_reason(error: Exception) -> str:
     if not_loaded and len(lines) > 1:
         return f"the weights of {not_loaded.group(1)} layers did not fit; the first: {lines[1].rstrip('.')}"
     return lines[0]
+
+
+def headless_reason(weights_label: str) -> str:
+    """Why a built-in model has no predictions: weights without the classifier head."""
+    return f"weights {weights_label} have no classifier head"
 
 
 def weights_have_classifier(path: Path) -> bool:

@@ -24,6 +24,7 @@ from .titles import missing_glyphs_quiet
 
 FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
 DEFAULT_OUT_DIR = Path("result")
+TEMPORARY_STEM_CHARACTERS = 40  # of a file's stem in its temporary name: at most 160 bytes, with 15 more
 
 
 def save_figure(figure, path: Path, dpi: int) -> None:
@@ -117,6 +118,8 @@ def write_in_turn(writes, written: Callable[[Path], None]) -> str | None:
             write()
         except OSError as error:
             return f"could not write {what} {target}: {error.strerror or error}"
+        except Exception as error:  # not the file system's doing: a bug, or a library's failure deepviz does not know
+            return f"could not make {what} {target}: {type(error).__name__}: {error}; please report it, with the image"
         written(target)
     return None
 
@@ -124,7 +127,9 @@ def write_in_turn(writes, written: Callable[[Path], None]) -> str | None:
 def write_atomically(path: Path, write: Callable) -> None:
     """Call write(binary stream) on a temporary file beside `path`, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    # named after the file, shortened: its name may be as long as the system allows, with no room for more
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem[:TEMPORARY_STEM_CHARACTERS]}.",
+                                             suffix=".part")
     try:
         with os.fdopen(descriptor, "wb") as stream:
             write(stream)
@@ -139,6 +144,11 @@ def write_atomically(path: Path, write: Callable) -> None:
 
 
 def current_umask() -> int:
+    """The process's umask, from Linux's /proc where it can be: elsewhere it is read by setting it, which
+    for that moment would give a file another thread makes (Keras's, JAX's) every permission."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line.split()[1] for line in status if line.startswith("Umask:")), 8)
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -295,6 +305,7 @@ def layer_record(layer: LayerSummary) -> dict:
         "zeros_percent": layer.zeros * 100,
         "dead_channels": layer.dead if layer.is_spatial else None,
         "ranking": layer.ranking if layer.is_spatial else None,  # a vector layer's values are not ranked
+        "channels": None,  # a vector layer's values are all drawn, as bars
     }
     if layer.is_spatial:
         record["channels"] = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import _thread
 import argparse
+import contextlib
 import dataclasses
 import gc
 import itertools
@@ -25,10 +26,12 @@ from .analysis import Analysis, PhotoResult
 from .backend import check_backend, keep_jax_compilations
 from .cli import Reporter, check_cmap, format_predictions
 from .errors import DeepvizError, UsageError
+from .explain import nothing_to_explain
 from .figure import FigureStyle, display_photo, photo_title
 from .images import as_seen, expand_inputs, figures_drawn, load_image, sample_image
 from .layers import describe_layers
-from .models import DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, NetworkChoice, check_choice
+from .models import (DEFAULT_WEIGHTS, MODELS, OWN_WEIGHTS_LABEL, NetworkChoice, check_choice, headless_reason,
+                     weights_have_classifier)
 from .output import (arrays_write, check_out_path, figure_paths, json_write, library_versions, named_paths,
                      run_record, save_figure, synthesis_record, write_in_turn)
 from .stats import format_layer_line
@@ -50,7 +53,8 @@ def run_guarded(command: Callable[[], int], debug: bool) -> int:
     previous_hook = sys.unraisablehook
     sys.unraisablehook = redelivery = CtrlCRedelivery(previous_hook)
     try:
-        status = command()
+        with stdout_takes_any_file_name():
+            status = command()
         sys.stdout.flush()  # here, where a reader gone away (BrokenPipeError) is caught, not as Python exits
         if redelivery.cancel():  # Ctrl-C dropped as the command ended, not yet delivered again
             raise KeyboardInterrupt
@@ -78,6 +82,23 @@ def run_guarded(command: Callable[[], int], debug: bool) -> int:
     finally:
         redelivery.cancel()
         sys.unraisablehook = previous_hook
+
+
+@contextlib.contextmanager
+def stdout_takes_any_file_name():
+    """stdout writes the bytes of a file name that are not UTF-8 as they are, where it would fail on them
+    (Python keeps them as lone surrogates); stderr shows them escaped, as it always does."""
+    errors = getattr(sys.stdout, "errors", None)
+    try:
+        sys.stdout.reconfigure(errors="surrogateescape")
+    except (AttributeError, ValueError):  # not a text file Python made (a notebook's, a test's)
+        errors = None
+    try:
+        yield
+    finally:
+        if errors is not None:
+            with contextlib.suppress(AttributeError, ValueError):
+                sys.stdout.reconfigure(errors=errors)
 
 
 def stdout_reader_gone() -> bool:
@@ -212,6 +233,9 @@ def check_model_options(args, for_listing: bool = False) -> str | None:
         weights = "none" if for_listing and weights == DEFAULT_WEIGHTS else weights
     check_choice(NetworkChoice(args.model, weights or DEFAULT_WEIGHTS, args.preprocess, args.labels),
                  weights_given=args.weights is not None)
+    if not for_listing and args.cam and weights not in (None, DEFAULT_WEIGHTS, "none") and not weights_have_classifier(
+            Path(weights)):  # as explain.check_cam would refuse it, once the network is built
+        raise nothing_to_explain(headless_reason(Path(weights).name), built_in=True)
     check_backend()
     return weights
 
@@ -336,7 +360,9 @@ def report_totals(image_paths: Sequence[Path], failures: FailureLog) -> int:
     """With several images, how many were drawn and which failed; the exit status either way."""
     if failures.several:
         drawn = len(image_paths) - len(failures.paths)
-        failed = f"; failed: {', '.join(map(str, failures.paths))}" if failures.paths else ""
+        position = {path: index for index, path in reversed(list(enumerate(image_paths)))}
+        in_order = sorted(failures.paths, key=position.__getitem__)  # failed reading, or drawing: found apart
+        failed = f"; failed: {', '.join(map(str, in_order))}" if failures.paths else ""
         print(f"{drawn} of {len(image_paths)} images drawn{failed}")
     return 1 if failures.paths else 0
 

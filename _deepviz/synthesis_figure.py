@@ -51,11 +51,11 @@ def draw_synthesis_figure(photo: Image.Image | None, photo_title: str, layers: S
     panels = slice(first, first + columns)
     row = 0
     if photo is None and photo_title:
-        figure.suptitle(photo_title, fontsize=11)
+        figure.suptitle(photo_title, fontsize=11, parse_math=False)
     if photo is not None:
         axes = figure.add_subplot(grid[0, :])
         axes.imshow(np.asarray(photo), aspect="equal")
-        axes.set_title(photo_title, fontsize=11)
+        axes.set_title(photo_title, fontsize=11, parse_math=False)
         axes.set_axis_off()
         row = 1
     for (layer, channels), count in zip(layers, rows_per_layer):
@@ -63,7 +63,7 @@ def draw_synthesis_figure(photo: Image.Image | None, photo_title: str, layers: S
         heading.set_axis_off()
         size = patterns[layer][channels[0]].image.shape[0] if channels else 0
         text = heading.text(0.5, 0.0, layer_heading(layer, photo is not None, size), fontsize=10, ha="center",
-                            va="bottom", transform=heading.transAxes)  # just over its panels' titles
+                            va="bottom", transform=heading.transAxes, parse_math=False)  # just over its panels' titles
         text.set_in_layout(False)  # wider than a few panels: it may run past them, not squeeze them
         row += 1
         for slot, channel in enumerate(channels):

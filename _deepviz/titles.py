@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import warnings
 from typing import Sequence
 
 ELLIPSIS = "…"
+REPLACEMENT_CHARACTER = "\ufffd"
+SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def text_points(text: str, points: float, dpi: float) -> float:
@@ -100,7 +103,9 @@ def joined(lines: list[list[str]], separator: str) -> list[str]:
 
 
 def shorten(text: str, points: float, dpi: float, width: float) -> str:
-    """`text`, or where it is wider than `width` points, its start and end around an ellipsis."""
+    """`text` as it can be drawn (see drawable), or where it is wider than `width` points, its start and end
+    around an ellipsis."""
+    text = drawable(text)
     if text_points(text, points, dpi) <= width:
         return text
     keep = len(text)
@@ -110,3 +115,9 @@ def shorten(text: str, points: float, dpi: float, width: float) -> str:
         if text_points(shortened, points, dpi) <= width:
             return shortened
     return ELLIPSIS
+
+
+def drawable(text: str) -> str:
+    """`text` with � for each lone surrogate: Python's stand-in for a byte of a file name that is not UTF-8,
+    which FreeType refuses."""
+    return SURROGATES.sub(REPLACEMENT_CHARACTER, text)

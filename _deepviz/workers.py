@@ -96,13 +96,7 @@ def collected_once():
 
 def write_files(job: DrawJob) -> DrawReport:
     """The figure, then the JSON and the arrays, as draw_and_write says."""
-    if job.patterns is None:
-        figure = draw_figure(job.photo, job.layers, job.style, job.cams)
-    else:
-        chosen = [(layer.name, list(layer.channels)) for layer in job.layers]
-        figure = draw_synthesis_figure(job.photo, job.style.photo_title, chosen, job.patterns,
-                                       {layer.name: layer for layer in job.layers}, job.style.cmap)
-    writes = [(job.out_path, lambda: save_figure(figure, job.out_path, job.style.dpi), "the figure")]
+    writes = [(job.out_path, lambda: save_figure(job_figure(job), job.out_path, job.style.dpi), "the figure")]
     if job.record is not None:
         writes.append(json_write(job.out_path, job.record))
     if job.arrays is not None:
@@ -110,6 +104,14 @@ def write_files(job: DrawJob) -> DrawReport:
     written = []
     failure = write_in_turn(writes, written.append)
     return DrawReport(written, failure)
+
+
+def job_figure(job: DrawJob):
+    if job.patterns is None:
+        return draw_figure(job.photo, job.layers, job.style, job.cams)
+    chosen = [(layer.name, list(layer.channels)) for layer in job.layers]
+    return draw_synthesis_figure(job.photo, job.style.photo_title, chosen, job.patterns,
+                                 {layer.name: layer for layer in job.layers}, job.style.cmap)
 
 
 def start_worker() -> None:
@@ -141,9 +143,13 @@ class DrawingPool:
     def submit(self, job: DrawJob, tag) -> list[tuple]:
         """Hand `job` over; return the (tag, DrawReport) pairs due now, in submission order."""
         if self.executor is None:
-            self.ready.append((tag, draw_and_write(job)))
+            with ctrl_c_deferred():  # as a worker does: the job in hand is written whole and reported
+                self.ready.append((tag, draw_and_write(job)))
             return self.take_ready()
-        self.pending.append((tag, self.executor.submit(draw_and_write, job)))
+        try:
+            self.pending.append((tag, self.executor.submit(draw_and_write, job)))
+        except BrokenProcessPool:  # a worker died since the last report
+            raise worker_died() from None
         while self.pending and (len(self.pending) > self.limit or self.pending[0][1].done()):
             self.wait_for_oldest()
         return self.take_ready()
@@ -172,8 +178,7 @@ class DrawingPool:
         try:
             report = future.result()
         except BrokenProcessPool:
-            raise DeepvizError("a drawing worker process died (killed, or out of memory); "
-                               "rerun with fewer --workers, or --workers 1") from None
+            raise worker_died() from None
         self.pending.popleft()
         self.ready.append((tag, report))
 
@@ -191,6 +196,27 @@ class DrawingPool:
         """Stop the workers: jobs not yet started are dropped, those being written are finished."""
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def worker_died() -> DeepvizError:
+    return DeepvizError("a drawing worker process died (killed, or out of memory); "
+                        "rerun with fewer --workers, or --workers 1")
+
+
+@contextlib.contextmanager
+def ctrl_c_deferred():
+    """Ctrl-C held back while the block runs, then delivered: in the main thread, whose handler it is to set."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # elsewhere, or a handler set outside Python, which could not be put back
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            signal.raise_signal(signal.SIGINT)  # to the handler as it was: KeyboardInterrupt, as a rule
 
 
 def start_executor(workers: int) -> concurrent.futures.ProcessPoolExecutor:

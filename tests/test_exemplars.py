@@ -323,6 +323,24 @@ def test_a_silent_channel_s_crop_marks_no_strongest_cell(tmp_path):
         assert sum(isinstance(patch, Rectangle) for patch in axes.patches) == boxes
 
 
+def test_a_panorama_s_strongest_cell_is_marked_within_its_crop(tmp_path):
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    photo = Image.new("RGB", (3000, 100), (90, 120, 150))
+    channel_map = np.zeros((17, 17), np.float32)
+    channel_map[16, 0] = 1.0
+    exemplar = exemplars.Exemplar(tmp_path / "pano.png", 1.0, (16, 0), (17, 17), channel_map)
+    axes = Figure().add_subplot()
+    exemplar_figure.draw_crop(axes, exemplar, "pano.png", photo, "viridis")
+    [box] = [patch for patch in axes.patches if isinstance(patch, Rectangle)]
+    left, top, right, bottom = exemplar_figure.crop_box(photo.size, (16, 0), (17, 17))  # a 100-pixel square
+    x, y, width, height = box.get_x(), box.get_y(), box.get_width(), box.get_height()
+    assert (x, x + width) == (left, right)  # the cell is 176 pixels wide: its part in the crop
+    assert left <= x and x + width <= right and top <= y and y + height <= bottom
+    assert height == pytest.approx(100 / 17)
+
+
 def test_a_ray_cluster_that_does_not_answer_is_refused_at_once(run, tiny_model, photos, tmp_path):
     with socket.socket() as probe:  # a port where nothing listens: bound, never listening
         probe.bind(("127.0.0.1", 0))

@@ -32,15 +32,15 @@ def test_grad_cam_puts_each_class_where_it_is_decided(run, tmp_path):
     model = left_right_model(tmp_path / "left_right.keras")
     photo = red_left_blue_right(tmp_path / "photo.png")
     labels = tmp_path / "labels.txt"
-    labels.write_text("left\nright\n")
+    labels.write_text("left\n../right/side\n")  # a name that would be folders in the .npz (a zip file)
     out = tmp_path / "figure.png"
     status, stdout, err = run(photo, "--model", model, "--labels", labels, "--preprocess", "unit", "--cam",
                               "--cam-layer", "maps", "--top", 2, "--layers", "maps", "--save-arrays",
                               "--quiet", "--out", out)
     assert status == 0, err
     arrays = np.load(out.with_suffix(".npz"))
-    assert sorted(arrays.files) == ["cam/left", "cam/right", "maps", "predictions"]
-    for name, side in (("left", slice(0, 16)), ("right", slice(16, 32))):
+    assert sorted(arrays.files) == ["cam/.._right_side", "cam/left", "maps", "predictions"]
+    for name, side in (("left", slice(0, 16)), (".._right_side", slice(16, 32))):
         heatmap = arrays[f"cam/{name}"]
         assert heatmap.shape == (32, 32) and heatmap.max() == pytest.approx(1.0)
         assert heatmap[:, side].sum() / heatmap.sum() > 0.9, name
@@ -180,6 +180,19 @@ def test_grad_cam_needs_predictions_and_spatial_maps(run, backbone_weights, tmp_
     assert err == ("deepviz: error: --cam explains predictions, and there are none: weights "
                    "inception_v3_2015_notop.weights.h5 have no classifier head. Leave --cam out, or use weights "
                    "with a classifier head (--weights imagenet)\n")
+
+
+def test_grad_cam_with_headless_weights_is_refused_before_the_network_is_built(run, tmp_path, monkeypatch):
+    import h5py
+
+    weights = tmp_path / "backbone.weights.h5"
+    with h5py.File(weights, "w") as file:  # as Keras 3 saves a model without its Dense head
+        file.create_group("layers/conv2d/vars")
+    monkeypatch.setattr(models, "build_network_once", lambda *args: pytest.fail("the network was built"))
+    status, _, err = run(SAMPLE_PHOTO, "--weights", weights, "--cam", "--out", tmp_path)
+    assert status == 2
+    assert err == ("deepviz: error: --cam explains predictions, and there are none: weights backbone.weights.h5 have "
+                   "no classifier head. Leave --cam out, or use weights with a classifier head (--weights imagenet)\n")
 
 
 def test_grad_cam_layer_must_have_spatial_maps(run, tmp_path):

@@ -6,6 +6,7 @@ import re
 import struct
 import subprocess
 import sys
+import types
 import zlib
 from pathlib import Path
 
@@ -146,7 +147,8 @@ def test_tiny_and_extreme_shapes_draw_a_readable_figure(run, tmp_path, size):
     assert len(photo_rows) <= round(figure.PHOTO_MAX_HEIGHT_INCHES * 50)  # ...nor swamp the maps
 
 
-@pytest.mark.parametrize("name", ["my photo.png", "fotó ñandú.png", "-starts-with-dash.png"])
+@pytest.mark.parametrize("name", ["my photo.png", "fotó ñandú.png", "-starts-with-dash.png", "a$\\q$.png",
+                                  "c" * 246 + ".png"])  # the longest name most systems take
 def test_awkward_file_names(run, tmp_path, name):
     path = tmp_path / name
     Image.new("RGB", (20, 20), RED).save(path)
@@ -158,6 +160,20 @@ def test_awkward_file_names(run, tmp_path, name):
     assert status == 0, err
     assert out.splitlines()[-1] == f"wrote figs/{path.stem}.png"
     assert (tmp_path / "figs" / f"{path.stem}.png").is_file()
+
+
+def test_a_name_that_is_not_utf8_is_printed_as_its_bytes_and_titled_with_a_replacement_character(tmp_path):
+    name = os.fsdecode(b"b\xff.png")  # Python's stand-in for the byte: a lone surrogate
+    Image.new("RGB", (20, 20), RED).save(tmp_path / name)
+    Image.new("RGB", (20, 20), RED).save(tmp_path / "c.png")
+    done = subprocess.run([sys.executable, ROOT / "deepviz.py", tmp_path, "--weights", "none", "--quiet",
+                           "--layers", "mixed9", "--workers", "2", "--out", tmp_path / "out"],
+                          capture_output=True, env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"}, timeout=300)
+    assert (done.returncode, done.stderr) == (0, b"")
+    out = os.fsencode(tmp_path / "out")
+    assert b"wrote " + out + b"/b\xff.png\n" in done.stdout and b"wrote " + out + b"/c.png\n" in done.stdout
+    assert figure.photo_title(name, Image.new("RGB", (20, 20)), types.SimpleNamespace(
+        class_names=None, no_predictions_reason="none"), []).startswith("b\ufffd.png (20×20)")
 
 
 def test_a_file_named_like_an_option_is_refused_with_how_to_pass_it(run, tmp_path, monkeypatch):

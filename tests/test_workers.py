@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from _deepviz import analysis, figure, stats, workers
+from _deepviz import analysis, figure, run as run_module, stats, workers
+from _deepviz.errors import DeepvizError
 
 NETWORK_LIBRARIES = ("keras", "tensorflow", "torch", "jax")
 SMALL_RUN = ("--weights", "none", "--quiet", "--layers", "mixed9", "--max-maps", 8, "--dpi", 30)
@@ -157,3 +158,57 @@ def test_an_error_before_the_first_photo_stops_the_workers(run, tmp_path):
 def test_default_workers_are_the_usable_cores_at_most_one_per_photo(monkeypatch, cores, photos, expected):
     monkeypatch.setattr(workers, "usable_cores", lambda: cores)
     assert workers.default_workers(photos) == expected
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_figure_that_cannot_be_made_fails_its_photo_and_the_next_are_drawn(tmp_path, count):
+    jobs = [small_job(tmp_path / f"{i}.png") for i in range(3)]
+    jobs[1].style = figure.FigureStyle("title", "channel", "no_such_colormap", 20)  # Matplotlib raises KeyError
+    with workers.DrawingPool(count) as pool:
+        reports = [report for job in jobs for report in pool.submit(job, job.out_path)] + pool.finish()
+    assert [tag for tag, _ in reports] == [job.out_path for job in jobs]
+    (_, first), (_, failed), (_, third) = reports
+    assert first.error is third.error is None and len(first.written) == len(third.written) == 3
+    assert failed.written == []
+    assert failed.error.startswith(f"could not make the figure {jobs[1].out_path}: KeyError: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.json", "0.npz", "0.png", "2.json", "2.npz", "2.png"]
+
+
+def test_a_worker_found_dead_when_a_job_is_handed_over_is_an_error_not_a_traceback(tmp_path):
+    with workers.DrawingPool(2) as pool:
+        os.kill(pool.executor.submit(os.getpid).result(), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until the pool knows: its next job is refused at once
+            try:
+                pool.executor.submit(int).result()
+            except concurrent.futures.process.BrokenProcessPool:
+                break
+        with pytest.raises(DeepvizError, match="a drawing worker process died"):
+            pool.submit(small_job(tmp_path / "a.png"), "a")
+
+
+def test_ctrl_c_in_the_one_process_lets_the_figure_in_hand_be_written_whole_and_reported(tmp_path, monkeypatch):
+    real_draw_and_write = workers.draw_and_write
+
+    def interrupted_while_drawing(job):
+        signal.raise_signal(signal.SIGINT)  # as a terminal's Ctrl-C, between the figure and its JSON
+        return real_draw_and_write(job)
+
+    monkeypatch.setattr(workers, "draw_and_write", interrupted_while_drawing)
+    job = small_job(tmp_path / "a.png")
+    pool = workers.DrawingPool(1)
+    with pytest.raises(KeyboardInterrupt):
+        pool.submit(job, "a")
+    [(tag, report)] = pool.stop()  # reported, as a worker's job in hand is
+    assert tag == "a" and report.written == [job.out_path, job.out_path.with_suffix(".json"),
+                                               job.out_path.with_suffix(".npz")]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_failed_photos_are_listed_in_input_order_however_they_were_found(tmp_path, capsys):
+    paths = [tmp_path / name for name in ("a.jpg", "b.jpg", "c.jpg")]
+    failures = run_module.FailureLog(several=True)
+    failures.record(paths[2], DeepvizError("unreadable"))  # read ahead of the drawing...
+    failures.record(paths[0], DeepvizError("could not write"))  # ...whose failure is known later
+    assert run_module.report_totals(paths, failures) == 1
+    assert capsys.readouterr().out == f"1 of 3 images drawn; failed: {paths[0]}, {paths[2]}\n"
