@@ -21,7 +21,7 @@ The pipeline, in the order it runs, one module of the private package `_deepviz`
     and, for feature visualisation, synthesis (optimise a pattern per channel) -> synthesis_figure;
     for dataset exemplars, exemplars (bounded top-k per channel over many photos; ray_engine) -> exemplar_figure
 `analysis` runs one batch through all of it; `run` (with `workers`, which draw in other processes),
-`run_exemplars` and `cli` are the command line on top.
+`run_exemplars` and `cli` are the command line on top; `arguments` checks the API's as `cli` does flags.
 
 TensorFlow, Keras and Matplotlib are imported only when a step needs them, so
 `--help`, `--version` and argument errors answer at once.
@@ -39,6 +39,8 @@ import numpy as np
 from _deepviz import __version__
 from _deepviz.analysis import (Analysis, PhotoResult, analyse_batch, build_pipeline, check_analysis, device_reduction,
                                forward_batch)
+from _deepviz.arguments import (channel_tuple, check_figure_options, check_model, check_one_layer, layer_tuple,
+                                photo_paths)
 from _deepviz.cli import DEFAULT_BATCH_SIZE, build_parser
 from _deepviz.defaults import UnsaidInt, UnsaidStr, said
 from _deepviz.errors import DeepvizError, UsageError
@@ -60,6 +62,7 @@ from _deepviz.synthesis import DEFAULT_SEED, DEFAULT_STEPS, layer_patterns, synt
 from _deepviz.synthesis_figure import draw_synthesis_figure
 
 WEIGHTS_UNSAID, MAX_MAPS_UNSAID = UnsaidStr(DEFAULT_WEIGHTS), UnsaidInt(DEFAULT_MAX_MAPS)  # shown as their values
+STEPS_UNSAID, SEED_UNSAID = UnsaidInt(DEFAULT_STEPS), UnsaidInt(DEFAULT_SEED)
 
 __all__ = ["Visualizer", "Exemplar", "DeepvizError", "UsageError", "main", "MODELS", "__version__"]
 
@@ -77,7 +80,7 @@ class Visualizer:
     the output is logits (no activation at its end), predictions are their softmax. A model that
     takes greyscale images (batch, height, width, 1) is given each photo in grey.
 
-    An `image` is a path, a PIL.Image.Image or a uint8 array (H, W, 3), (H, W, 1) or (H, W).
+    An `image` is a path, a PIL.Image.Image or a uint8 array (H, W, 3), (H, W, 4) (RGBA), (H, W, 1) or (H, W).
     Bad arguments raise UsageError (a ValueError); runtime failures raise DeepvizError.
     """
 
@@ -87,6 +90,7 @@ class Visualizer:
         weights = "none" if weights is None else str(weights)  # None: Keras's own word for random weights
         if labels is not None:
             labels = str(labels) if isinstance(labels, (str, Path)) else tuple(labels)
+        check_model(model)
         if isinstance(model, (str, Path)):
             self.choice = NetworkChoice(str(model), weights, preprocess, labels)  # what Ray workers build again
             check_choice(self.choice, weights_given=weights_given)
@@ -137,6 +141,8 @@ class Visualizer:
         """
         pipeline = self.prepare(Analysis(layers=(), top=top, cam=True, cam_layer=layer))
         outputs = self._forward(pipeline, [as_photo(image)])
+        if isinstance(classes, (str, int, np.integer)):  # one class, as one layer may be named without a list
+            classes = [classes]
         indices = (top_classes(outputs[OUTPUT_KEY][0], top) if classes is None
                    else [self._class_index(c) for c in classes])
         heatmaps = grad_cam(pipeline.cam_head, outputs[pipeline.cam_layer][0], indices)
@@ -146,8 +152,8 @@ class Visualizer:
                rank: str = "mean", norm: str = "channel", cmap: str = DEFAULT_CMAP,
                channels: Sequence[int] | None = None, summary: str | None = None, cam: bool = False,
                cam_layer: str | None = None, top: int = DEFAULT_TOP, dpi: int = DEFAULT_DPI,
-               synthesize: bool = False, steps: int = DEFAULT_STEPS, size: int | None = None,
-               seed: int = DEFAULT_SEED):
+               synthesize: bool = False, steps: int = STEPS_UNSAID, size: int | None = None,
+               seed: int = SEED_UNSAID):
         """The command line's figure of one photo, as a matplotlib Figure (pyplot's state untouched).
 
         `synthesize`: per layer, pairs of each drawn channel's map on the photo and the pattern
@@ -157,10 +163,10 @@ class Visualizer:
             raise UsageError(f"norm: expected one of {', '.join(NORMALISATIONS)}, received {norm!r}")
         check_colormap(cmap)
         check_dpi(dpi)
+        check_figure_options(cam, cam_layer, summary, synthesize, steps, size, seed)
         max_maps = self._max_maps_unless_channels(max_maps, channels)
         analysis = Analysis(layers=self._layer_names(layers), top=top, max_maps=max_maps, rank=rank,
-                            channels=tuple(channels) if channels is not None else None, summary=summary,
-                            cam=cam, cam_layer=cam_layer)
+                            channels=channel_tuple(channels), summary=summary, cam=cam, cam_layer=cam_layer)
         photo = as_photo(image)
         result = self.analyse([photo], analysis)[0]
         name = Path(image).name if isinstance(image, (str, Path)) else "image"
@@ -212,9 +218,10 @@ class Visualizer:
         local Ray or the cluster at `ray_address` ("auto": the running one). Unreadable photos
         are skipped with a warning that lists them.
         """
-        paths = each_photo_once(expand_inputs([images] if isinstance(images, (str, Path)) else list(images), False))
+        paths = each_photo_once(expand_inputs(photo_paths(images), False))
+        check_one_layer(layer)
         max_maps = self._max_maps_unless_channels(max_maps, channels)
-        plan = ExemplarPlan((layer,), None if channels is None else tuple(channels), per_channel, rank, max_maps)
+        plan = ExemplarPlan((layer,), channel_tuple(channels), per_channel, rank, max_maps)
         result = find_exemplars(self.network, self.choice, plan, paths, engine, batch_size, ray_address)
         if result.failed:
             skipped = ", ".join(str(path) for path, _ in result.failed)
@@ -254,12 +261,7 @@ class Visualizer:
 
     def _layer_names(self, layers: str | Sequence[str] | None) -> tuple[str, ...]:
         """The layers asked for: one name, a list of names, or None for the default layers."""
-        if isinstance(layers, str):
-            return (layers,)
-        if layers is not None and not layers:
-            raise UsageError("layers: expected a layer name or a list of them, or None for the default layers; "
-                             "received an empty list")
-        return tuple(layers or self.default_layers)
+        return tuple(self.default_layers) if layers is None else layer_tuple(layers)
 
     @staticmethod
     def _max_maps_unless_channels(max_maps, channels):

@@ -23,6 +23,7 @@
     run       the command line's run over many photos
     run_exemplars    the command line's --exemplars mode
     backend   the few lines each Keras backend needs of its own
+    arguments the API's arguments checked, as the command line checks its flags
     defaults  the API's default values, told apart from the same values passed on purpose
     errors    the exceptions deepviz raises
 

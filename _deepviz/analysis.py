@@ -19,7 +19,7 @@ from .errors import UsageError
 from .explain import CamHead, build_cam_head, check_cam, grad_cam
 from .forward import OUTPUT_KEY, build_feature_model, class_keys, predictions_of, run_forward_pass, top_classes
 from .images import preprocess
-from .layers import check_channels, check_layer_names
+from .layers import check_channels, check_layer_names, is_whole
 from .reduction import Reduction, is_spatial, with_layers_reduced
 from .stats import (DEFAULT_MAX_MAPS, DEFAULT_TOP, RANKINGS, SUMMARIES, LayerSummary, summarize_layer,
                     summary_from_reduced)
@@ -69,14 +69,15 @@ class PhotoResult:
 
 def check_analysis(network, analysis: Analysis) -> tuple[list[str], str | None]:
     """(layer names without repeats, the Grad-CAM layer or None), or UsageError before anything is built."""
-    if analysis.top < 1:
-        raise UsageError(f"top: expected a whole number of at least 1, received {analysis.top}")
+    if not is_whole(analysis.top) or analysis.top < 1:
+        raise UsageError(f"top: expected a whole number of at least 1, received {analysis.top!r}")
     if analysis.rank not in RANKINGS:
         raise UsageError(f"rank: expected one of {', '.join(RANKINGS)}, received {analysis.rank!r}")
     if analysis.summary is not None and analysis.summary not in SUMMARIES:
         raise UsageError(f"summary: expected None or one of {', '.join(SUMMARIES)}, received {analysis.summary!r}")
-    if analysis.max_maps is not None and analysis.max_maps < 1:
-        raise UsageError(f"max_maps: expected a whole number of at least 1 or None (all), received {analysis.max_maps}")
+    if analysis.max_maps is not None and (not is_whole(analysis.max_maps) or analysis.max_maps < 1):
+        raise UsageError(f"max_maps: expected a whole number of at least 1 or None (all), received "
+                         f"{analysis.max_maps!r}")
     layer_names = check_layer_names(network, analysis.layers)
     check_channels(network, layer_names, analysis.channels)
     cam_layer = check_cam(network, analysis.cam_layer) if analysis.cam else None

@@ -21,6 +21,7 @@ from .synthesis import DEFAULT_MAX_MAPS as SYNTHESIS_MAX_MAPS
 from .synthesis import DEFAULT_SEED as SYNTHESIS_SEED
 from .synthesis import DEFAULT_SIZE as SYNTHESIS_SIZE
 from .synthesis import DEFAULT_STEPS as SYNTHESIS_STEPS
+from .synthesis import SEED_RANGE, SIZE_RANGE, STEPS_RANGE
 from .stats import DEFAULT_MAX_MAPS, DEFAULT_TOP, RANKINGS, SUMMARIES
 from .workers import usable_cores
 
@@ -202,13 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="for each drawn channel, optimise an image that excites it most and draw it beside the "
                         "channel's map on the photo; without IMAGE, only the patterns of --channels "
                         "(cached under $DEEPVIZ_CACHE, default ~/.cache/deepviz)")
-    parser.add_argument("--steps", type=positive_int(1, 100_000), default=SYNTHESIS_STEPS, metavar="N",
+    parser.add_argument("--steps", type=positive_int(*STEPS_RANGE), default=SYNTHESIS_STEPS, metavar="N",
                         action=StoreGiven,
                         help="--synthesize: optimisation steps per pattern")
-    parser.add_argument("--size", type=positive_int(16, 4096), metavar="PIXELS", action=StoreGiven,
-                        help=f"--synthesize: side of each square pattern (default: {SYNTHESIS_SIZE}, or the "
-                        "model's input if smaller)")
-    parser.add_argument("--seed", type=positive_int(0, 2**32 - 1), default=SYNTHESIS_SEED, metavar="N",
+    parser.add_argument("--size", type=positive_int(*SIZE_RANGE), metavar="PIXELS", action=StoreGiven,
+                        help=f"--synthesize: side of each square pattern, {SIZE_RANGE[0]} to {SIZE_RANGE[1]} "
+                        f"(default: {SYNTHESIS_SIZE}, or the model's input if smaller)")
+    parser.add_argument("--seed", type=positive_int(*SEED_RANGE), default=SYNTHESIS_SEED, metavar="N",
                         action=StoreGiven,
                         help="--synthesize: random seed of the starting noise and transforms; the same seed "
                         f"gives the same pattern (default: {SYNTHESIS_SEED})")

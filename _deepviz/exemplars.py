@@ -64,11 +64,15 @@ class ExemplarPlan:
     max_maps: int | None = 64  # channels kept when none are named; None: all
 
 
+EMPTY_PLACE = np.iinfo(np.int64).max  # a Tally's photo index where it has no photo yet
+
+
 @dataclasses.dataclass
 class Tally:
     """The best `k` photos of each tracked channel of one layer, and every channel's running sum.
 
-    Empty places hold score -inf and photo -1. Size: (channels tracked) x k entries, each
+    Empty places hold score -inf and photo EMPTY_PLACE, after every photo's, even one scored -inf
+    or NaN (a model whose values overflowed), whatever the batches. Size: (channels tracked) x k entries, each
     with an (H, W) map, plus C sums: flat in the number of photos.
     """
 
@@ -167,7 +171,8 @@ def tally_maps(maps: np.ndarray, photos: np.ndarray, channels: Sequence[int] | N
     n, height, width, num_channels = maps.shape
     tracked = np.arange(num_channels) if channels is None else np.asarray(channels)
     chosen = maps[..., tracked]  # (n, H, W, T)
-    scores = np.nan_to_num(RANKS[rank](chosen), nan=-np.inf).T  # (T, n)
+    scores = RANKS[rank](chosen).T  # (T, n)
+    scores = np.where(np.isnan(scores), -np.inf, scores)  # NaN as the lowest; inf stays inf
     flat_peaks = chosen.reshape(n, height * width, -1).argmax(axis=1).T  # (T, n)
     positions = np.stack(np.unravel_index(flat_peaks, (height, width)), axis=-1).astype(np.int32)  # (T, n, 2)
     candidate = Tally(
@@ -191,7 +196,7 @@ def keep_best(tally: Tally, k: int) -> Tally:
     missing = k - order.shape[1]
     if missing > 0:  # fewer photos than k so far: pad with empty places
         scores = np.pad(scores, ((0, 0), (0, missing)), constant_values=-np.inf)
-        photos = np.pad(photos, ((0, 0), (0, missing)), constant_values=-1)
+        photos = np.pad(photos, ((0, 0), (0, missing)), constant_values=EMPTY_PLACE)
         positions = np.pad(positions, ((0, 0), (0, missing), (0, 0)))
         maps = np.pad(maps, ((0, 0), (0, missing), (0, 0), (0, 0)))
     return Tally(tally.channels, scores, photos, positions, np.ascontiguousarray(maps), tally.sums, tally.count)
@@ -258,7 +263,7 @@ def exemplars_of(tally: Tally, row: int, paths: Sequence[Path]) -> list[Exemplar
         Exemplar(Path(paths[photo]), float(score), (int(position[0]), int(position[1])), grid, tally.maps[row, place])
         for place, (score, photo, position) in enumerate(zip(tally.scores[row], tally.photos[row],
                                                              tally.positions[row]))
-        if photo >= 0
+        if photo != EMPTY_PLACE
     ]
 
 

@@ -74,24 +74,39 @@ def decode_image(path: Path) -> Image.Image:
         raise DeepvizError(f"{path}: not a readable image ({reason})") from None
 
 
+IMAGE_EXPECTED = ("image: expected a path, a PIL.Image.Image or a uint8 array of shape (H, W, 3), (H, W, 4), "
+                  "(H, W, 1) or (H, W)")
+
+
 def as_photo(image) -> Image.Image:
-    """An RGB photo from a path, a PIL image or a (H, W, 3), (H, W, 1) or (H, W) uint8 array."""
+    """An RGB photo from a path, a PIL image or a (H, W, 3), (H, W, 4) (RGBA), (H, W, 1) or (H, W) uint8 array."""
     if isinstance(image, (str, Path)):
         return load_image(Path(image))
     if isinstance(image, Image.Image):
-        return to_rgb(ImageOps.exif_transpose(image))
-    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and (
-            image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (1, 3))):
-        return Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image).convert("RGB")
-    expected = "image: expected a path, a PIL.Image.Image or a uint8 array of shape (H, W, 3), (H, W, 1) or (H, W)"
+        photo = to_rgb(ImageOps.exif_transpose(image))
+    elif isinstance(image, np.ndarray) and image.dtype == np.uint8 and (
+            image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (1, 3, 4))):
+        photo = to_rgb(Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image))
+    else:
+        raise UsageError(f"{IMAGE_EXPECTED}; received {received_image(image)}")
+    if not photo.width or not photo.height:
+        raise UsageError(f"image: expected at least one pixel, received an image of {photo.width}x{photo.height}")
+    return photo
+
+
+def received_image(image) -> str:
+    """What an image argument that as_photo cannot take is, and how to make one it can."""
     if not isinstance(image, np.ndarray):
-        hint = ". Pass several images as a list" if isinstance(image, tuple) else ""
-        raise UsageError(f"{expected}; received {type(image).__name__}{hint}")
-    hint = (" Convert a float array in [0, 1] with (array * 255).astype('uint8')."
-            if np.issubdtype(image.dtype, np.floating) else "")
+        return type(image).__name__ + (". Pass several images as a list" if isinstance(image, tuple) else "")
+    hint = ""
+    if np.issubdtype(image.dtype, np.floating):
+        finite = image[np.isfinite(image)]
+        hint = (" Convert a float array in 0 to 255 with array.clip(0, 255).astype('uint8')."
+                if finite.size and finite.max() > 1 else " Convert a float array in [0, 1] with "
+                "(array * 255).astype('uint8').")
     if image.ndim == 4:
         hint += " Pass a batch as a list of images: list(batch)."
-    raise UsageError(f"{expected}; received an array of shape {image.shape} and dtype {image.dtype}.{hint}")
+    return f"an array of shape {image.shape} and dtype {image.dtype}.{hint}"
 
 
 GREY_RANGES = (255, 1023, 4095, 16383, 65535)  # the largest value of 8, 10, 12, 14 and 16 bits

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from .backend import import_keras
 from .errors import UsageError
 
@@ -110,6 +112,8 @@ def check_channels(network, layer_names: Sequence[str], channels: Sequence[int] 
     """Every --channels index must exist in every chosen layer with spatial maps."""
     if channels is None:
         return
+    if not channels or not all(is_index(channel) for channel in channels):
+        raise UsageError(f"channels: expected channel indices, whole numbers of 0 or more, received {list(channels)!r}")
     repeated = first_repeated(channels)
     if repeated is not None:
         raise UsageError(f"channels: expected each channel once, received {repeated} twice in {list(channels)}")
@@ -119,6 +123,15 @@ def check_channels(network, layer_names: Sequence[str], channels: Sequence[int] 
         if len(shape) == 3 and max(channels) >= shape[-1]:
             raise UsageError(f"channel {max(channels)}: layer {name} has {shape[-1]} channels "
                              f"(0 to {shape[-1] - 1})")
+
+
+def is_whole(value) -> bool:
+    """Whether `value` is an int (Python's or NumPy's), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def is_index(value) -> bool:
+    return is_whole(value) and value >= 0
 
 
 def first_repeated(values: Sequence[int]) -> int | None:

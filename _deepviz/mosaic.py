@@ -43,9 +43,17 @@ def scale_each_channel(maps: np.ndarray, layer: LayerSummary) -> ScaledTiles:
 
 
 def scale_whole_layer(maps: np.ndarray, layer: LayerSummary) -> ScaledTiles:
-    """All tiles on one scale: the layer's minimum to maximum activation."""
-    vmax = layer.maximum if layer.maximum > layer.minimum else layer.minimum + 1.0
-    return ScaledTiles(maps, layer.minimum, vmax, "activation (one scale for the layer)", {})
+    """All tiles on one scale: the layer's minimum to maximum activation.
+
+    Where those are not finite (a model whose values overflowed), the finite values drawn set the
+    scale instead, and the others are drawn as bad values: a NaN range would leave every tile blank.
+    """
+    low, high = layer.minimum, layer.maximum
+    if not (np.isfinite(low) and np.isfinite(high)):
+        finite = maps[np.isfinite(maps)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    vmax = high if high > low else low + 1.0
+    return ScaledTiles(maps, low, vmax, "activation (one scale for the layer)", {})
 
 
 NORMALISATIONS: dict[str, Callable[[np.ndarray, LayerSummary], ScaledTiles]] = {
@@ -137,6 +145,7 @@ def paint_mosaic(scaled: ScaledTiles, grid: TileGrid, colormap, labels: Sequence
     canvas = np.full((grid.height, grid.width), np.nan, np.float32)  # NaN: gaps, empty slots, leftover pixels
     laid = compose_mosaic(drawn, grid.columns, grid.gap).filled(np.nan)
     canvas[:, :laid.shape[1]] = laid
+    canvas[np.isinf(canvas)] = np.nan  # a value that overflowed: drawn as NaN is, not as the scale's top or bottom
     colours = colormap.with_extremes(bad=GAP_COLOUR)((canvas - scaled.vmin) / (scaled.vmax - scaled.vmin), bytes=True)
     if summary_image is not None:
         summary = resized_tiles(summary_image, grid.tile_height, grid.tile_width)  # (tile height, tile width, 3)
@@ -161,6 +170,12 @@ def resized_along(tiles: np.ndarray, axis: int, target: int) -> np.ndarray:
     if target >= source:
         nearest = ((np.arange(target) + 0.5) * source / target).astype(int)
         return np.take(tiles, nearest, axis=axis)
+    finite = np.isfinite(tiles)
+    if not finite.all():  # inf or NaN (a model whose values overflowed) is NaN where drawn, and only there:
+        # in the running sum below it would spread along the rest of its row or column
+        means = resized_along(np.where(finite, tiles, 0.0).astype(np.float32), axis, target)
+        covered = resized_along(finite.astype(np.float32), axis, target)  # the fraction of finite values
+        return np.where(covered > 1 - 1e-4, means, np.nan).astype(np.float32)
     # The mean over [a, b) is (I(b) - I(a)) / (b - a), I the running sum, linear between map pixels.
     # (Elementwise, not a matrix product: BLAS threads would spin on a worker's neighbour's core.)
     edges = np.arange(target + 1) * source / target  # drawn pixel i covers [edges[i], edges[i + 1])

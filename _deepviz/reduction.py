@@ -32,10 +32,12 @@ class Reduction:
 def argsort_descending(scores):
     """(N, C) scores -> (N, C) channel indices, highest first; equal scores in index order.
 
-    As `np.argsort(-scores, kind="stable")` in stats.RANKINGS: keras.ops.argsort is stable
-    on PyTorch and JAX, and on TensorFlow it is top_k, which puts the lower index first.
+    As stats.descending: keras.ops.argsort is stable on PyTorch and JAX, and on TensorFlow it
+    is top_k, which puts the lower index first; NaN is -inf there too (top_k's comparisons
+    with NaN would scramble the other channels' order).
     """
     ops = import_keras().ops
+    scores = ops.where(ops.isnan(scores), float("-inf"), scores)
     return ops.argsort(ops.negative(scores), axis=-1)
 
 
@@ -101,7 +103,8 @@ def reduce_maps(maps, reduction: Reduction) -> dict:
     """
     ops = import_keras().ops
     maps = ops.cast(maps, "float32")  # (N, H, W, C)
-    channel_means = ops.mean(maps, axis=(1, 2))  # (N, C)
+    # a row's mean, then the rows': TensorFlow's one running float32 sum over a 1024 x 1024 map drifts by 1%
+    channel_means = ops.mean(ops.mean(maps, axis=2), axis=1)  # (N, C)
     channel_maxima = ops.max(maps, axis=(1, 2))
     channel_minima = ops.min(maps, axis=(1, 2))
     order = drawing_order(channel_means, channel_maxima, reduction)  # (N, k)

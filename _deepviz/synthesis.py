@@ -46,6 +46,9 @@ DEFAULT_STEPS = 256
 DEFAULT_SIZE = 224  # or the model's input, if smaller
 DEFAULT_SEED = 0
 DEFAULT_MAX_MAPS = 8  # channels drawn per layer with --synthesize
+STEPS_RANGE = (1, 100_000)
+SIZE_RANGE = (16, 1024)  # InceptionV3 on one 1024-pixel pattern holds 2.8 GB; memory grows with the square
+SEED_RANGE = (0, 2**32 - 1)
 LEARNING_RATE = 0.05  # Adam's, as in Lucid
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPSILON = 1e-8
@@ -93,11 +96,10 @@ def synthesis_settings(network, steps: int = DEFAULT_STEPS, size: int | None = N
                        seed: int = DEFAULT_SEED) -> Settings:
     """Checked settings; `size` None: 224, or the model's input if that is smaller."""
     size = size if size is not None else min(DEFAULT_SIZE, *network.input_size)
-    for name, value, low in (("steps", steps, 1), ("size", size, 16)):
-        if not isinstance(value, (int, np.integer)) or value < low:
-            raise UsageError(f"{name}: expected a whole number of at least {low}, received {value!r}")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise UsageError(f"seed: expected a whole number of 0 or more, received {seed!r}")
+    for name, value, (low, high) in (("steps", steps, STEPS_RANGE), ("size", size, SIZE_RANGE),
+                                     ("seed", seed, SEED_RANGE)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+            raise UsageError(f"{name}: expected a whole number from {low} to {high}, received {value!r}")
     return Settings(int(steps), int(size), int(seed))
 
 

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from .figure import heat_over_grey, stretched_to
+from .figure import heat_over_grey, notebook_figure_class, stretched_to
 from .stats import LayerSummary
 
 FIGURE_WIDTH_INCHES = 12.0
@@ -28,8 +28,6 @@ def draw_synthesis_figure(photo: Image.Image | None, photo_title: str, layers: S
                           patterns: dict, summaries: dict[str, LayerSummary] | None = None, cmap: str = "viridis"):
     """A Matplotlib Figure. `layers`: [(layer, channels)]; `patterns`: {layer: {channel: Pattern}};
     `summaries`: {layer: LayerSummary} of the photo, whose drawn channels include `channels`."""
-    from matplotlib.figure import Figure
-
     if photo is not None:
         photo = photo.copy()
         photo.thumbnail((PHOTO_DISPLAY_MAX_PIXELS, PHOTO_DISPLAY_MAX_PIXELS))
@@ -43,7 +41,7 @@ def draw_synthesis_figure(photo: Image.Image | None, photo_title: str, layers: S
     for count in rows_per_layer:
         heights += [TITLE_INCHES * 0.7] + [cell + TITLE_INCHES] * count
     suptitle = TITLE_INCHES if photo is None and photo_title else 0.0  # over the grid, not in it
-    figure = Figure(figsize=(FIGURE_WIDTH_INCHES, sum(heights) + suptitle), layout="constrained")
+    figure = notebook_figure_class()(figsize=(FIGURE_WIDTH_INCHES, sum(heights) + suptitle), layout="constrained")
     has_margins = margin > 1e-6
     widths = [margin, *[cell] * columns, margin] if has_margins else [cell] * columns
     grid = figure.add_gridspec(len(heights), len(widths), height_ratios=heights, width_ratios=widths)

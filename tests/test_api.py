@@ -2,6 +2,7 @@
 
 import inspect
 import io
+import re
 
 import numpy as np
 import pytest
@@ -168,6 +169,8 @@ def test_grad_cam_of_an_in_memory_model_puts_each_class_where_its_evidence_is():
     by_index = viz.grad_cam(photo, classes=[1], layer="maps")
     np.testing.assert_allclose(by_index["right"], heatmaps["right"], atol=1e-6)
     assert list(viz.grad_cam(photo, classes=["left"], layer="maps")) == ["left"]
+    assert list(viz.grad_cam(photo, classes="left", layer="maps")) == ["left"]  # one class, as one layer, alone
+    assert list(viz.grad_cam(photo, classes=1, layer="maps")) == ["right"]
 
 
 def test_the_network_and_feature_models_are_built_once(monkeypatch):
@@ -226,16 +229,23 @@ def test_bad_arguments_raise_usage_errors_a_python_user_can_catch(tmp_path):
         viz.figure(photo, cmap="viridiss")
     with pytest.raises(deepviz.UsageError, match=r"image: expected a path, a PIL.Image.Image or a uint8 array.*"
                                                  r"dtype float32\. Convert a float array in \[0, 1\] with"):
-        viz.predict(photo.astype(np.float32))
+        viz.predict(photo.astype(np.float32) / 255)
+    with pytest.raises(deepviz.UsageError, match=r"dtype float32\. Convert a float array in 0 to 255 with "
+                                                 r"array\.clip\(0, 255\)\.astype\('uint8'\)\.$"):
+        viz.predict(photo.astype(np.float32))  # (array * 255) would wrap its values around
     with pytest.raises(deepviz.UsageError) as refused:
         viz.maps(123)
-    assert str(refused.value).endswith("(H, W, 3), (H, W, 1) or (H, W); received int")  # no hint about float arrays
+    assert str(refused.value).endswith("(H, W, 3), (H, W, 4), (H, W, 1) or (H, W); received int")  # no float hint
     with pytest.raises(deepviz.UsageError, match=r"classes: 'dog' is not a class of functional"):
         viz.grad_cam(photo, classes=["dog"])
     with pytest.raises(deepviz.UsageError, match=r"top: expected a whole number of at least 1, received 0"):
         viz.predict(photo, top=0)
     with pytest.raises(deepviz.UsageError, match=r"^channel 9: layer conv_a has 6 channels"):
         viz.figure(photo, ["conv_a"], channels=[9])
+    for channels in ([-1], [], [1.0], [True]):  # -1 would pick a row of another photo's maps on the device
+        with pytest.raises(deepviz.UsageError, match=r"^channels: expected channel indices, whole numbers of 0 or "
+                                                     rf"more, received {re.escape(repr(channels))}$"):
+            viz.figure(photo, ["conv_a"], channels=channels)
     with pytest.raises(deepviz.UsageError, match=r"dpi: expected a whole number from 10 to 1200, received 5"):
         viz.figure(photo, dpi=5)
     for name, received in (("figure.tiff", "'.tiff'"), ("figure", "none \\(no suffix\\)")):
@@ -250,6 +260,43 @@ def test_bad_arguments_raise_usage_errors_a_python_user_can_catch(tmp_path):
                                                  r"top-ranked ones; received channels=\[1, 2\] and max_maps=64: pass"):
         viz.figure(photo, ["conv_a"], channels=[1, 2], max_maps=64)  # as asked for, though the default's value
     assert viz.figure(photo, ["conv_a"], channels=[1, 2]) is not None  # the default max_maps stands aside
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda viz, photo: viz.figure(photo, max_maps="all"), r"max_maps: expected a whole number of at least 1 or None "
+                                                           r"\(all\), received 'all'$"),
+    (lambda viz, photo: viz.figure(photo, max_maps=2.5), r"received 2\.5$"),
+    (lambda viz, photo: viz.figure(photo, max_maps=True), r"received True$"),
+    (lambda viz, photo: viz.predict(photo, top=2.5), r"^top: expected a whole number of at least 1, received 2\.5$"),
+    (lambda viz, photo: viz.predict(photo, top="3"), r"received '3'$"),
+    (lambda viz, photo: viz.figure(photo, channels=3), r"^channels: expected a list of channel indices, received 3$"),
+    (lambda viz, photo: viz.maps(photo, 3), r"^layers: expected a layer name or a list of them, or None for the "
+                                            r"default layers; received 3$"),
+    (lambda viz, photo: viz.maps(photo, [None]), r"received \[None\]$"),
+    (lambda viz, photo: viz.predict(np.zeros((0, 5, 3), np.uint8)), r"^image: expected at least one pixel, received "
+                                                                     r"an image of 5x0$"),
+    (lambda viz, photo: viz.figure(photo, cam_layer="conv_b"), r"^cam_layer 'conv_b' picks the layer cam=True "
+                                                               r"explains; add cam=True, or leave cam_layer out$"),
+    (lambda viz, photo: viz.figure(photo, steps=4, seed=1), r"^steps=4, seed=1: shapes the patterns of "
+                                                            r"synthesize=True; add it, or leave them out$"),
+    (lambda viz, photo: viz.figure(photo, synthesize=True, cam=True), r"^cam=True is not drawn with synthesize=True"),
+    (lambda viz, photo: viz.exemplars([Image.fromarray(photo)], "conv_b"), r"^images: expected photo paths or "
+                                                                           r"directories .*received list of Image$"),
+    (lambda viz, photo: viz.exemplars("photos/", ["conv_b"]), r"^layer: expected one layer's name, received "
+                                                              r"\['conv_b'\]; call exemplars once per layer$"),
+    (lambda viz, photo: deepviz.Visualizer(123), r"^model: expected a built-in name such as 'inception_v3', a saved "
+                                                 r"model's path or a keras.Model, received int$"),
+])
+def test_arguments_of_the_wrong_kind_are_usage_errors_that_say_what_was_expected(call, message):
+    with pytest.raises(deepviz.UsageError, match=message):
+        call(deepviz.Visualizer(functional_classifier()), photo_array())
+
+
+def test_an_rgba_array_is_laid_over_white_as_an_rgba_image_is():
+    viz = deepviz.Visualizer(functional_classifier())
+    rgba = np.dstack([photo_array(3), np.linspace(0, 255, 48, dtype=np.uint8)[None, :].repeat(40, 0)])
+    np.testing.assert_array_equal(viz.maps(rgba, "conv_a")["conv_a"],
+                                  viz.maps(Image.fromarray(rgba, "RGBA"), "conv_a")["conv_a"])
 
 
 def test_runtime_failures_raise_deepviz_errors(tmp_path):

@@ -89,10 +89,20 @@ def test_merged_tallies_keep_the_best_photos_in_any_order(rank):
 def test_ties_go_to_the_earlier_photo_and_empty_places_are_dropped():
     maps = np.ones((3, 2, 2, 1), np.float32)
     tally = exemplars.tally_maps(maps, np.array([7, 3, 5]), None, 5, "max")
-    assert tally.photos[0].tolist() == [3, 5, 7, -1, -1]
+    assert tally.photos[0].tolist() == [3, 5, 7, exemplars.EMPTY_PLACE, exemplars.EMPTY_PLACE]
     paths = [f"p{i}.png" for i in range(8)]
     found = exemplars.exemplars_of(tally, 0, paths)
     assert [e.path.name for e in found] == ["p3.png", "p5.png", "p7.png"]
+
+
+def test_values_that_overflowed_rank_the_same_in_any_batches_and_inf_stays_inf():
+    maps = np.stack([np.full((2, 2, 1), value, np.float32) for value in (np.nan, 1.0, np.inf)])  # photos 0, 1, 2
+    for batch_size in (1, 3):
+        batches = [maps[start:start + batch_size] for start in range(0, 3, batch_size)]
+        tally = tally_all(batches, k=4)
+        assert tally.photos[0].tolist() == [2, 1, 0, exemplars.EMPTY_PLACE], batch_size  # NaN last, yet kept
+        found = exemplars.exemplars_of(tally, 0, ["nan.png", "one.png", "inf.png"])
+        assert [(e.path.name, e.activation) for e in found][:2] == [("inf.png", np.inf), ("one.png", 1.0)]
 
 
 def test_without_channels_the_top_channels_by_mean_over_the_set_are_kept():

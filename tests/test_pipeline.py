@@ -241,6 +241,25 @@ def test_a_tile_drawn_smaller_than_its_map_keeps_every_row_and_its_mean():
     assert enlarged.tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]  # flat blocks
 
 
+def test_a_value_that_overflowed_blanks_only_the_drawn_pixel_it_falls_in():
+    import matplotlib
+
+    maps = np.arange(64, dtype=np.float32).reshape(8, 8, 1)
+    maps[0, 0, 0] = np.inf
+    shrunk = mosaic.resized_tiles(maps, 4, 4)[..., 0]
+    expected = np.arange(64, dtype=np.float32).reshape(4, 2, 4, 2).mean(axis=(1, 3))  # each 2x2 block's mean
+    assert np.isnan(shrunk[0, 0]) and np.isnan(shrunk).sum() == 1
+    np.testing.assert_allclose(shrunk.ravel()[1:], expected.ravel()[1:], rtol=1e-6)
+    maps[0, 0, 0] = np.nan
+    layer = stats.summarize_layer("layer", maps, 64, "mean")  # its minimum and maximum: NaN
+    scaled = mosaic.NORMALISATIONS["layer"](layer.maps, layer)
+    assert (scaled.vmin, scaled.vmax) == (1.0, 63.0)  # the finite values', not a NaN range that blanks every tile
+    scaled.tiles[0, 0, 0] = np.inf
+    grid = mosaic.tile_grid(1, (8, 8), 16)  # enlarged: each value a 2x2 block
+    painted = mosaic.paint_mosaic(scaled, grid, matplotlib.colormaps["viridis"], ["0"], None)
+    assert (painted[:2, :2, :3] == 255).all() and (painted[2:, 2:, :3] != 255).any()  # white, as a gap
+
+
 def test_layer_scaling_uses_one_range_shown_on_the_colour_bar():
     import matplotlib
 

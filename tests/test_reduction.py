@@ -167,3 +167,23 @@ def test_only_the_reduction_reaches_the_host():
 
 def test_the_device_rankings_are_the_hosts():
     assert list(reduction.DEVICE_RANKINGS) == list(stats.RANKINGS)
+
+
+def test_nan_scores_rank_last_on_the_device_as_on_the_host():
+    scores = np.array([[3, 1, np.nan, 2, 0.5, 5, 4]], np.float32)  # a channel of a model whose values overflowed
+    order = keras.ops.convert_to_numpy(reduction.argsort_descending(keras.ops.convert_to_tensor(scores)))
+    np.testing.assert_array_equal(order[0], [5, 6, 0, 3, 1, 4, 2])
+    np.testing.assert_array_equal(stats.descending(scores[0]), [5, 6, 0, 3, 1, 4, 2])
+
+
+def test_channel_means_of_a_large_map_stay_accurate():
+    true_means = np.array([0.1003, 0.1, 0.0997])
+    maps = np.broadcast_to(true_means.astype(np.float32), (1, 1024, 1024, 3)).copy()
+    reduced = reduction.reduce_maps(keras.ops.convert_to_tensor(maps), reduction.Reduction(None, "mean"))
+    device_means = keras.ops.convert_to_numpy(reduced["channel_means"])[0]
+    np.testing.assert_allclose(device_means, true_means, rtol=1e-4)  # one running float32 sum on TensorFlow: 1e-2
+    host = stats.summarize_layer("wide", maps[0], None, "mean")
+    np.testing.assert_allclose(host.channel_means, true_means, rtol=1e-6)
+    near_tie = np.full((147, 147, 4), 0.1, np.float32)
+    near_tie[..., 2] = 0.1000001  # a running float32 sum gives all four the same mean
+    np.testing.assert_array_equal(stats.rank_by_mean(near_tie), [2, 0, 1, 3])

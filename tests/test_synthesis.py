@@ -138,12 +138,19 @@ def test_visualizer_synthesize_and_errors(tiny_model, cache):
     viz = deepviz.Visualizer(tiny_model)
     images = viz.synthesize("mixed", [0, 5], steps=2, size=SIZE)
     assert list(images) == [0, 5] and images[5].shape == (SIZE, SIZE, 3) and images[5].dtype == np.uint8
+    paired = viz.figure(np.full((40, 40, 3), 128, np.uint8), "mixed", channels=[0, 5], synthesize=True, steps=2,
+                        size=SIZE)
+    assert paired._repr_png_().startswith(b"\x89PNG")  # shown inline in Jupyter, as any figure of figure()
     with pytest.raises(deepviz.UsageError, match="layer mixed has 8 channels"):
         viz.synthesize("mixed", [8], steps=2)
     with pytest.raises(deepviz.UsageError, match="expected a layer with spatial maps"):
         viz.synthesize(viz.layers()[-1], [0], steps=2)
-    with pytest.raises(deepviz.UsageError, match="steps: expected a whole number of at least 1"):
+    with pytest.raises(deepviz.UsageError, match="steps: expected a whole number from 1 to 100000, received 0"):
         viz.synthesize("mixed", [0], steps=0)
+    for option, value in (("size", 10_000), ("size", 64.0), ("seed", -1), ("steps", True)):  # 10,000: 200 GB or so
+        with pytest.raises(deepviz.UsageError, match=rf"^{option}: expected a whole number from \d+ to \d+, "
+                                                     rf"received {value!r}$"):
+            viz.synthesize("mixed", [0], **{"steps": 2, option: value})
     keras = backend.import_keras()
     inputs = keras.Input((64, 64, 3))
     shrinking = keras.layers.Conv2D(4, 9, activation="relu", name="deep")(keras.layers.Conv2D(4, 9, strides=2)(inputs))
