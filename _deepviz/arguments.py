@@ -72,8 +72,9 @@ def check_figure_options(cam: bool, cam_layer, summary, synthesize: bool, steps,
         given = [f"{name}={value!r}" for name, value, was_given in (
             ("steps", steps, said(steps)), ("size", size, size is not None), ("seed", seed, said(seed))) if was_given]
         if given:
-            raise UsageError(f"{', '.join(given)}: shapes the patterns of synthesize=True; add it, or leave "
-                             f"{'it' if len(given) == 1 else 'them'} out")
+            one = len(given) == 1
+            raise UsageError(f"{', '.join(given)}: {'shapes' if one else 'shape'} the patterns of synthesize=True; "
+                             f"add it, or leave {'it' if one else 'them'} out")
     elif cam or summary is not None:
         raise UsageError(f"{'cam=True' if cam else f'summary={summary!r}'} is not drawn with synthesize=True, whose "
                          "figure pairs maps and patterns; pass one of them")

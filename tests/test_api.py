@@ -277,8 +277,10 @@ def test_bad_arguments_raise_usage_errors_a_python_user_can_catch(tmp_path):
                                                                      r"an image of 5x0$"),
     (lambda viz, photo: viz.figure(photo, cam_layer="conv_b"), r"^cam_layer 'conv_b' picks the layer cam=True "
                                                                r"explains; add cam=True, or leave cam_layer out$"),
-    (lambda viz, photo: viz.figure(photo, steps=4, seed=1), r"^steps=4, seed=1: shapes the patterns of "
+    (lambda viz, photo: viz.figure(photo, steps=4, seed=1), r"^steps=4, seed=1: shape the patterns of "
                                                             r"synthesize=True; add it, or leave them out$"),
+    (lambda viz, photo: viz.figure(photo, size=64), r"^size=64: shapes the patterns of synthesize=True; add it, "
+                                                    r"or leave it out$"),
     (lambda viz, photo: viz.figure(photo, synthesize=True, cam=True), r"^cam=True is not drawn with synthesize=True"),
     (lambda viz, photo: viz.exemplars([Image.fromarray(photo)], "conv_b"), r"^images: expected photo paths or "
                                                                            r"directories .*received list of Image$"),
