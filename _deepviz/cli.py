@@ -26,6 +26,8 @@ from .stats import DEFAULT_MAX_MAPS, DEFAULT_TOP, RANKINGS, SUMMARIES
 from .workers import usable_cores
 
 DEFAULT_BATCH_SIZE = 8
+BATCH_SIZE_RANGE = (1, 1024)
+WORKERS_RANGE = (1, 512)
 
 
 def positive_int(low: int, high: int):
@@ -171,21 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--norm", choices=list(NORMALISATIONS), default="channel",
                         action=StoreGiven,
                         help="tile scaling: 'channel' (each tile its own min to max) or 'layer' (one scale per layer)")
-    parser.add_argument("--cmap", default=DEFAULT_CMAP, help="any Matplotlib colormap name")
-    parser.add_argument("--dpi", type=positive_int(*DPI_RANGE), default=DEFAULT_DPI,
+    parser.add_argument("--cmap", default=DEFAULT_CMAP, metavar="NAME", help="any Matplotlib colormap name")
+    parser.add_argument("--dpi", type=positive_int(*DPI_RANGE), default=DEFAULT_DPI, metavar="N",
                         help=f"figure resolution in dots per inch ({DPI_RANGE[0]} to {DPI_RANGE[1]})")
     parser.add_argument("--out", metavar="PATH",
                         help=f"figure file (.{', .'.join(FIGURE_FORMATS)}) or directory "
                         f"(default: {DEFAULT_OUT_DIR}/<image stem>.png; {DEFAULT_OUT_DIR}/synthesis.png for "
                         f"--synthesize without IMAGE; {DEFAULT_OUT_DIR}/exemplars_<layer>.png for --exemplars)")
     parser.add_argument("--recursive", action="store_true", help="look for images in subdirectories too")
-    parser.add_argument("--batch-size", type=positive_int(1, 1024), default=DEFAULT_BATCH_SIZE, metavar="N",
-                        action=StoreGiven,
-                        help="images per forward pass")
-    parser.add_argument("--workers", type=positive_int(1, 512), metavar="N",
-                        help="processes that draw and write the figures while the network runs; 1 draws in "
-                        f"this process (default: the cores this process may use, {usable_cores()} here, "
-                        "at most one per photo)")
+    parser.add_argument("--batch-size", type=positive_int(*BATCH_SIZE_RANGE), default=DEFAULT_BATCH_SIZE,
+                        metavar="N", action=StoreGiven,
+                        help=f"images per forward pass ({BATCH_SIZE_RANGE[0]} to {BATCH_SIZE_RANGE[1]})")
+    parser.add_argument("--workers", type=positive_int(*WORKERS_RANGE), metavar="N",
+                        help=f"processes that draw and write the figures while the network runs, {WORKERS_RANGE[0]} "
+                        f"to {WORKERS_RANGE[1]}; 1 draws in this process (default: the cores this process may use, "
+                        f"{usable_cores()} here, at most one per photo)")
     parser.add_argument("--channels", type=channel_list, metavar="I,J,...",
                         help="draw exactly these channels, in this order, for every chosen layer "
                         "(instead of the top-ranked ones)")
@@ -205,14 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(cached under $DEEPVIZ_CACHE, default ~/.cache/deepviz)")
     parser.add_argument("--steps", type=positive_int(*STEPS_RANGE), default=SYNTHESIS_STEPS, metavar="N",
                         action=StoreGiven,
-                        help="--synthesize: optimisation steps per pattern")
+                        help=f"--synthesize: optimisation steps per pattern ({STEPS_RANGE[0]} to {STEPS_RANGE[1]})")
     parser.add_argument("--size", type=positive_int(*SIZE_RANGE), metavar="PIXELS", action=StoreGiven,
                         help=f"--synthesize: side of each square pattern, {SIZE_RANGE[0]} to {SIZE_RANGE[1]} "
                         f"(default: {SYNTHESIS_SIZE}, or the model's input if smaller)")
     parser.add_argument("--seed", type=positive_int(*SEED_RANGE), default=SYNTHESIS_SEED, metavar="N",
                         action=StoreGiven,
-                        help="--synthesize: random seed of the starting noise and transforms; the same seed "
-                        f"gives the same pattern (default: {SYNTHESIS_SEED})")
+                        help=f"--synthesize: random seed of the starting noise and transforms ({SEED_RANGE[0]} to "
+                        f"{SEED_RANGE[1]}); the same seed gives the same pattern (default: {SYNTHESIS_SEED})")
     parser.add_argument("--json", action="store_true",
                         help="also write <figure stem>.json: predictions, model, weights, versions, settings, "
                         "and each layer's statistics and ranked channels (and --synthesize's settings and patterns)")
