@@ -40,7 +40,7 @@ from _deepviz import __version__
 from _deepviz.analysis import (Analysis, PhotoResult, analyse_batch, build_pipeline, check_analysis, device_reduction,
                                forward_batch)
 from _deepviz.arguments import (channel_tuple, check_figure_options, check_model, check_one_layer, layer_tuple,
-                                photo_paths)
+                                max_maps_unless_channels, photo_paths)
 from _deepviz.cli import DEFAULT_BATCH_SIZE, build_parser
 from _deepviz.defaults import UnsaidInt, UnsaidStr, said
 from _deepviz.errors import DeepvizError, UsageError
@@ -164,7 +164,7 @@ class Visualizer:
         check_colormap(cmap)
         check_dpi(dpi)
         check_figure_options(cam, cam_layer, summary, synthesize, steps, size, seed)
-        max_maps = self._max_maps_unless_channels(max_maps, channels)
+        max_maps = max_maps_unless_channels(max_maps, channels)
         analysis = Analysis(layers=self._layer_names(layers), top=top, max_maps=max_maps, rank=rank,
                             channels=channel_tuple(channels), summary=summary, cam=cam, cam_layer=cam_layer)
         photo = as_photo(image)
@@ -218,10 +218,10 @@ class Visualizer:
         local Ray or the cluster at `ray_address` ("auto": the running one). Unreadable photos
         are skipped with a warning that lists them.
         """
-        paths = each_photo_once(expand_inputs(photo_paths(images), False))
         check_one_layer(layer)
-        max_maps = self._max_maps_unless_channels(max_maps, channels)
+        max_maps = max_maps_unless_channels(max_maps, channels)
         plan = ExemplarPlan((layer,), channel_tuple(channels), per_channel, rank, max_maps)
+        paths = each_photo_once(expand_inputs(photo_paths(images), False))
         result = find_exemplars(self.network, self.choice, plan, paths, engine, batch_size, ray_address)
         if result.failed:
             skipped = ", ".join(str(path) for path, _ in result.failed)
@@ -262,14 +262,6 @@ class Visualizer:
     def _layer_names(self, layers: str | Sequence[str] | None) -> tuple[str, ...]:
         """The layers asked for: one name, a list of names, or None for the default layers."""
         return tuple(self.default_layers) if layers is None else layer_tuple(layers)
-
-    @staticmethod
-    def _max_maps_unless_channels(max_maps, channels):
-        """`max_maps`, its default as a plain int; refused where `channels` are named too, as on the command line."""
-        if channels is not None and said(max_maps):
-            raise UsageError("channels draws exactly the channels listed and max_maps the top-ranked ones; "
-                             f"received channels={channels!r} and max_maps={max_maps!r}: pass one of them")
-        return max_maps if said(max_maps) else DEFAULT_MAX_MAPS
 
     @staticmethod
     def _photos(image) -> list:

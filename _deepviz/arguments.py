@@ -24,12 +24,17 @@ def is_keras_model(model) -> bool:
     return isinstance(model, import_keras().Model)
 
 
+def is_listing(value) -> bool:
+    """Whether `value` lists values (a list, a tuple, a range, an array): iterable, and no text or mapping."""
+    return hasattr(value, "__iter__") and not isinstance(value, (str, bytes, dict))
+
+
 def layer_tuple(layers) -> tuple[str, ...]:
     """One layer name or a list of them as a tuple, or UsageError (None, the default layers, is the caller's)."""
     if isinstance(layers, str):
         return (layers,)
     expected = "layers: expected a layer name or a list of them, or None for the default layers; received"
-    if isinstance(layers, (bytes, dict)) or not hasattr(layers, "__iter__"):
+    if not is_listing(layers):
         raise UsageError(f"{expected} {layers!r}")
     names = tuple(layers)
     if not names:
@@ -48,7 +53,7 @@ def channel_tuple(channels) -> tuple | None:
     """`channels` as a tuple (checked further with the layers), or UsageError where it is no list of them."""
     if channels is None:
         return None
-    if isinstance(channels, (str, bytes, dict)) or not hasattr(channels, "__iter__"):
+    if not is_listing(channels):
         raise UsageError(f"channels: expected a list of channel indices, received {channels!r}")
     return tuple(channels)
 
@@ -61,6 +66,14 @@ def photo_paths(images) -> list:
                          f"{type(images).__name__}" + (f" of {', '.join(sorted({type(i).__name__ for i in listed}))}"
                                                        if isinstance(listed, (list, tuple)) else ""))
     return list(listed)
+
+
+def max_maps_unless_channels(max_maps, channels):
+    """`max_maps`, its default as a plain int; refused where `channels` are named too, as on the command line."""
+    if channels is not None and said(max_maps):
+        raise UsageError("channels draws exactly the channels listed and max_maps the top-ranked ones; "
+                         f"received channels={channels!r} and max_maps={max_maps!r}: pass one of them")
+    return max_maps if said(max_maps) else int(max_maps)  # the default as the plain int it stands for
 
 
 def check_figure_options(cam: bool, cam_layer, summary, synthesize: bool, steps, size, seed) -> None:

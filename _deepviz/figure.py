@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import UsageError
+from .layers import is_whole
 from .mosaic import (NORMALISATION_PHRASES, NORMALISATIONS, ScaledTiles, TileGrid, label_font_pixels,
                      paint_mosaic, tile_grid)
 from .stats import LayerSummary, channel_phrase
@@ -60,7 +61,7 @@ CAM_MAX_OPACITY = 0.85  # the heat's opacity where it is largest; 0 where there 
 
 def check_dpi(dpi) -> None:
     low, high = DPI_RANGE
-    if isinstance(dpi, bool) or not isinstance(dpi, (int, np.integer)) or not low <= dpi <= high:
+    if not is_whole(dpi) or not low <= dpi <= high:
         raise UsageError(f"dpi: expected a whole number from {low} to {high}, received {dpi!r}")
 
 

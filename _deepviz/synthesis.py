@@ -39,7 +39,7 @@ import numpy as np
 from .backend import import_keras, input_gradient
 from .errors import DeepvizError, UsageError
 from .images import LUMA_WEIGHTS, network_input
-from .layers import check_layer_names, layer_paths, output_shape
+from .layers import check_layer_names, is_whole, layer_paths, output_shape
 from .output import write_atomically
 
 DEFAULT_STEPS = 256
@@ -98,7 +98,7 @@ def synthesis_settings(network, steps: int = DEFAULT_STEPS, size: int | None = N
     size = size if size is not None else min(DEFAULT_SIZE, *network.input_size)
     for name, value, (low, high) in (("steps", steps, STEPS_RANGE), ("size", size, SIZE_RANGE),
                                      ("seed", seed, SEED_RANGE)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        if not is_whole(value) or not low <= value <= high:
             raise UsageError(f"{name}: expected a whole number from {low} to {high}, received {value!r}")
     return Settings(int(steps), int(size), int(seed))
 
