@@ -61,11 +61,12 @@ def channel_tuple(channels) -> tuple | None:
 def photo_paths(images) -> list:
     """exemplars' `images` as a list of paths, or UsageError: the photos are streamed from their files."""
     listed = [images] if isinstance(images, (str, Path)) else images
-    if not isinstance(listed, (list, tuple)) or not all(isinstance(item, (str, Path)) for item in listed):
-        raise UsageError(f"images: expected photo paths or directories (a path or a list of them), received "
-                         f"{type(images).__name__}" + (f" of {', '.join(sorted({type(i).__name__ for i in listed}))}"
-                                                       if isinstance(listed, (list, tuple)) else ""))
-    return list(listed)
+    if isinstance(listed, (list, tuple)) and all(isinstance(item, (str, Path)) for item in listed):
+        return list(listed)
+    received = type(images).__name__
+    if isinstance(listed, (list, tuple)):
+        received += f" of {', '.join(sorted({type(item).__name__ for item in listed}))}"
+    raise UsageError(f"images: expected photo paths or directories (a path or a list of them), received {received}")
 
 
 def max_maps_unless_channels(max_maps, channels):

@@ -25,6 +25,7 @@ from .errors import DeepvizError, UsageError
 from .forward import build_feature_model
 from .images import load_image
 from .layers import check_channels, check_layer_names, layer_paths, output_shape
+from .stats import nan_as_lowest
 
 DEFAULT_PER_CHANNEL = 9
 MAX_PER_CHANNEL = 100
@@ -171,8 +172,7 @@ def tally_maps(maps: np.ndarray, photos: np.ndarray, channels: Sequence[int] | N
     n, height, width, num_channels = maps.shape
     tracked = np.arange(num_channels) if channels is None else np.asarray(channels)
     chosen = maps[..., tracked]  # (n, H, W, T)
-    scores = RANKS[rank](chosen).T  # (T, n)
-    scores = np.where(np.isnan(scores), -np.inf, scores)  # NaN as the lowest; inf stays inf
+    scores = nan_as_lowest(RANKS[rank](chosen)).T  # (T, n)
     flat_peaks = chosen.reshape(n, height * width, -1).argmax(axis=1).T  # (T, n)
     positions = np.stack(np.unravel_index(flat_peaks, (height, width)), axis=-1).astype(np.int32)  # (T, n, 2)
     candidate = Tally(

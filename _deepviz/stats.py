@@ -20,10 +20,14 @@ def channel_means(maps: np.ndarray) -> np.ndarray:
     return maps.mean(axis=(0, 1), dtype=np.float64).astype(np.float32)
 
 
+def nan_as_lowest(scores: np.ndarray) -> np.ndarray:
+    """`scores` with NaN (a model whose values overflowed) as -inf, below every other score; inf stays inf."""
+    return np.where(np.isnan(scores), -np.inf, scores)
+
+
 def descending(scores: np.ndarray) -> np.ndarray:
-    """Channel indices, highest score first; equal scores in index order; NaN (a model whose values
-    overflowed) last, as -inf."""
-    return np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")
+    """Channel indices, highest score first; equal scores in index order; NaN last, as -inf."""
+    return np.argsort(-nan_as_lowest(scores), kind="stable")
 
 
 def rank_by_mean(maps: np.ndarray) -> np.ndarray:
