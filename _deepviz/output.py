@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import glob
 import json
 import os
 import sys
@@ -25,6 +26,7 @@ from .titles import missing_glyphs_quiet
 FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
 DEFAULT_OUT_DIR = Path("result")
 TEMPORARY_STEM_CHARACTERS = 40  # of a file's stem in its temporary name: at most 160 bytes, with 15 more
+TEMPORARY_SUFFIX = ".part"
 
 
 def save_figure(figure, path: Path, dpi: int) -> None:
@@ -127,9 +129,7 @@ def write_in_turn(writes, written: Callable[[Path], None]) -> str | None:
 def write_atomically(path: Path, write: Callable) -> None:
     """Call write(binary stream) on a temporary file beside `path`, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # named after the file, shortened: its name may be as long as the system allows, with no room for more
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem[:TEMPORARY_STEM_CHARACTERS]}.",
-                                             suffix=".part")
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX)
     try:
         with os.fdopen(descriptor, "wb") as stream:
             write(stream)
@@ -141,6 +141,26 @@ def write_atomically(path: Path, write: Callable) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def temporaries_of(path: Path) -> list[Path]:
+    """The temporary files that write_atomically makes for `path` (or for another file of its stem) and has
+    not yet renamed: those of a write in progress, or left by a process killed as it wrote."""
+    return list(path.parent.glob(f"{glob.escape(temporary_prefix(path))}*{TEMPORARY_SUFFIX}"))
+
+
+def temporary_prefix(path: Path) -> str:
+    """Hidden, named after the file, shortened: its name may be as long as the system allows, with no room for more."""
+    return f".{path.stem[:TEMPORARY_STEM_CHARACTERS]}."
+
+
+def file_identity(path: Path) -> tuple | None:
+    """What tells one file at `path` from another written there later (a rename gives a new inode); None if none."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_ino, status.st_mtime_ns, status.st_size
 
 
 def current_umask() -> int:

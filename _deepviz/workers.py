@@ -1,7 +1,8 @@
 """Draw and write each photo's figure (and its JSON and arrays) in worker processes.
 
 The forward-pass loop stays in the main process and hands each photo's reduced result
-to a pool of processes that draw and write it; reports come back in input order. The
+to a pool of processes that draw and write it; reports come back in input order. A
+worker that dies costs the photo it was drawing, not the run (DrawingPool.recover). The
 workers start with `spawn` (never `fork`, which would copy the main process's Keras
 backend, its threads and locks) and import only what drawing needs: NumPy, Matplotlib,
 Pillow and deepviz's drawing and output modules, never Keras or a backend.
@@ -20,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -27,13 +29,14 @@ from PIL import Image
 
 from .errors import DeepvizError
 from .figure import FigureStyle, draw_figure
-from .output import arrays_write, json_write, save_figure, write_in_turn
+from .output import arrays_write, file_identity, json_write, save_figure, temporaries_of, write_in_turn
 from .synthesis_figure import draw_synthesis_figure
 from .stats import LayerSummary
 
 
 START_METHOD = "spawn"
 JOBS_PER_WORKER = 2  # jobs handed over and not yet reported, per worker: enough to keep each one busy
+CLOCK_SLACK_SECONDS = 1.0  # a file's time is the kernel's coarse clock, which may trail time.time()
 
 
 def usable_cores() -> int:
@@ -67,6 +70,52 @@ class DrawJob:
 class DrawReport:
     written: list[Path]  # in the order written
     error: str | None = None  # why the next file could not be written
+
+
+@dataclasses.dataclass(eq=False)  # each one itself
+class InFlight:
+    """A job handed to the workers, with what its files were before: which ones it wrote, if its worker dies."""
+
+    tag: object
+    job: DrawJob
+    future: concurrent.futures.Future
+    before: dict  # {path: file_identity(path)} of each file the job writes, as it was handed over
+    handed_over_at: float  # time.time()
+
+    @classmethod
+    def hand_over(cls, tag, job: DrawJob, executor) -> InFlight:
+        before = {path: file_identity(path) for path in planned_files(job)}
+        return cls(tag, job, executor.submit(draw_and_write, job), before, time.time())
+
+    def written(self) -> list[Path]:
+        """The job's files that are new since it was handed over, in the order it writes them."""
+        return [path for path, identity in self.before.items() if file_identity(path) != identity]
+
+    def died(self) -> DrawReport:
+        """The report of a job whose worker died: the files it wrote, none of them partial, and why it stopped."""
+        self.remove_temporaries()
+        written = self.written()
+        unwritten = [path for path in self.before if path not in written]
+        if not unwritten:  # killed once it had written them all
+            return DrawReport(written)
+        return DrawReport(written, f"could not write {unwritten[0]}: the process writing it died "
+                                   "(killed, out of memory, or a crash in Matplotlib or Pillow)")
+
+    def remove_temporaries(self) -> None:
+        """Delete the temporary files its worker made and left, killed as it wrote (each file is written atomically).
+
+        Older ones, of an earlier run that was killed, are left as they are.
+        """
+        for path in set().union(*(temporaries_of(path) for path in self.before)):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime >= self.handed_over_at - CLOCK_SLACK_SECONDS:
+                    path.unlink()
+
+
+def planned_files(job: DrawJob) -> list[Path]:
+    """The files a job writes, in order: the figure, then the JSON and the arrays where asked for."""
+    return ([job.out_path] + [job.out_path.with_suffix(".json")] * (job.record is not None)
+            + [job.out_path.with_suffix(".npz")] * (job.arrays is not None))
 
 
 def draw_and_write(job: DrawJob) -> DrawReport:
@@ -135,8 +184,9 @@ class DrawingPool:
     """
 
     def __init__(self, workers: int):
+        self.workers = workers
         self.limit = JOBS_PER_WORKER * workers
-        self.pending = collections.deque()  # (tag, future), oldest first
+        self.pending: collections.deque[InFlight] = collections.deque()  # oldest first
         self.ready = []  # (tag, DrawReport) finished and not yet handed back, in submission order
         self.executor = start_executor(workers) if workers > 1 else None
 
@@ -147,10 +197,14 @@ class DrawingPool:
                 self.ready.append((tag, draw_and_write(job)))
             return self.take_ready()
         try:
-            self.pending.append((tag, self.executor.submit(draw_and_write, job)))
+            self.pending.append(InFlight.hand_over(tag, job, self.executor))
         except BrokenProcessPool:  # a worker died since the last report
-            raise worker_died() from None
-        while self.pending and (len(self.pending) > self.limit or self.pending[0][1].done()):
+            self.recover()
+            try:
+                self.pending.append(InFlight.hand_over(tag, job, self.executor))
+            except BrokenProcessPool:  # and one of the fresh ones, at once: not any photo's doing
+                raise worker_died() from None
+        while self.pending and (len(self.pending) > self.limit or self.pending[0].future.done()):
             self.wait_for_oldest()
         return self.take_ready()
 
@@ -166,21 +220,60 @@ class DrawingPool:
         After Ctrl-C: a job whose report was awaited when it came is kept, so every file written is reported.
         """
         self.close()
-        for tag, future in self.pending:
-            if not future.cancelled() and future.exception() is None:
-                self.ready.append((tag, future.result()))
+        for flight in self.pending:
+            if flight.future.cancelled():
+                continue
+            if isinstance(flight.future.exception(), BrokenProcessPool):  # Ctrl-C came as the pool recovered
+                self.ready.append((flight.tag, flight.died()))
+            elif flight.future.exception() is None:
+                self.ready.append((flight.tag, flight.future.result()))
         self.pending.clear()
         return self.take_ready()
 
     def wait_for_oldest(self) -> None:
         """Move the oldest job's report to `ready` once it is written; an interrupted wait leaves it pending."""
-        tag, future = self.pending[0]
+        oldest = self.pending[0]
         try:
-            report = future.result()
+            report = oldest.future.result()
         except BrokenProcessPool:
-            raise worker_died() from None
+            self.recover()
+            return
         self.pending.popleft()
-        self.ready.append((tag, report))
+        self.ready.append((oldest.tag, report))
+
+    def recover(self) -> None:
+        """Go on after a worker died: each job in flight is drawn again, alone, in a worker of its own.
+
+        A worker dies of its photo (a crash in Matplotlib or Pillow) or of the system (killed,
+        out of memory), and the pool stops its other workers with it, in the middle of their
+        jobs. Drawn alone, a job whose worker dies again is the one that failed: it is
+        reported with the files it wrote. The others are written and reported as if nothing
+        had happened, and a fresh pool goes on with the photos that follow.
+        """
+        self.executor.shutdown(wait=True)
+        stopped = [flight for flight in self.pending if flight.future.exception() is not None]  # the others wrote all
+        for flight in stopped:
+            flight.remove_temporaries()
+        warning = "deepviz: warning: a drawing worker process died"
+        if stopped:
+            warning += (f"; drawing again, one at a time, the {len(stopped)} photo{'s' if len(stopped) > 1 else ''} "
+                        "the workers had in hand")
+        print(warning, file=sys.stderr, flush=True)
+        self.executor = start_executor(1)
+        while self.pending:  # oldest first; each stays pending until reported, for Ctrl-C meanwhile (stop)
+            flight = self.pending[0]
+            if flight in stopped:
+                flight.future = self.executor.submit(draw_and_write, flight.job)
+            try:
+                report = flight.future.result()
+            except BrokenProcessPool:
+                self.executor.shutdown(wait=True)
+                report = flight.died()
+                self.executor = start_executor(1)
+            self.pending.popleft()
+            self.ready.append((flight.tag, report))
+        self.executor.shutdown(wait=True)
+        self.executor = start_executor(self.workers)
 
     def take_ready(self) -> list[tuple]:
         ready, self.ready = self.ready, []
