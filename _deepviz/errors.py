@@ -11,3 +11,7 @@ class UsageError(DeepvizError, ValueError):
     """An argument asks for something impossible (an unknown layer, a bad option); exit status 2."""
 
     exit_status = 2
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, timeout, a scheduler), stopping a run of the command line as Ctrl-C does."""

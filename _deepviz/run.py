@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 from .analysis import Analysis, PhotoResult
 from .backend import check_backend, keep_jax_compilations
 from .cli import Reporter, check_cmap, format_predictions
-from .errors import DeepvizError, UsageError
+from .errors import DeepvizError, Terminated, UsageError
 from .explain import nothing_to_explain
 from .figure import FigureStyle, display_photo, photo_title
 from .images import as_seen, expand_inputs, figures_drawn, load_image, sample_image
@@ -43,17 +43,20 @@ from .workers import DrawJob, DrawingPool, DrawReport, default_workers
 
 CTRL_C_REDELIVERY_SECONDS = 0.05
 STDOUT_CLOSED_STATUS = 141  # stopped quietly when stdout's reader goes away, as SIGPIPE ends a tool: 128 + 13
+TERMINATED_STATUS = 143  # 128 + 15 (SIGTERM), where SIGTERM's own handler did not end the process
 
 
 def run_guarded(command: Callable[[], int], debug: bool) -> int:
     """Run `command`; every failure becomes one line on stderr and an exit status, never a traceback.
 
-    With `debug`, an unexpected exception shows its full traceback instead.
+    With `debug`, an unexpected exception shows its full traceback instead. SIGTERM stops the
+    command as Ctrl-C does; then it goes on to the handler that was there before, which as a
+    rule ends the process (a notebook's kernel, told to stop, stops).
     """
     previous_hook = sys.unraisablehook
     sys.unraisablehook = redelivery = CtrlCRedelivery(previous_hook)
     try:
-        with stdout_takes_any_file_name():
+        with stdout_takes_any_file_name(), sigterm_raised_as(Terminated):
             status = command()
         sys.stdout.flush()  # here, where a reader gone away (BrokenPipeError) is caught, not as Python exits
         if redelivery.cancel():  # Ctrl-C dropped as the command ended, not yet delivered again
@@ -62,6 +65,12 @@ def run_guarded(command: Callable[[], int], debug: bool) -> int:
     except DeepvizError as error:
         print(f"deepviz: error: {error}", file=sys.stderr)
         return error.exit_status
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            sys.stdout.flush()
+        signal.raise_signal(signal.SIGTERM)  # to the handler that was there: as a rule, the process ends here
+        return TERMINATED_STATUS
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -143,6 +152,25 @@ class CtrlCRedelivery:
         for timer in pending:
             timer.cancel()
         return bool(pending)
+
+
+@contextlib.contextmanager
+def sigterm_raised_as(exception: type[BaseException]):
+    """SIGTERM raises `exception` in the main thread while the block runs. Elsewhere, where SIGTERM is
+    ignored, or where its handler was set outside Python (and so could not be put back), it is left as it is."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) in (None, signal.SIG_IGN)):
+        yield
+        return
+
+    def raise_exception(signum, frame):
+        raise exception
+
+    previous = signal.signal(signal.SIGTERM, raise_exception)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def interrupt_main_thread() -> None:

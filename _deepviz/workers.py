@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import gc
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -37,6 +38,7 @@ from .stats import LayerSummary
 START_METHOD = "spawn"
 JOBS_PER_WORKER = 2  # jobs handed over and not yet reported, per worker: enough to keep each one busy
 CLOCK_SLACK_SECONDS = 1.0  # a file's time is the kernel's coarse clock, which may trail time.time()
+JOB_IN_HAND = threading.Lock()  # held while a job is drawn and written
 
 
 def usable_cores() -> int:
@@ -120,7 +122,7 @@ def planned_files(job: DrawJob) -> list[Path]:
 
 def draw_and_write(job: DrawJob) -> DrawReport:
     """Draw the figure and write it, then the JSON and the arrays; stop at the first write that fails."""
-    with collected_once():
+    with JOB_IN_HAND, collected_once():
         return write_files(job)
 
 
@@ -164,11 +166,23 @@ def job_figure(job: DrawJob):
 
 
 def start_worker() -> None:
-    """Each worker: Ctrl-C is the main process's to handle; it stops the pool once the jobs in hand are written."""
+    """Each worker: Ctrl-C is the main process's to handle; it stops the pool once the jobs in hand are written.
+
+    Should the main process end without stopping the pool (killed, out of memory), the worker ends too.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=end_with_the_main_process, name="deepviz-main-process-watch", daemon=True).start()
     import matplotlib.backends.backend_agg  # noqa: F401  (loaded while the main process builds the network)
 
     gc.freeze()  # the modules just loaded stay: garbage collections skip them
+
+
+def end_with_the_main_process() -> None:
+    """Wait for the main process to end, then end this worker once the job in hand is written: no one is
+    left to hand over more or to hear back, and the pool's queue would otherwise keep it waiting forever."""
+    multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])
+    with JOB_IN_HAND:
+        os._exit(0)
 
 
 def loaded_modules() -> list[str]:
@@ -193,7 +207,7 @@ class DrawingPool:
     def submit(self, job: DrawJob, tag) -> list[tuple]:
         """Hand `job` over; return the (tag, DrawReport) pairs due now, in submission order."""
         if self.executor is None:
-            with ctrl_c_deferred():  # as a worker does: the job in hand is written whole and reported
+            with interruptions_deferred():  # as a worker does: the job in hand is written whole and reported
                 self.ready.append((tag, draw_and_write(job)))
             return self.take_ready()
         try:
@@ -297,19 +311,24 @@ def worker_died() -> DeepvizError:
 
 
 @contextlib.contextmanager
-def ctrl_c_deferred():
-    """Ctrl-C held back while the block runs, then delivered: in the main thread, whose handler it is to set."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
-        yield  # elsewhere, or a handler set outside Python, which could not be put back
+def interruptions_deferred():
+    """Ctrl-C (and SIGTERM, where the command line raises it) held back while the block runs, then delivered.
+
+    Only in the main thread, whose handlers they are to set, and for handlers set in Python, which can be put back.
+    """
+    deferred = [signum for signum in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(signum))]
+    if threading.current_thread() is not threading.main_thread() or not deferred:
+        yield
         return
     received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in deferred}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            signal.raise_signal(signal.SIGINT)  # to the handler as it was: KeyboardInterrupt, as a rule
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)  # to the handler as it was: KeyboardInterrupt, as a rule
 
 
 def start_executor(workers: int) -> concurrent.futures.ProcessPoolExecutor:

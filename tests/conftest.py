@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,3 +121,13 @@ def pixels_of(axes, pixels: np.ndarray) -> np.ndarray:
     """The part of a rendered figure that `axes` covers."""
     x0, y0, x1, y1 = np.round(axes.bbox.extents).astype(int)
     return pixels[pixels.shape[0] - y1:pixels.shape[0] - y0, x0:x1]
+
+
+def deepviz_on_small_photos(folder, count: int) -> list:
+    """The command line of deepviz over `count` small photos in `folder`, with a one-layer model saved there."""
+    keras = backend.import_keras()
+    inputs = keras.Input((16, 16, 3))
+    keras.Model(inputs, keras.layers.Conv2D(2, 3, name="maps")(inputs)).save(folder / "small.keras")
+    for i in range(count):
+        Image.new("RGB", (16, 16), (6 * i, 0, 0)).save(folder / f"{i:02d}.png")
+    return [sys.executable, str(ROOT / "deepviz.py"), folder, "--model", folder / "small.keras"]

@@ -5,6 +5,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from PIL import Image
 
 import deepviz
 from _deepviz import analysis, backend, cli, figure, forward, images, models, mosaic, output, stats, titles
-from conftest import ROOT, SAMPLE_PHOTO, pixels_of, run_cli
+from conftest import SAMPLE_PHOTO, deepviz_on_small_photos, pixels_of, run_cli
 
 KERAS_CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
 PREDICTION = re.compile(r"(\d+)\. (\S+) +(\d+\.\d\d)%")
@@ -417,6 +418,30 @@ def test_ctrl_c_that_python_drops_in_a_finalizer_still_interrupts_the_run(capfd)
     assert capfd.readouterr().err == "interrupted\n"
 
 
+def test_sigterm_stops_the_run_as_ctrl_c_does_then_goes_to_the_handler_that_was_there(capfd):
+    from _deepviz.run import run_guarded
+
+    received = []
+
+    def command():
+        signal.raise_signal(signal.SIGTERM)  # as `kill` or `timeout` would send it
+        time.sleep(5)
+        return 0
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        started = time.perf_counter()
+        assert run_guarded(command, debug=False) == 143  # the handler that was there did not end the process
+        assert time.perf_counter() - started < 2
+        assert received == [signal.SIGTERM]
+        assert capfd.readouterr().err == "terminated\n"
+        assert run_guarded(lambda: 0, debug=False) == 0
+        signal.raise_signal(signal.SIGTERM)  # after a run, SIGTERM is the caller's again
+        assert received == [signal.SIGTERM] * 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_a_reader_that_stops_reading_stdout_stops_the_run_quietly(tmp_path):
     """`deepviz PHOTOS | head -1`: no internal error, no "Exception ignored"; ended as SIGPIPE ends a tool."""
     command = deepviz_on_small_photos(tmp_path, 40)
@@ -449,16 +474,6 @@ def test_with_the_progress_bar_on_a_terminal_the_report_still_goes_to_redirected
     assert [line for line in result.stdout.splitlines() if line.startswith("== ")] == [
         f"== {tmp_path / f'{i:02d}.png'}" for i in range(3)]
     assert "drawing" in b"".join(shown).decode(errors="replace")  # the bar was on the terminal
-
-
-def deepviz_on_small_photos(folder, count: int) -> list:
-    """The command line of deepviz over `count` small photos in `folder`, with a one-layer model saved there."""
-    keras = backend.import_keras()
-    inputs = keras.Input((16, 16, 3))
-    keras.Model(inputs, keras.layers.Conv2D(2, 3, name="maps")(inputs)).save(folder / "small.keras")
-    for i in range(count):
-        Image.new("RGB", (16, 16), (6 * i, 0, 0)).save(folder / f"{i:02d}.png")
-    return [sys.executable, str(ROOT / "deepviz.py"), folder, "--model", folder / "small.keras"]
 
 
 def read_until_closed(descriptor: int, chunks: list) -> None:

@@ -4,7 +4,10 @@ import concurrent.futures
 import multiprocessing
 import os
 import signal
+import subprocess
 import time
+import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from PIL import Image, PngImagePlugin
 
 from _deepviz import analysis, figure, run as run_module, stats, workers
 from _deepviz.errors import DeepvizError
+from conftest import deepviz_on_small_photos
 
 NETWORK_LIBRARIES = ("keras", "tensorflow", "torch", "jax")
 SMALL_RUN = ("--weights", "none", "--quiet", "--layers", "mixed9", "--max-maps", 8, "--dpi", 30)
@@ -305,3 +309,66 @@ def test_the_failed_photos_are_listed_in_input_order_however_they_were_found(tmp
     failures.record(paths[0], DeepvizError("could not write"))  # ...whose failure is known later
     assert run_module.report_totals(paths, failures) == 1
     assert capsys.readouterr().out == f"1 of 3 images drawn; failed: {paths[0]}, {paths[2]}\n"
+
+
+def processes_marked(marker: str) -> list[int]:
+    """The live processes whose environment holds `marker` (Linux's /proc): a run's and its workers'."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            marked = marker.encode() in (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):  # not a process, gone, or not ours to read
+            continue
+        if marked and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def start_a_long_run(tmp_path, marker: str) -> tuple[subprocess.Popen, str]:
+    """deepviz over 300 small photos with two workers, one photo a batch; started, and its first "wrote" line."""
+    command = deepviz_on_small_photos(tmp_path, 300)
+    process = subprocess.Popen(
+        [*command, "--workers", "2", "--batch-size", "1", "--quiet", "--out", tmp_path / "figures"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "MPLBACKEND": "Agg", "DEEPVIZ_TEST_RUN": marker})
+    for line in process.stdout:
+        if line.startswith("wrote "):
+            return process, line
+    raise AssertionError(f"no figure written: {process.communicate(timeout=60)}")
+
+
+def gone_within(seconds: float, marker: str) -> bool:
+    deadline = time.monotonic() + seconds
+    while processes_marked(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return processes_marked(marker) == []
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads processes from Linux's /proc")
+
+
+@needs_proc
+def test_sigterm_stops_the_workers_reports_each_file_written_and_leaves_no_partial_file(tmp_path):
+    marker = uuid.uuid4().hex
+    process, first = start_a_long_run(tmp_path, marker)
+    process.send_signal(signal.SIGTERM)  # as kill, timeout or a job scheduler would
+    out, err = process.stdout.read(), process.stderr.read()  # stdout's lines read ahead are in its buffer
+    process.wait(timeout=120)
+    assert process.returncode == -signal.SIGTERM  # ended by the signal, once the workers were stopped
+    assert err.endswith("terminated\n")
+    reported = [line.removeprefix("wrote ") for line in [first, *out.splitlines()] if line.startswith("wrote ")]
+    written = [str(path) for path in (tmp_path / "figures").iterdir()]  # no temporary file among them
+    assert sorted(written) == sorted(path.strip() for path in reported) and len(written) < 300  # it stopped
+    assert gone_within(10, marker)
+
+
+@needs_proc
+def test_the_workers_end_when_the_main_process_is_killed(tmp_path):
+    marker = uuid.uuid4().hex
+    process, _ = start_a_long_run(tmp_path, marker)
+    assert len(processes_marked(marker)) >= 3  # the run and its two workers (and Python's resource tracker)
+    process.kill()  # as the system's out-of-memory killer would: no chance to stop the pool
+    process.communicate(timeout=60)
+    assert gone_within(30, marker)  # each worker ends once its job in hand is written
+    assert [path for path in (tmp_path / "figures").iterdir() if path.suffix != ".png"] == []
