@@ -261,6 +261,10 @@ class Reporter:
         if not self.quiet:
             print(f"deepviz: {message}", file=sys.stderr, flush=True)
 
+    def warn(self, message: str) -> None:
+        """Shown even with --quiet, as errors are."""
+        print(f"deepviz: warning: {message}", file=sys.stderr, flush=True)
+
     def quieted(self):
         """With --quiet, what libraries print meanwhile (Keras's download progress) is dropped; errors are
         raised, and printed after."""

@@ -89,9 +89,17 @@ def render_figure(figure, dpi: int) -> np.ndarray:
         figure.set_canvas(canvas)
 
 
+def json_path(figure_path: Path) -> Path:
+    return figure_path.with_suffix(".json")
+
+
+def arrays_path(figure_path: Path) -> Path:
+    return figure_path.with_suffix(".npz")
+
+
 def json_write(figure_path: Path, record: dict) -> tuple:
     """(path, write(), what) for a list of writes: `record` as the figure's <stem>.json, written atomically."""
-    path = figure_path.with_suffix(".json")
+    path = json_path(figure_path)
     text = json.dumps(finite_or_null(record), indent=2, allow_nan=False).encode("utf-8")
     return path, lambda: write_atomically(path, lambda stream: stream.write(text)), "the JSON"
 
@@ -109,7 +117,7 @@ def finite_or_null(value):
 
 def arrays_write(figure_path: Path, arrays: dict) -> tuple:
     """(path, write(), what) for a list of writes: `arrays` as the figure's <stem>.npz, written atomically."""
-    path = figure_path.with_suffix(".npz")
+    path = arrays_path(figure_path)
     return path, lambda: write_atomically(path, lambda stream: np.savez_compressed(stream, **arrays)), "the arrays"
 
 

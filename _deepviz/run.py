@@ -55,8 +55,9 @@ def run_guarded(command: Callable[[], int], debug: bool) -> int:
     """
     previous_hook = sys.unraisablehook
     sys.unraisablehook = redelivery = CtrlCRedelivery(previous_hook)
+    sigterm_received = []  # the interruption may reach here as a plain KeyboardInterrupt (redelivered, re-raised)
     try:
-        with stdout_takes_any_file_name(), sigterm_raised_as(Terminated):
+        with stdout_takes_any_file_name(), sigterm_raising_terminated(sigterm_received):
             status = command()
         sys.stdout.flush()  # here, where a reader gone away (BrokenPipeError) is caught, not as Python exits
         if redelivery.cancel():  # Ctrl-C dropped as the command ended, not yet delivered again
@@ -65,15 +66,15 @@ def run_guarded(command: Callable[[], int], debug: bool) -> int:
     except DeepvizError as error:
         print(f"deepviz: error: {error}", file=sys.stderr)
         return error.exit_status
-    except Terminated:
+    except KeyboardInterrupt as interruption:
+        if not (isinstance(interruption, Terminated) or sigterm_received):
+            print("interrupted", file=sys.stderr)
+            return 130
         print("terminated", file=sys.stderr)
         with contextlib.suppress(OSError):
             sys.stdout.flush()
         signal.raise_signal(signal.SIGTERM)  # to the handler that was there: as a rule, the process ends here
         return TERMINATED_STATUS
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     except MemoryError:
         print("deepviz: error: out of memory; draw fewer layers, lower --max-maps or --batch-size", file=sys.stderr)
         return 1
@@ -155,18 +156,20 @@ class CtrlCRedelivery:
 
 
 @contextlib.contextmanager
-def sigterm_raised_as(exception: type[BaseException]):
-    """SIGTERM raises `exception` in the main thread while the block runs. Elsewhere, where SIGTERM is
-    ignored, or where its handler was set outside Python (and so could not be put back), it is left as it is."""
+def sigterm_raising_terminated(received: list):
+    """SIGTERM raises Terminated in the main thread while the block runs, noted in `received`. Elsewhere,
+    where SIGTERM is ignored, or where its handler was set outside Python (and so could not be put back),
+    it is left as it is."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGTERM) in (None, signal.SIG_IGN)):
         yield
         return
 
-    def raise_exception(signum, frame):
-        raise exception
+    def raise_terminated(signum, frame):
+        received.append(signum)
+        raise Terminated
 
-    previous = signal.signal(signal.SIGTERM, raise_exception)
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         yield
     finally:
@@ -324,7 +327,7 @@ def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
         return report_totals(image_paths, failures)
     # --synthesize draws in this process: the patterns are made here, one layer at a time, with the network
     workers = 1 if args.synthesize else args.workers or default_workers(len(image_paths))
-    pool = DrawingPool(workers)  # starts while the network is built
+    pool = DrawingPool(workers, reporter.warn)  # starts while the network is built
     try:
         visualizer = build_visualizer(args, reporter, make_visualizer)
         analysis = Analysis(

@@ -25,12 +25,14 @@ import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image
 
 from .errors import DeepvizError
 from .figure import FigureStyle, draw_figure
-from .output import arrays_write, file_identity, json_write, save_figure, temporaries_of, write_in_turn
+from .output import (arrays_path, arrays_write, file_identity, json_path, json_write, save_figure, temporaries_of,
+                     write_in_turn)
 from .synthesis_figure import draw_synthesis_figure
 from .stats import LayerSummary
 
@@ -38,7 +40,7 @@ from .stats import LayerSummary
 START_METHOD = "spawn"
 JOBS_PER_WORKER = 2  # jobs handed over and not yet reported, per worker: enough to keep each one busy
 CLOCK_SLACK_SECONDS = 1.0  # a file's time is the kernel's coarse clock, which may trail time.time()
-JOB_IN_HAND = threading.Lock()  # held while a job is drawn and written
+JOB_IN_HAND = threading.Lock()  # held while this process draws and writes a job: a worker ends only between jobs
 
 
 def usable_cores() -> int:
@@ -116,8 +118,12 @@ class InFlight:
 
 def planned_files(job: DrawJob) -> list[Path]:
     """The files a job writes, in order: the figure, then the JSON and the arrays where asked for."""
-    return ([job.out_path] + [job.out_path.with_suffix(".json")] * (job.record is not None)
-            + [job.out_path.with_suffix(".npz")] * (job.arrays is not None))
+    files = [job.out_path]
+    if job.record is not None:
+        files.append(json_path(job.out_path))
+    if job.arrays is not None:
+        files.append(arrays_path(job.out_path))
+    return files
 
 
 def draw_and_write(job: DrawJob) -> DrawReport:
@@ -168,9 +174,12 @@ def job_figure(job: DrawJob):
 def start_worker() -> None:
     """Each worker: Ctrl-C is the main process's to handle; it stops the pool once the jobs in hand are written.
 
-    Should the main process end without stopping the pool (killed, out of memory), the worker ends too.
+    SIGTERM (sent to the whole group, or by the pool as it stops after a worker died), or
+    the main process ending without stopping the pool (killed, out of memory), ends the
+    worker once the job in hand is written.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: end_when_idle_in_the_background())
     threading.Thread(target=end_with_the_main_process, name="deepviz-main-process-watch", daemon=True).start()
     import matplotlib.backends.backend_agg  # noqa: F401  (loaded while the main process builds the network)
 
@@ -178,9 +187,19 @@ def start_worker() -> None:
 
 
 def end_with_the_main_process() -> None:
-    """Wait for the main process to end, then end this worker once the job in hand is written: no one is
-    left to hand over more or to hear back, and the pool's queue would otherwise keep it waiting forever."""
+    """Wait for the main process to end, then end this worker: no one is left to hand over more or to hear
+    back, and the pool's queue would otherwise keep it waiting forever."""
     multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])
+    end_when_idle()
+
+
+def end_when_idle_in_the_background() -> None:
+    """end_when_idle, from a thread of its own: the thread that got the signal may be drawing, holding JOB_IN_HAND."""
+    threading.Thread(target=end_when_idle, name="deepviz-end-when-idle", daemon=True).start()
+
+
+def end_when_idle() -> None:
+    """End this worker at once, or once the job in hand is written."""
     with JOB_IN_HAND:
         os._exit(0)
 
@@ -195,30 +214,32 @@ class DrawingPool:
 
     At most JOBS_PER_WORKER jobs per worker are handed over and unreported at any time, so
     memory stays flat however many photos there are: `submit` waits for the oldest beyond that.
+    `warn(message)` is told when a worker died and how the pool goes on.
     """
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, warn: Callable[[str], None] = lambda message: None):
+        self.in_process = workers == 1
         self.workers = workers
-        self.limit = JOBS_PER_WORKER * workers
+        self.warn = warn
         self.pending: collections.deque[InFlight] = collections.deque()  # oldest first
         self.ready = []  # (tag, DrawReport) finished and not yet handed back, in submission order
-        self.executor = start_executor(workers) if workers > 1 else None
+        self.executor = None if self.in_process else start_executor(workers)  # None too after a worker died
 
     def submit(self, job: DrawJob, tag) -> list[tuple]:
         """Hand `job` over; return the (tag, DrawReport) pairs due now, in submission order."""
-        if self.executor is None:
+        if self.in_process:
             with interruptions_deferred():  # as a worker does: the job in hand is written whole and reported
                 self.ready.append((tag, draw_and_write(job)))
             return self.take_ready()
+        if self.executor is None:
+            self.executor = start_executor(self.workers)
         try:
             self.pending.append(InFlight.hand_over(tag, job, self.executor))
         except BrokenProcessPool:  # a worker died since the last report
             self.recover()
-            try:
-                self.pending.append(InFlight.hand_over(tag, job, self.executor))
-            except BrokenProcessPool:  # and one of the fresh ones, at once: not any photo's doing
-                raise worker_died() from None
-        while self.pending and (len(self.pending) > self.limit or self.pending[0].future.done()):
+            self.executor = start_executor(self.workers)
+            self.pending.append(InFlight.hand_over(tag, job, self.executor))
+        while self.pending and (len(self.pending) > JOBS_PER_WORKER * self.workers or self.pending[0].future.done()):
             self.wait_for_oldest()
         return self.take_ready()
 
@@ -231,16 +252,19 @@ class DrawingPool:
     def stop(self) -> list[tuple]:
         """Stop the workers (see close); the (tag, DrawReport) of each job finished and not yet handed back.
 
-        After Ctrl-C: a job whose report was awaited when it came is kept, so every file written is reported.
+        After Ctrl-C: a job whose report was awaited when it came is kept, so every file written is
+        reported; so is a job whose worker ended before it reported (SIGTERM to every process), by its files.
         """
         self.close()
         for flight in self.pending:
             if flight.future.cancelled():
                 continue
-            if isinstance(flight.future.exception(), BrokenProcessPool):  # Ctrl-C came as the pool recovered
-                self.ready.append((flight.tag, flight.died()))
-            elif flight.future.exception() is None:
+            if flight.future.exception() is None:
                 self.ready.append((flight.tag, flight.future.result()))
+            elif isinstance(flight.future.exception(), BrokenProcessPool):
+                flight.remove_temporaries()
+                if flight.written():
+                    self.ready.append((flight.tag, flight.died()))
         self.pending.clear()
         return self.take_ready()
 
@@ -250,44 +274,50 @@ class DrawingPool:
         try:
             report = oldest.future.result()
         except BrokenProcessPool:
-            self.recover()
+            self.recover()  # every job pending has its report now
             return
         self.pending.popleft()
         self.ready.append((oldest.tag, report))
 
     def recover(self) -> None:
-        """Go on after a worker died: each job in flight is drawn again, alone, in a worker of its own.
+        """Go on after a worker died, which stopped the pool's other workers in the middle of their jobs.
 
-        A worker dies of its photo (a crash in Matplotlib or Pillow) or of the system (killed,
-        out of memory), and the pool stops its other workers with it, in the middle of their
-        jobs. Drawn alone, a job whose worker dies again is the one that failed: it is
-        reported with the files it wrote. The others are written and reported as if nothing
-        had happened, and a fresh pool goes on with the photos that follow.
+        The jobs stopped are drawn again, one at a time (redraw_alone): a job whose worker dies
+        again is to blame, and fails with the files it wrote; the others are written as if nothing
+        had happened. Where no job was to blame, the worker was killed from outside, most likely
+        for memory, and the next pool has half as many workers. It starts with the next job.
         """
         self.executor.shutdown(wait=True)
-        stopped = [flight for flight in self.pending if flight.future.exception() is not None]  # the others wrote all
+        self.executor = None
+        stopped = [flight for flight in self.pending if isinstance(flight.future.exception(), BrokenProcessPool)]
+        if stopped:
+            self.warn(f"a drawing worker process died; drawing the {counted(len(stopped), 'photo')} in hand "
+                      "again, one at a time")
+        if not self.redraw_alone(stopped):
+            self.workers = max(1, self.workers // 2)
+            self.warn(f"no photo was to blame (a worker killed, or out of memory): going on with "
+                      f"{counted(self.workers, 'drawing worker')}")
+
+    def redraw_alone(self, stopped: list[InFlight]) -> int:
+        """Draw each job again in a worker of its own; how many of them killed it (their report says so)."""
         for flight in stopped:
             flight.remove_temporaries()
-        warning = "deepviz: warning: a drawing worker process died"
-        if stopped:
-            warning += (f"; drawing again, one at a time, the {len(stopped)} photo{'s' if len(stopped) > 1 else ''} "
-                        "the workers had in hand")
-        print(warning, file=sys.stderr, flush=True)
-        self.executor = start_executor(1)
-        while self.pending:  # oldest first; each stays pending until reported, for Ctrl-C meanwhile (stop)
-            flight = self.pending[0]
-            if flight in stopped:
-                flight.future = self.executor.submit(draw_and_write, flight.job)
+        to_blame = 0
+        for flight in stopped:
+            self.executor = self.executor or start_working_executor()
+            flight.future = self.executor.submit(draw_and_write, flight.job)
             try:
-                report = flight.future.result()
+                flight.future.result()
             except BrokenProcessPool:
                 self.executor.shutdown(wait=True)
-                report = flight.died()
-                self.executor = start_executor(1)
-            self.pending.popleft()
-            self.ready.append((flight.tag, report))
-        self.executor.shutdown(wait=True)
-        self.executor = start_executor(self.workers)
+                self.executor = None
+                flight.future = concurrent.futures.Future()
+                flight.future.set_result(flight.died())
+                to_blame += 1
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+            self.executor = None
+        return to_blame
 
     def take_ready(self) -> list[tuple]:
         ready, self.ready = self.ready, []
@@ -305,9 +335,20 @@ class DrawingPool:
             self.executor.shutdown(wait=True, cancel_futures=True)
 
 
-def worker_died() -> DeepvizError:
-    return DeepvizError("a drawing worker process died (killed, or out of memory); "
-                        "rerun with fewer --workers, or --workers 1")
+def counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def start_working_executor() -> concurrent.futures.ProcessPoolExecutor:
+    """One worker, started and seen to work: a DeepvizError where workers die as they start."""
+    executor = start_executor(1)
+    try:
+        executor.submit(int).result()
+    except BrokenProcessPool:
+        executor.shutdown(wait=True)
+        raise DeepvizError("a drawing worker process died as it started (killed, or out of memory); "
+                           "rerun with --workers 1, which draws in the main process") from None
+    return executor
 
 
 @contextlib.contextmanager
@@ -327,8 +368,8 @@ def interruptions_deferred():
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in dict.fromkeys(received):
-            signal.raise_signal(signum)  # to the handler as it was: KeyboardInterrupt, as a rule
+        for signum in sorted(set(received), key=[signal.SIGTERM, signal.SIGINT].index):  # SIGTERM first: it ends more
+            signal.raise_signal(signum)  # to the handler as it was: KeyboardInterrupt or Terminated, as a rule
 
 
 def start_executor(workers: int) -> concurrent.futures.ProcessPoolExecutor:

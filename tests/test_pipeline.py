@@ -428,6 +428,12 @@ def test_sigterm_stops_the_run_as_ctrl_c_does_then_goes_to_the_handler_that_was_
         time.sleep(5)
         return 0
 
+    def command_losing_what_interrupted_it():
+        try:
+            command()
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None  # Terminated lost, as a library or a redelivery of Ctrl-C may lose it
+
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
     try:
         started = time.perf_counter()
@@ -435,9 +441,11 @@ def test_sigterm_stops_the_run_as_ctrl_c_does_then_goes_to_the_handler_that_was_
         assert time.perf_counter() - started < 2
         assert received == [signal.SIGTERM]
         assert capfd.readouterr().err == "terminated\n"
+        assert run_guarded(command_losing_what_interrupted_it, debug=False) == 143
+        assert capfd.readouterr().err == "terminated\n" and received == [signal.SIGTERM] * 2
         assert run_guarded(lambda: 0, debug=False) == 0
         signal.raise_signal(signal.SIGTERM)  # after a run, SIGTERM is the caller's again
-        assert received == [signal.SIGTERM] * 2
+        assert received == [signal.SIGTERM] * 3
     finally:
         signal.signal(signal.SIGTERM, previous)
 

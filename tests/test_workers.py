@@ -3,6 +3,7 @@
 import concurrent.futures
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import time
@@ -153,10 +154,11 @@ def test_reports_taken_or_awaited_when_ctrl_c_comes_are_still_handed_back():
 
 def test_a_job_whose_worker_died_as_ctrl_c_came_is_reported_with_the_files_it_wrote(tmp_path):
     pool = workers.DrawingPool(1)
-    job = small_job(tmp_path / "a.png")
     stopped = concurrent.futures.Future()
     stopped.set_exception(concurrent.futures.process.BrokenProcessPool("stopped"))
-    pool.pending.append(workers.InFlight("a", job, stopped, {path: None for path in workers.planned_files(job)}, 0))
+    for name in ("a", "b"):  # b, never started, wrote nothing: dropped, as Ctrl-C drops the jobs not started
+        job = small_job(tmp_path / f"{name}.png")
+        pool.pending.append(workers.InFlight(name, job, stopped, dict.fromkeys(workers.planned_files(job)), 0))
     (tmp_path / "a.png").write_bytes(b"a figure")
     [(tag, report)] = pool.stop()
     assert (tag, report.written) == ("a", [tmp_path / "a.png"])
@@ -208,10 +210,13 @@ def dying_job(out_path):
 def test_a_worker_that_dies_fails_its_photo_and_the_others_are_drawn(tmp_path, count):
     jobs = [small_job(tmp_path / "a.png"), dying_job(tmp_path / "b.png"), small_job(tmp_path / "c.png")]
     later = small_job(tmp_path / "d.png")
-    with workers.DrawingPool(count + 1) as pool:  # count + 1 workers, the jobs in flight: all but the later one
+    warnings = []
+    with workers.DrawingPool(count + 1, warnings.append) as pool:  # the jobs in flight: all but the later one
         reports = [report for job in jobs for report in pool.submit(job, job.out_path.stem)]
         reports += pool.submit(later, "d") + pool.finish()  # a fresh pool goes on
+        assert pool.workers == count + 1  # as many: a photo was to blame, not the memory
     assert [tag for tag, _ in reports] == ["a", "b", "c", "d"]
+    assert len(warnings) == 1 and warnings[0].startswith("a drawing worker process died; drawing the ")
     for tag, report in reports:
         files = [tmp_path / f"{tag}{suffix}" for suffix in (".png", ".json", ".npz")]
         if tag == "b":  # reported with the files it wrote, and the one it could not
@@ -242,7 +247,8 @@ def test_a_run_whose_worker_dies_reports_that_photo_and_draws_the_others(run, tm
     out_folder = tmp_path / "out"
     assert status == 1
     warning, error = err.splitlines()
-    assert warning.startswith("deepviz: warning: a drawing worker process died; drawing again, one at a time, the ")
+    assert re.fullmatch("deepviz: warning: a drawing worker process died; drawing the [123] photos? in hand again, "
+                        "one at a time", warning)
     assert error == (f"deepviz: error: could not write {out_folder / 'b.npz'}: the process writing it died "
                      "(killed, out of memory, or a crash in Matplotlib or Pillow)")
     assert [line for line in out.splitlines() if line.startswith(("== ", "wrote "))] == [
@@ -270,8 +276,9 @@ def test_a_worker_killed_as_it_wrote_leaves_no_temporary_file_and_reports_what_i
     assert sorted(p.name for p in tmp_path.iterdir()) == [".a.earlier.part", "a.json", "a.png"]
 
 
-def test_a_worker_found_dead_when_a_job_is_handed_over_is_replaced_and_the_job_drawn(tmp_path):
-    with workers.DrawingPool(2) as pool:
+def test_a_worker_killed_from_outside_halves_the_pool_which_goes_on(tmp_path):
+    warnings = []
+    with workers.DrawingPool(2, warnings.append) as pool:
         os.kill(pool.executor.submit(os.getpid).result(), signal.SIGKILL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # until the pool knows: its next job is refused at once
@@ -281,7 +288,20 @@ def test_a_worker_found_dead_when_a_job_is_handed_over_is_replaced_and_the_job_d
                 break
         job = small_job(tmp_path / "a.png")
         [(tag, report)] = pool.submit(job, "a") + pool.finish()
+        assert pool.workers == 1
     assert (tag, report.error) == ("a", None) and report.written == workers.planned_files(job)
+    assert warnings == ["no photo was to blame (a worker killed, or out of memory): going on with 1 drawing worker"]
+
+
+def test_workers_that_die_as_they_start_stop_the_run_with_an_error(monkeypatch):
+    def dying_at_start(workers_count):
+        return concurrent.futures.ProcessPoolExecutor(
+            workers_count, mp_context=multiprocessing.get_context("spawn"), initializer=os._exit, initargs=(1,))
+
+    monkeypatch.setattr(workers, "start_executor", dying_at_start)
+    with pytest.raises(DeepvizError, match="^a drawing worker process died as it started .*; rerun with --workers 1"):
+        workers.start_working_executor()
+    assert multiprocessing.active_children() == []
 
 
 def test_ctrl_c_in_the_one_process_lets_the_figure_in_hand_be_written_whole_and_reported(tmp_path, monkeypatch):
@@ -326,11 +346,12 @@ def processes_marked(marker: str) -> list[int]:
 
 
 def start_a_long_run(tmp_path, marker: str) -> tuple[subprocess.Popen, str]:
-    """deepviz over 300 small photos with two workers, one photo a batch; started, and its first "wrote" line."""
+    """deepviz over 300 small photos with two workers, one photo a batch, in a process group of its own;
+    started, and its first "wrote" line."""
     command = deepviz_on_small_photos(tmp_path, 300)
     process = subprocess.Popen(
         [*command, "--workers", "2", "--batch-size", "1", "--quiet", "--out", tmp_path / "figures"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         env={**os.environ, "MPLBACKEND": "Agg", "DEEPVIZ_TEST_RUN": marker})
     for line in process.stdout:
         if line.startswith("wrote "):
@@ -349,10 +370,14 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason=
 
 
 @needs_proc
-def test_sigterm_stops_the_workers_reports_each_file_written_and_leaves_no_partial_file(tmp_path):
+@pytest.mark.parametrize("to_every_process", [False, True])  # as kill does; as a job scheduler or systemd does
+def test_sigterm_stops_the_workers_reports_each_file_written_and_leaves_no_partial_file(tmp_path, to_every_process):
     marker = uuid.uuid4().hex
     process, first = start_a_long_run(tmp_path, marker)
-    process.send_signal(signal.SIGTERM)  # as kill, timeout or a job scheduler would
+    if to_every_process:
+        os.killpg(process.pid, signal.SIGTERM)
+    else:
+        process.send_signal(signal.SIGTERM)
     out, err = process.stdout.read(), process.stderr.read()  # stdout's lines read ahead are in its buffer
     process.wait(timeout=120)
     assert process.returncode == -signal.SIGTERM  # ended by the signal, once the workers were stopped
