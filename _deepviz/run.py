@@ -371,7 +371,7 @@ def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
                 if progress:
                     progress.advance(task, len(positions) - len(photos))  # the unreadable ones
             show(pool.finish())
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, DeepvizError):
             show(pool.stop())  # what the workers wrote before they stopped is reported, as --workers 1 does
             raise
     return report_totals(image_paths, failures)

@@ -41,6 +41,7 @@ START_METHOD = "spawn"
 JOBS_PER_WORKER = 2  # jobs handed over and not yet reported, per worker: enough to keep each one busy
 CLOCK_SLACK_SECONDS = 1.0  # a file's time is the kernel's coarse clock, which may trail time.time()
 JOB_IN_HAND = threading.Lock()  # held while this process draws and writes a job: a worker ends only between jobs
+ENDING = threading.Event()  # set in a worker told to end (SIGTERM, or its main process gone): it starts no more jobs
 
 
 def usable_cores() -> int:
@@ -95,8 +96,9 @@ class InFlight:
         """The job's files that are new since it was handed over, in the order it writes them."""
         return [path for path, identity in self.before.items() if file_identity(path) != identity]
 
-    def died(self) -> DrawReport:
-        """The report of a job whose worker died: the files it wrote, none of them partial, and why it stopped."""
+    def report_by_files(self) -> DrawReport:
+        """The report of a job whose worker ended before it reported: the files it wrote (none of them partial),
+        and if it did not write them all, that its worker died."""
         self.remove_temporaries()
         written = self.written()
         unwritten = [path for path in self.before if path not in written]
@@ -128,8 +130,11 @@ def planned_files(job: DrawJob) -> list[Path]:
 
 def draw_and_write(job: DrawJob) -> DrawReport:
     """Draw the figure and write it, then the JSON and the arrays; stop at the first write that fails."""
-    with JOB_IN_HAND, collected_once():
-        return write_files(job)
+    with JOB_IN_HAND:
+        if ENDING.is_set():  # told to end as it waited for this job: end_when_idle was waiting for the lock
+            os._exit(0)
+        with collected_once():
+            return write_files(job)
 
 
 @contextlib.contextmanager
@@ -179,8 +184,9 @@ def start_worker() -> None:
     worker once the job in hand is written.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda signum, frame: end_when_idle_in_the_background())
+    threading.Thread(target=end_when_idle, name="deepviz-end-when-idle", daemon=True).start()
     threading.Thread(target=end_with_the_main_process, name="deepviz-main-process-watch", daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda signum, frame: ENDING.set())
     import matplotlib.backends.backend_agg  # noqa: F401  (loaded while the main process builds the network)
 
     gc.freeze()  # the modules just loaded stay: garbage collections skip them
@@ -190,16 +196,12 @@ def end_with_the_main_process() -> None:
     """Wait for the main process to end, then end this worker: no one is left to hand over more or to hear
     back, and the pool's queue would otherwise keep it waiting forever."""
     multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])
-    end_when_idle()
-
-
-def end_when_idle_in_the_background() -> None:
-    """end_when_idle, from a thread of its own: the thread that got the signal may be drawing, holding JOB_IN_HAND."""
-    threading.Thread(target=end_when_idle, name="deepviz-end-when-idle", daemon=True).start()
+    ENDING.set()
 
 
 def end_when_idle() -> None:
-    """End this worker at once, or once the job in hand is written."""
+    """Once told to end, end this worker: at once, or once the job in hand is written."""
+    ENDING.wait()
     with JOB_IN_HAND:
         os._exit(0)
 
@@ -231,14 +233,17 @@ class DrawingPool:
             with interruptions_deferred():  # as a worker does: the job in hand is written whole and reported
                 self.ready.append((tag, draw_and_write(job)))
             return self.take_ready()
-        if self.executor is None:
-            self.executor = start_executor(self.workers)
+        if self.executor is None:  # after a worker died
+            self.executor = start_working_executor(self.workers)
         try:
             self.pending.append(InFlight.hand_over(tag, job, self.executor))
         except BrokenProcessPool:  # a worker died since the last report
             self.recover()
-            self.executor = start_executor(self.workers)
-            self.pending.append(InFlight.hand_over(tag, job, self.executor))
+            self.executor = start_working_executor(self.workers)
+            try:
+                self.pending.append(InFlight.hand_over(tag, job, self.executor))
+            except BrokenProcessPool:  # and one of the fresh ones, at once
+                raise workers_dying(self.workers) from None
         while self.pending and (len(self.pending) > JOBS_PER_WORKER * self.workers or self.pending[0].future.done()):
             self.wait_for_oldest()
         return self.take_ready()
@@ -264,7 +269,7 @@ class DrawingPool:
             elif isinstance(flight.future.exception(), BrokenProcessPool):
                 flight.remove_temporaries()
                 if flight.written():
-                    self.ready.append((flight.tag, flight.died()))
+                    self.ready.append((flight.tag, flight.report_by_files()))
         self.pending.clear()
         return self.take_ready()
 
@@ -289,30 +294,33 @@ class DrawingPool:
         """
         self.executor.shutdown(wait=True)
         self.executor = None
-        stopped = [flight for flight in self.pending if isinstance(flight.future.exception(), BrokenProcessPool)]
-        if stopped:
-            self.warn(f"a drawing worker process died; drawing the {counted(len(stopped), 'photo')} in hand "
-                      "again, one at a time")
-        if not self.redraw_alone(stopped):
+        unfinished = []
+        for flight in self.pending:
+            if isinstance(flight.future.exception(), BrokenProcessPool):
+                report = flight.report_by_files()
+                if report.error is None:  # every file written before its worker was stopped
+                    flight.future = future_with(report)
+                else:
+                    unfinished.append(flight)
+        again = f"; drawing the {counted(len(unfinished), 'photo')} in hand again, one at a time" if unfinished else ""
+        self.warn(f"a drawing worker process died{again}")
+        if not self.redraw_alone(unfinished):
             self.workers = max(1, self.workers // 2)
             self.warn(f"no photo was to blame (a worker killed, or out of memory): going on with "
                       f"{counted(self.workers, 'drawing worker')}")
 
-    def redraw_alone(self, stopped: list[InFlight]) -> int:
+    def redraw_alone(self, unfinished: list[InFlight]) -> int:
         """Draw each job again in a worker of its own; how many of them killed it (their report says so)."""
-        for flight in stopped:
-            flight.remove_temporaries()
         to_blame = 0
-        for flight in stopped:
-            self.executor = self.executor or start_working_executor()
+        for flight in unfinished:
+            self.executor = self.executor or start_working_executor(1)
             flight.future = self.executor.submit(draw_and_write, flight.job)
             try:
                 flight.future.result()
             except BrokenProcessPool:
                 self.executor.shutdown(wait=True)
                 self.executor = None
-                flight.future = concurrent.futures.Future()
-                flight.future.set_result(flight.died())
+                flight.future = future_with(flight.report_by_files())
                 to_blame += 1
         if self.executor is not None:
             self.executor.shutdown(wait=True)
@@ -339,16 +347,26 @@ def counted(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def start_working_executor() -> concurrent.futures.ProcessPoolExecutor:
-    """One worker, started and seen to work: a DeepvizError where workers die as they start."""
-    executor = start_executor(1)
+def start_working_executor(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    """`workers` processes, started and seen to work: a DeepvizError where they die as they start."""
+    executor = start_executor(workers)
     try:
         executor.submit(int).result()
     except BrokenProcessPool:
         executor.shutdown(wait=True)
-        raise DeepvizError("a drawing worker process died as it started (killed, or out of memory); "
-                           "rerun with --workers 1, which draws in the main process") from None
+        raise workers_dying(workers) from None
     return executor
+
+
+def workers_dying(workers: int) -> DeepvizError:
+    return DeepvizError(f"drawing worker processes die as they start ({counted(workers, 'worker')}; killed, or out "
+                        "of memory); rerun with --workers 1, which draws in the main process")
+
+
+def future_with(report: DrawReport) -> concurrent.futures.Future:
+    future = concurrent.futures.Future()
+    future.set_result(report)
+    return future
 
 
 @contextlib.contextmanager

@@ -206,6 +206,30 @@ def dying_job(out_path):
     return job
 
 
+class SlowToWrite:
+    """Arrays that take a while to write: the last file of a job, after its figure and JSON."""
+
+    def __array__(self, dtype=None, copy=None):
+        time.sleep(1.5)
+        return np.zeros(3, np.float32)
+
+
+def test_a_worker_sent_sigterm_writes_the_job_in_hand_whole_and_starts_no_other(tmp_path):
+    executor = workers.start_executor(1)
+    worker_id = executor.submit(os.getpid).result()
+    slow, later = small_job(tmp_path / "a.png"), small_job(tmp_path / "b.png")
+    slow.arrays = {"maps": SlowToWrite()}
+    futures = [executor.submit(workers.draw_and_write, job) for job in (slow, later)]
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "a.png").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(worker_id, signal.SIGTERM)  # as the arrays are written
+    concurrent.futures.wait(futures, timeout=60)
+    executor.shutdown(wait=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.npz", "a.png"]  # whole; b never started
+    assert isinstance(futures[1].exception(), concurrent.futures.process.BrokenProcessPool)
+
+
 @pytest.mark.parametrize("count", [1, 2])  # with two, the other worker is stopped too, maybe as it writes
 def test_a_worker_that_dies_fails_its_photo_and_the_others_are_drawn(tmp_path, count):
     jobs = [small_job(tmp_path / "a.png"), dying_job(tmp_path / "b.png"), small_job(tmp_path / "c.png")]
@@ -270,7 +294,7 @@ def test_a_worker_killed_as_it_wrote_leaves_no_temporary_file_and_reports_what_i
         assert flight.future.result().error is None
     (tmp_path / "a.npz").unlink()  # as if the worker was killed as it wrote the arrays...
     (tmp_path / ".a.xyz.part").write_bytes(b"half")  # ...leaving its temporary file
-    report = flight.died()
+    report = flight.report_by_files()
     assert report.written == [tmp_path / "a.png", tmp_path / "a.json"]
     assert report.error.startswith(f"could not write {tmp_path / 'a.npz'}: the process writing it died")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".a.earlier.part", "a.json", "a.png"]
@@ -290,7 +314,8 @@ def test_a_worker_killed_from_outside_halves_the_pool_which_goes_on(tmp_path):
         [(tag, report)] = pool.submit(job, "a") + pool.finish()
         assert pool.workers == 1
     assert (tag, report.error) == ("a", None) and report.written == workers.planned_files(job)
-    assert warnings == ["no photo was to blame (a worker killed, or out of memory): going on with 1 drawing worker"]
+    assert warnings == ["a drawing worker process died",
+                        "no photo was to blame (a worker killed, or out of memory): going on with 1 drawing worker"]
 
 
 def test_workers_that_die_as_they_start_stop_the_run_with_an_error(monkeypatch):
@@ -299,8 +324,9 @@ def test_workers_that_die_as_they_start_stop_the_run_with_an_error(monkeypatch):
             workers_count, mp_context=multiprocessing.get_context("spawn"), initializer=os._exit, initargs=(1,))
 
     monkeypatch.setattr(workers, "start_executor", dying_at_start)
-    with pytest.raises(DeepvizError, match="^a drawing worker process died as it started .*; rerun with --workers 1"):
-        workers.start_working_executor()
+    with pytest.raises(DeepvizError, match=r"^drawing worker processes die as they start \(2 workers; .*\); "
+                                           "rerun with --workers 1, which draws in the main process$"):
+        workers.start_working_executor(2)
     assert multiprocessing.active_children() == []
 
 
