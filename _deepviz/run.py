@@ -349,11 +349,11 @@ def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
     with reporter.progress(0 if args.synthesize else len(image_paths)) as progress, pool:
         task = progress.add_task("drawing", total=len(image_paths)) if progress else None
 
-        def show(reports):
-            for (path, lines), report in reports:
-                print_report(path, lines, report, failures)
-                if progress:
-                    progress.advance(task)
+        def show(tag, report: DrawReport) -> None:
+            path, lines = tag
+            print_report(path, lines, report, failures)
+            if progress:
+                progress.advance(task)
 
         try:
             for positions, photos in itertools.chain(read_ahead, batches):
@@ -367,12 +367,12 @@ def visualize(args, reporter: Reporter, make_visualizer: Callable) -> int:
                         if args.synthesize:
                             job, pattern_lines = with_patterns(job, visualizer.network, args)
                             lines += pattern_lines
-                        show(pool.submit(job, (path, lines)))
+                        pool.submit(job, (path, lines), show)
                 if progress:
                     progress.advance(task, len(positions) - len(photos))  # the unreadable ones
-            show(pool.finish())
+            pool.finish(show)
         except (KeyboardInterrupt, DeepvizError):
-            show(pool.stop())  # what the workers wrote before they stopped is reported, as --workers 1 does
+            pool.stop(show)  # what the workers wrote before they stopped is reported, as --workers 1 does
             raise
     return report_totals(image_paths, failures)
 

@@ -90,7 +90,8 @@ class InFlight:
     @classmethod
     def hand_over(cls, tag, job: DrawJob, executor) -> InFlight:
         before = {path: file_identity(path) for path in planned_files(job)}
-        return cls(tag, job, executor.submit(draw_and_write, job), before, time.time())
+        handed_over_at = time.time()
+        return cls(tag, job, executor.submit(draw_and_write, job), before, handed_over_at)
 
     def written(self) -> list[Path]:
         """The job's files that are new since it was handed over, in the order it writes them."""
@@ -102,7 +103,7 @@ class InFlight:
         self.remove_temporaries()
         written = self.written()
         unwritten = [path for path in self.before if path not in written]
-        if not unwritten:  # killed once it had written them all
+        if not unwritten:  # it ended once it had written them all
             return DrawReport(written)
         return DrawReport(written, f"could not write {unwritten[0]}: the process writing it died "
                                    "(killed, out of memory, or a crash in Matplotlib or Pillow)")
@@ -212,9 +213,11 @@ def loaded_modules() -> list[str]:
 
 
 class DrawingPool:
-    """Draws DrawJobs in `workers` processes (in this one when `workers` is 1), reporting in submission order.
+    """Draws DrawJobs in `workers` processes (in this one when `workers` is 1); each report is handed to
+    `deliver(tag, report)` in submission order, with Ctrl-C and SIGTERM held back meanwhile, so that a
+    report is either delivered whole or kept for `stop`.
 
-    At most JOBS_PER_WORKER jobs per worker are handed over and unreported at any time, so
+    At most JOBS_PER_WORKER jobs per worker are handed over and undelivered at any time, so
     memory stays flat however many photos there are: `submit` waits for the oldest beyond that.
     `warn(message)` is told when a worker died and how the pool goes on.
     """
@@ -224,15 +227,14 @@ class DrawingPool:
         self.workers = workers
         self.warn = warn
         self.pending: collections.deque[InFlight] = collections.deque()  # oldest first
-        self.ready = []  # (tag, DrawReport) finished and not yet handed back, in submission order
         self.executor = None if self.in_process else start_executor(workers)  # None too after a worker died
 
-    def submit(self, job: DrawJob, tag) -> list[tuple]:
-        """Hand `job` over; return the (tag, DrawReport) pairs due now, in submission order."""
+    def submit(self, job: DrawJob, tag, deliver: Callable) -> None:
+        """Hand `job` over; deliver the reports due now."""
         if self.in_process:
             with interruptions_deferred():  # as a worker does: the job in hand is written whole and reported
-                self.ready.append((tag, draw_and_write(job)))
-            return self.take_ready()
+                deliver(tag, draw_and_write(job))
+            return
         if self.executor is None:  # after a worker died
             self.executor = start_working_executor(self.workers)
         try:
@@ -245,44 +247,43 @@ class DrawingPool:
             except BrokenProcessPool:  # and one of the fresh ones, at once
                 raise workers_dying(self.workers) from None
         while self.pending and (len(self.pending) > JOBS_PER_WORKER * self.workers or self.pending[0].future.done()):
-            self.wait_for_oldest()
-        return self.take_ready()
+            self.deliver_oldest(deliver)
 
-    def finish(self) -> list[tuple]:
-        """Every (tag, DrawReport) still to come, in submission order."""
+    def finish(self, deliver: Callable) -> None:
+        """Deliver every report still to come."""
         while self.pending:
-            self.wait_for_oldest()
-        return self.take_ready()
+            self.deliver_oldest(deliver)
 
-    def stop(self) -> list[tuple]:
-        """Stop the workers (see close); the (tag, DrawReport) of each job finished and not yet handed back.
+    def stop(self, deliver: Callable) -> None:
+        """Stop the workers (see close); deliver the report of each job finished and not yet delivered.
 
         After Ctrl-C: a job whose report was awaited when it came is kept, so every file written is
         reported; so is a job whose worker ended before it reported (SIGTERM to every process), by its files.
         """
         self.close()
-        for flight in self.pending:
-            if flight.future.cancelled():
-                continue
-            if flight.future.exception() is None:
-                self.ready.append((flight.tag, flight.future.result()))
-            elif isinstance(flight.future.exception(), BrokenProcessPool):
-                flight.remove_temporaries()
-                if flight.written():
-                    self.ready.append((flight.tag, flight.report_by_files()))
-        self.pending.clear()
-        return self.take_ready()
+        with interruptions_deferred():
+            while self.pending:
+                flight = self.pending.popleft()
+                if flight.future.cancelled():
+                    continue
+                if flight.future.exception() is None:
+                    deliver(flight.tag, flight.future.result())
+                elif isinstance(flight.future.exception(), BrokenProcessPool):
+                    flight.remove_temporaries()
+                    if flight.written():
+                        deliver(flight.tag, flight.report_by_files())
 
-    def wait_for_oldest(self) -> None:
-        """Move the oldest job's report to `ready` once it is written; an interrupted wait leaves it pending."""
+    def deliver_oldest(self, deliver: Callable) -> None:
+        """Wait for the oldest job, then deliver its report; an interrupted wait leaves it pending."""
         oldest = self.pending[0]
         try:
             report = oldest.future.result()
         except BrokenProcessPool:
             self.recover()  # every job pending has its report now
             return
-        self.pending.popleft()
-        self.ready.append((oldest.tag, report))
+        with interruptions_deferred():
+            self.pending.popleft()
+            deliver(oldest.tag, report)
 
     def recover(self) -> None:
         """Go on after a worker died, which stopped the pool's other workers in the middle of their jobs.
@@ -326,10 +327,6 @@ class DrawingPool:
             self.executor.shutdown(wait=True)
             self.executor = None
         return to_blame
-
-    def take_ready(self) -> list[tuple]:
-        ready, self.ready = self.ready, []
-        return ready
 
     def __enter__(self) -> DrawingPool:
         return self
@@ -380,14 +377,30 @@ def interruptions_deferred():
         yield
         return
     received = []
-    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in deferred}
+    with signals_blocked(deferred):  # the handlers swapped together: none left in place by a signal in between
+        previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+                    for signum in deferred}
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        with signals_blocked(deferred):
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         for signum in sorted(set(received), key=[signal.SIGTERM, signal.SIGINT].index):  # SIGTERM first: it ends more
             signal.raise_signal(signum)  # to the handler as it was: KeyboardInterrupt or Terminated, as a rule
+
+
+@contextlib.contextmanager
+def signals_blocked(signums: list):
+    """The signals held by the system while the block runs, and delivered after (where it can: not on Windows)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signums)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def start_executor(workers: int) -> concurrent.futures.ProcessPoolExecutor:

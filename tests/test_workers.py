@@ -29,13 +29,22 @@ def small_job(out_path):
     return workers.DrawJob(Image.new("RGB", (40, 30), "red"), [layer], None, style, out_path, {}, {"maps": maps})
 
 
+def collector() -> tuple[list, object]:
+    """A list, and a `deliver(tag, report)` for DrawingPool that appends (tag, report) to it."""
+    reports = []
+    return reports, lambda tag, report: reports.append((tag, report))
+
+
 def test_workers_draw_without_importing_a_network_library_and_ignore_ctrl_c(tmp_path):
     with workers.DrawingPool(2) as pool:
         worker_ids = {pool.executor.submit(os.getpid).result() for _ in range(4)}
         for worker_id in worker_ids:  # as a terminal's Ctrl-C reaches every process of the group
             os.kill(worker_id, signal.SIGINT)
         jobs = [small_job(tmp_path / f"{i}.png") for i in range(4)]
-        reports = [report for job in jobs for report in pool.submit(job, job.out_path)] + pool.finish()
+        reports, deliver = collector()
+        for job in jobs:
+            pool.submit(job, job.out_path, deliver)
+        pool.finish(deliver)
         modules = set().union(*(pool.executor.submit(workers.loaded_modules).result() for _ in range(4)))
     assert worker_ids and os.getpid() not in worker_ids
     assert [tag for tag, _ in reports] == [job.out_path for job in jobs]  # in submission order
@@ -141,15 +150,42 @@ class InterruptedWait(concurrent.futures.Future):
         return super().result(timeout)
 
 
-def test_reports_taken_or_awaited_when_ctrl_c_comes_are_still_handed_back():
+def test_reports_delivered_or_awaited_when_ctrl_c_comes_are_each_delivered_once():
     pool = workers.DrawingPool(1)
     written = concurrent.futures.Future()
     written.set_result("report a")
     pool.pending.extend(workers.InFlight(tag, None, future, {}, 0) for tag, future in [("a", written),
                                                                                         ("b", InterruptedWait())])
+    reports, deliver = collector()
     with pytest.raises(KeyboardInterrupt):
-        pool.finish()  # a's report was taken, then the wait for b's was interrupted
-    assert pool.stop() == [("a", "report a"), ("b", "report b")]
+        pool.finish(deliver)  # a's report was delivered, then the wait for b's was interrupted
+    pool.stop(deliver)
+    assert reports == [("a", "report a"), ("b", "report b")]
+
+
+class InterruptedDelivery:
+    """A deliver(tag, report) that Ctrl-C reaches as it prints its first report's lines."""
+
+    def __init__(self):
+        self.reports = []
+
+    def __call__(self, tag, report):
+        if not self.reports:
+            signal.raise_signal(signal.SIGINT)
+        self.reports.append((tag, report))
+
+
+def test_ctrl_c_as_a_report_is_delivered_lets_it_be_delivered_whole_and_once():
+    pool = workers.DrawingPool(1)
+    for tag in ("a", "b"):
+        written = concurrent.futures.Future()
+        written.set_result(f"report {tag}")
+        pool.pending.append(workers.InFlight(tag, None, written, {}, 0))
+    deliver = InterruptedDelivery()
+    with pytest.raises(KeyboardInterrupt):
+        pool.finish(deliver)  # interrupted once a's report was delivered, before b's
+    pool.stop(deliver)
+    assert deliver.reports == [("a", "report a"), ("b", "report b")]
 
 
 def test_a_job_whose_worker_died_as_ctrl_c_came_is_reported_with_the_files_it_wrote(tmp_path):
@@ -160,7 +196,9 @@ def test_a_job_whose_worker_died_as_ctrl_c_came_is_reported_with_the_files_it_wr
         job = small_job(tmp_path / f"{name}.png")
         pool.pending.append(workers.InFlight(name, job, stopped, dict.fromkeys(workers.planned_files(job)), 0))
     (tmp_path / "a.png").write_bytes(b"a figure")
-    [(tag, report)] = pool.stop()
+    reports, deliver = collector()
+    pool.stop(deliver)
+    [(tag, report)] = reports
     assert (tag, report.written) == ("a", [tmp_path / "a.png"])
     assert report.error.startswith(f"could not write {tmp_path / 'a.json'}: the process writing it died")
 
@@ -183,8 +221,11 @@ def test_default_workers_are_the_usable_cores_at_most_one_per_photo(monkeypatch,
 def test_a_figure_that_cannot_be_made_fails_its_photo_and_the_next_are_drawn(tmp_path, count):
     jobs = [small_job(tmp_path / f"{i}.png") for i in range(3)]
     jobs[1].style = figure.FigureStyle("title", "channel", "no_such_colormap", 20)  # Matplotlib raises KeyError
+    reports, deliver = collector()
     with workers.DrawingPool(count) as pool:
-        reports = [report for job in jobs for report in pool.submit(job, job.out_path)] + pool.finish()
+        for job in jobs:
+            pool.submit(job, job.out_path, deliver)
+        pool.finish(deliver)
     assert [tag for tag, _ in reports] == [job.out_path for job in jobs]
     (_, first), (_, failed), (_, third) = reports
     assert first.error is third.error is None and len(first.written) == len(third.written) == 3
@@ -235,9 +276,12 @@ def test_a_worker_that_dies_fails_its_photo_and_the_others_are_drawn(tmp_path, c
     jobs = [small_job(tmp_path / "a.png"), dying_job(tmp_path / "b.png"), small_job(tmp_path / "c.png")]
     later = small_job(tmp_path / "d.png")
     warnings = []
+    reports, deliver = collector()
     with workers.DrawingPool(count + 1, warnings.append) as pool:  # the jobs in flight: all but the later one
-        reports = [report for job in jobs for report in pool.submit(job, job.out_path.stem)]
-        reports += pool.submit(later, "d") + pool.finish()  # a fresh pool goes on
+        for job in jobs:
+            pool.submit(job, job.out_path.stem, deliver)
+        pool.submit(later, "d", deliver)  # to a fresh pool
+        pool.finish(deliver)
         assert pool.workers == count + 1  # as many: a photo was to blame, not the memory
     assert [tag for tag, _ in reports] == ["a", "b", "c", "d"]
     assert len(warnings) == 1 and warnings[0].startswith("a drawing worker process died; drawing the ")
@@ -311,7 +355,10 @@ def test_a_worker_killed_from_outside_halves_the_pool_which_goes_on(tmp_path):
             except concurrent.futures.process.BrokenProcessPool:
                 break
         job = small_job(tmp_path / "a.png")
-        [(tag, report)] = pool.submit(job, "a") + pool.finish()
+        reports, deliver = collector()
+        pool.submit(job, "a", deliver)
+        pool.finish(deliver)
+        [(tag, report)] = reports
         assert pool.workers == 1
     assert (tag, report.error) == ("a", None) and report.written == workers.planned_files(job)
     assert warnings == ["a drawing worker process died",
@@ -340,12 +387,34 @@ def test_ctrl_c_in_the_one_process_lets_the_figure_in_hand_be_written_whole_and_
     monkeypatch.setattr(workers, "draw_and_write", interrupted_while_drawing)
     job = small_job(tmp_path / "a.png")
     pool = workers.DrawingPool(1)
+    reports, deliver = collector()
     with pytest.raises(KeyboardInterrupt):
-        pool.submit(job, "a")
-    [(tag, report)] = pool.stop()  # reported, as a worker's job in hand is
+        pool.submit(job, "a", deliver)
+    pool.stop(deliver)
+    [(tag, report)] = reports  # delivered, then the Ctrl-C held back: as a worker's job in hand is
     assert tag == "a" and report.written == [job.out_path, job.out_path.with_suffix(".json"),
                                                job.out_path.with_suffix(".npz")]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_and_sigterm_held_back_are_delivered_after_the_block_sigterm_first_to_the_handlers_put_back():
+    calls = []
+
+    def on_sigterm(signum, frame):
+        calls.append("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with workers.interruptions_deferred():
+                signal.raise_signal(signal.SIGINT)
+                signal.raise_signal(signal.SIGTERM)
+                calls.append("the block, whole")
+        assert calls == ["the block, whole", "SIGTERM"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGTERM) is on_sigterm
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_the_failed_photos_are_listed_in_input_order_however_they_were_found(tmp_path, capsys):
