@@ -185,7 +185,7 @@ class Visualizer:
         """{channel: (size, size, 3) uint8 RGB image} optimised to excite each channel of `layer` (its mean).
 
         Feature visualisation as in Lucid (decorrelated Fourier image, random transforms, Adam,
-        each channel before its ReLU); all channels in one batch; cached under $DEEPVIZ_CACHE.
+        each channel before its ReLU); 16 channels a batch at 224 px; cached under $DEEPVIZ_CACHE.
         `size` None: 224, or the model's input if smaller. The same seed gives the same images.
         """
         settings = synthesis_settings(self.network, steps, size, seed)

@@ -120,6 +120,34 @@ def test_patterns_are_cached_and_reproducible(network, cache, monkeypatch):
     np.testing.assert_array_equal(mended[1].image, first[1].image)
 
 
+def test_many_channels_are_optimised_in_batches_of_bounded_size_with_the_same_patterns(network, cache, monkeypatch):
+    settings = synthesis.Settings(steps=3, size=SIZE, seed=5)
+    together = synthesis.synthesize_patterns(network, "mixed", [0, 1, 3, 4, 6], settings)
+    monkeypatch.setenv("DEEPVIZ_CACHE", str(cache.parent / "batched"))
+    monkeypatch.setattr(synthesis, "PATTERN_PIXELS_PER_BATCH", 2 * SIZE * SIZE + 1)  # two patterns a batch
+    real_optimise = synthesis.optimise_patterns
+    batches, totals = [], []
+
+    def recorded(network, models, channels, settings, advance=None):
+        batches.append(list(channels))
+        return real_optimise(network, models, channels, settings, advance)
+
+    def progress(layer, total):
+        totals.append(total)
+        return lambda steps: None
+
+    monkeypatch.setattr(synthesis, "optimise_patterns", recorded)
+    batched = synthesis.synthesize_patterns(network, "mixed", [0, 1, 3, 4, 6], settings, progress)
+    assert batches == [[0, 1], [3, 4], [6]] and totals == [3 * 3]  # one bar over every batch's steps
+    for channel, pattern in together.items():  # a channel's pattern does not depend on its batch
+        np.testing.assert_array_equal(batched[channel].image, pattern.image)
+
+
+@pytest.mark.parametrize("size, per_batch", [(224, 16), (299, 8), (512, 3), (1024, 1)])
+def test_a_batch_of_patterns_holds_at_most_sixteen_of_224_pixels(size, per_batch):
+    assert [len(batch) for batch in synthesis.channel_batches(list(range(20)), size)][0] == per_batch
+
+
 def test_cached_patterns_returns_only_what_is_cached_under_default_settings(network, cache):
     assert synthesis.cached_patterns(network, "mixed", [0, 3]) == {}
     synthesis.synthesize_patterns(network, "mixed", [0], synthesis.synthesis_settings(network, steps=2))
