@@ -251,6 +251,11 @@ def check_cmap(name: str) -> None:
         raise UsageError(f"argument --cmap: {error}") from None
 
 
+def warn(message: str) -> None:
+    """A warning on stderr, shown even with --quiet, as errors are."""
+    print(f"deepviz: warning: {message}", file=sys.stderr, flush=True)
+
+
 class Reporter:
     """Progress on stderr (silenced by --quiet); results on stdout."""
 
@@ -261,9 +266,7 @@ class Reporter:
         if not self.quiet:
             print(f"deepviz: {message}", file=sys.stderr, flush=True)
 
-    def warn(self, message: str) -> None:
-        """Shown even with --quiet, as errors are."""
-        print(f"deepviz: warning: {message}", file=sys.stderr, flush=True)
+    warn = staticmethod(warn)
 
     def quieted(self):
         """With --quiet, what libraries print meanwhile (Keras's download progress) is dropped; errors are

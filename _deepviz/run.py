@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 
 from .analysis import Analysis, PhotoResult
 from .backend import check_backend, keep_jax_compilations
-from .cli import Reporter, check_cmap, format_predictions
+from .cli import Reporter, check_cmap, format_predictions, warn
 from .errors import DeepvizError, Terminated, UsageError
 from .explain import nothing_to_explain
 from .figure import FigureStyle, display_photo, photo_title
@@ -425,7 +425,7 @@ class FailureLog:
         photo = self.attempt(path, load_image, path, notes)
         if notes:
             more = f" (and {len(notes) - 1} more)" if len(notes) > 1 else ""
-            print(f"deepviz: warning: {path}: {notes[0]}{more}", file=sys.stderr, flush=True)
+            warn(f"{path}: {notes[0]}{more}")
         return photo
 
 

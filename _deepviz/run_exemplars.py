@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -42,7 +41,7 @@ def run_exemplars(args, reporter: Reporter, make_visualizer) -> int:
         result = find_exemplars(visualizer.network, visualizer.choice, plan, photo_paths, args.engine,
                                 args.batch_size, args.ray_address, advance)
     for path, reason in result.failed:
-        print(f"deepviz: warning: skipped: {reason}", file=sys.stderr, flush=True)
+        reporter.warn(f"skipped: {reason}")
     names = distinct_names(photo_paths)  # the same name for a photo in every layer's figure
     for layer in result.exemplars:
         report_layer(layer, result, visualizer.network, plan, out_paths[layer], names, args)

@@ -113,7 +113,7 @@ class InFlight:
 
         Older ones, of an earlier run that was killed, are left as they are.
         """
-        for path in set().union(*(temporaries_of(path) for path in self.before)):
+        for path in temporaries_of(self.job.out_path):  # its JSON's and arrays' too: they share the stem
             with contextlib.suppress(OSError):
                 if path.stat().st_mtime >= self.handed_over_at - CLOCK_SLACK_SECONDS:
                     path.unlink()
@@ -269,9 +269,9 @@ class DrawingPool:
                 if flight.future.exception() is None:
                     deliver(flight.tag, flight.future.result())
                 elif isinstance(flight.future.exception(), BrokenProcessPool):
-                    flight.remove_temporaries()
-                    if flight.written():
-                        deliver(flight.tag, flight.report_by_files())
+                    report = flight.report_by_files()
+                    if report.written:  # else not started: dropped, as Ctrl-C drops those
+                        deliver(flight.tag, report)
 
     def deliver_oldest(self, deliver: Callable) -> None:
         """Wait for the oldest job, then deliver its report; an interrupted wait leaves it pending."""
