@@ -37,6 +37,7 @@ def load_image(path: Path, notes: list[str] | None = None) -> Image.Image:
     """
     path = Path(path)
     capture = notes is not None
+    caught = None  # until catch_warnings has begun: Ctrl-C may come before
     try:
         with warnings.catch_warnings(record=capture) as caught:
             warnings.simplefilter("always" if capture else "default")

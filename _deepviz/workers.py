@@ -238,16 +238,22 @@ class DrawingPool:
         if self.executor is None:  # after a worker died
             self.executor = start_working_executor(self.workers)
         try:
-            self.pending.append(InFlight.hand_over(tag, job, self.executor))
+            self.hand_over(tag, job)
         except BrokenProcessPool:  # a worker died since the last report
             self.recover()
             self.executor = start_working_executor(self.workers)
             try:
-                self.pending.append(InFlight.hand_over(tag, job, self.executor))
+                self.hand_over(tag, job)
             except BrokenProcessPool:  # and one of the fresh ones, at once
                 raise workers_dying(self.workers) from None
         while self.pending and (len(self.pending) > JOBS_PER_WORKER * self.workers or self.pending[0].future.done()):
             self.deliver_oldest(deliver)
+
+    def hand_over(self, tag, job: DrawJob) -> None:
+        """Hand `job` to the workers and keep it pending, with Ctrl-C and SIGTERM held back: a job handed
+        over is one `stop` knows of, so its files are reported."""
+        with interruptions_deferred():
+            self.pending.append(InFlight.hand_over(tag, job, self.executor))
 
     def finish(self, deliver: Callable) -> None:
         """Deliver every report still to come."""
